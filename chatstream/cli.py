@@ -1,0 +1,88 @@
+"""The `chatstream` command line: `generate` (the engine on a prompt) and `bench` (throughput).
+
+Heavy imports happen inside the subcommands, so `chatstream --help` answers at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+
+def _add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default="smollm2",
+                        help="local HF directory, hub id, or 'smollm2' (the bundled SmolLM2-135M-Instruct)")
+    parser.add_argument("--dtype", default="auto", help="auto | float32 | bfloat16 | float16")
+    parser.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda if available)")
+    parser.add_argument("--block-size", type=int, default=16)
+    parser.add_argument("--kv-cache-memory-gb", type=float, default=None,
+                        help="KV cache budget (default: sized for the machine)")
+    parser.add_argument("--max-num-seqs", type=int, default=64)
+    parser.add_argument("--max-num-batched-tokens", type=int, default=512)
+    parser.add_argument("--max-model-len", type=int, default=None)
+    parser.add_argument("--no-prefix-caching", action="store_true")
+
+
+def _engine_options(args: argparse.Namespace) -> dict:
+    return {
+        "dtype": args.dtype, "device": args.device, "block_size": args.block_size,
+        "kv_cache_memory_gb": args.kv_cache_memory_gb, "max_num_seqs": args.max_num_seqs,
+        "max_num_batched_tokens": args.max_num_batched_tokens, "max_model_len": args.max_model_len,
+        "enable_prefix_caching": not args.no_prefix_caching,
+    }
+
+
+def _run_generate(args: argparse.Namespace) -> int:
+    from chatstream import LLM, SamplingParams
+
+    llm = LLM(None if args.model == "smollm2" else args.model, **_engine_options(args))
+    tokenizer = llm.tokenizer
+    prompts = args.prompt or ["What is the capital of France?"]
+    if not args.raw and getattr(tokenizer, "chat_template", None):
+        texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
+                                               add_generation_prompt=True) for p in prompts]
+    else:
+        texts = prompts
+    params = SamplingParams(max_tokens=args.max_tokens, temperature=args.temperature, top_p=args.top_p,
+                            top_k=args.top_k, seed=args.seed)
+    for prompt, out in zip(prompts, llm.generate(texts, params)):
+        completion = out.outputs[0]
+        print(f"### {prompt}\n{completion.text.strip()}\n"
+              f"[{len(completion.token_ids)} tokens, finish_reason={completion.finish_reason}]\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chatstream", description=__doc__)
+    parser.add_argument("--log-level", default="INFO")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="generate replies to prompts with the engine")
+    gen.add_argument("prompt", nargs="*", help="user message(s); several run as one batch")
+    gen.add_argument("--max-tokens", type=int, default=128)
+    gen.add_argument("--temperature", type=float, default=0.0)
+    gen.add_argument("--top-p", type=float, default=1.0)
+    gen.add_argument("--top-k", type=int, default=0)
+    gen.add_argument("--seed", type=int, default=None)
+    gen.add_argument("--raw", action="store_true", help="send the prompt as is, without the chat template")
+    _add_engine_arguments(gen)
+    gen.set_defaults(func=_run_generate)
+
+    from chatstream.bench.cli import add_bench_arguments, run_bench
+
+    bench = sub.add_parser("bench", help="throughput benchmark: our engine against HF and vLLM")
+    add_bench_arguments(bench)
+    bench.set_defaults(func=run_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+"""Engine configuration: one frozen dataclass built once from CLI/constructor options.
+
+Values derived at start-up (the number of KV blocks, the effective context length) live on the
+components that derive them, never written back here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Options of the engine (every field has a default suited to a small CPU machine).
+
+    block_size: tokens per KV block.
+    kv_cache_memory_gb: memory budget for the KV cache; None sizes it for the machine
+        (CPU: min(4 GiB, 20 % of RAM); CUDA: 70 % of the free device memory after loading).
+    num_kv_blocks: exact number of KV blocks (overrides the memory budget; used by tests).
+    max_num_seqs: cap on sequences running in one step.
+    max_num_batched_tokens: the per-step token budget shared by decodes and (chunked) prefills.
+    max_model_len: context length; None takes the model's own.
+    enable_prefix_caching: share full KV blocks between requests with equal prefixes.
+    """
+
+    block_size: int = 16
+    kv_cache_memory_gb: float | None = None
+    num_kv_blocks: int | None = None
+    max_num_seqs: int = 64
+    max_num_batched_tokens: int = 512
+    max_model_len: int | None = None
+    enable_prefix_caching: bool = True
+
+    def __post_init__(self) -> None:
+        if self.block_size < 1:
+            raise ValueError(f"block_size must be >= 1, got {self.block_size}")
+        if self.kv_cache_memory_gb is not None and self.kv_cache_memory_gb <= 0:
+            raise ValueError(f"kv_cache_memory_gb must be > 0, got {self.kv_cache_memory_gb}")
+        if self.num_kv_blocks is not None and self.num_kv_blocks < 1:
+            raise ValueError(f"num_kv_blocks must be >= 1, got {self.num_kv_blocks}")
+        if self.max_num_seqs < 1:
+            raise ValueError(f"max_num_seqs must be >= 1, got {self.max_num_seqs}")
+        if self.max_num_batched_tokens < 1:
+            raise ValueError(f"max_num_batched_tokens must be >= 1, got {self.max_num_batched_tokens}")
+        if self.max_model_len is not None and self.max_model_len < 2:
+            raise ValueError(f"max_model_len must be >= 2, got {self.max_model_len}")
+
+    @classmethod
+    def split_options(cls, options: dict[str, Any]) -> tuple["EngineConfig", dict[str, Any]]:
+        """Take the engine's options out of `options`; return the config and what is left."""
+        names = {f.name for f in fields(cls)}
+        mine = {k: v for k, v in options.items() if k in names}
+        rest = {k: v for k, v in options.items() if k not in names}
+        return cls(**mine), rest

@@ -1,0 +1,209 @@
+"""The engine thread and its asyncio face.
+
+`AsyncEngine` owns exactly one thread that drives `EngineCore`. The event loop never runs model
+code: `generate()` hands the request to the thread through a locked inbox and then awaits an
+`asyncio.Queue` that the thread fills (one `call_soon_threadsafe` per step, with every delta of
+that step). Cancellation has one path: when the consumer of `generate()` stops early (client
+disconnect, task cancelled, `break`), its `finally` calls `abort(request_id)`, and the thread
+frees the request's blocks before its next step.
+
+If a step raises, the engine is dead: every waiting `generate()` raises `EngineDeadError` and new
+requests are refused, so callers can answer 503 instead of hanging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+from chatstream.engine.engine_core import EngineCore
+from chatstream.outputs import RequestDelta
+from chatstream.sampling_params import SamplingParams
+
+logger = logging.getLogger("chatstream.engine")
+
+
+class EngineDeadError(RuntimeError):
+    """The engine thread stopped because of an error; no request can be served."""
+
+
+@dataclass
+class _Add:
+    request_id: str
+    prompt_token_ids: list[int]
+    params: SamplingParams
+    prompt: str | None
+
+
+class _Stream:
+    """Per-request delivery from the engine thread to one `generate()` consumer."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.queue: asyncio.Queue[RequestDelta | BaseException] = asyncio.Queue()
+
+
+class AsyncEngine:
+    """Runs an `EngineCore` in its own thread; `generate()` and `abort()` are safe from asyncio."""
+
+    def __init__(self, core: EngineCore) -> None:
+        self.core = core
+        self._lock = threading.Lock()
+        self._wakeup = threading.Condition(self._lock)
+        self._inbox_add: list[_Add] = []
+        self._inbox_abort: list[str] = []
+        self._streams: dict[str, _Stream] = {}
+        self._stopping = False
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="chatstream-engine", daemon=True)
+        self._thread.start()
+
+    # -- status ------------------------------------------------------------------------------
+    @property
+    def is_running(self) -> bool:
+        return self._thread.is_alive() and self.error is None
+
+    @property
+    def tokenizer(self):  # noqa: ANN201 - the HF tokenizer type
+        return self.core.tokenizer
+
+    # -- asyncio side --------------------------------------------------------------------------
+    async def generate(
+        self,
+        prompt_token_ids: Sequence[int],
+        params: SamplingParams | None = None,
+        request_id: str | None = None,
+        prompt: str | None = None,
+    ) -> AsyncIterator[RequestDelta]:
+        """Stream the deltas of one request; leaving the iteration early aborts the request."""
+        if not self.is_running:
+            raise EngineDeadError("the engine is not running") from self.error
+        request_id = request_id or uuid.uuid4().hex
+        params = params or SamplingParams()
+        ids = [int(t) for t in prompt_token_ids]
+        self._validate(ids)
+        stream = _Stream(asyncio.get_running_loop())
+        with self._lock:
+            if self.error is not None or self._stopping:
+                raise EngineDeadError("the engine is not running") from self.error
+            if request_id in self._streams:
+                raise ValueError(f"request_id {request_id!r} is already in use")
+            self._streams[request_id] = stream
+            self._inbox_add.append(_Add(request_id, ids, params, prompt))
+            self._wakeup.notify()
+        finished = False
+        try:
+            while True:
+                item = await stream.queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                finished = item.finished
+                yield item
+                if finished:
+                    return
+        finally:
+            if not finished:
+                self.abort(request_id)
+
+    def _validate(self, ids: list[int]) -> None:
+        """The checks `EngineCore.add_request` would make, done here so the caller gets them."""
+        core = self.core
+        if not ids:
+            raise ValueError("prompt must contain at least one token")
+        if len(ids) >= core.max_model_len:
+            raise ValueError(
+                f"prompt is {len(ids)} tokens but the context holds max_model_len={core.max_model_len}: "
+                f"the prompt must be at most {core.max_model_len - 1} tokens"
+            )
+        bad = next((t for t in ids if not 0 <= t < core.vocab_size), None)
+        if bad is not None:
+            raise ValueError(f"prompt token id {bad} is out of range [0, {core.vocab_size})")
+
+    def abort(self, request_id: str) -> None:
+        """Ask the engine thread to stop a request and free its blocks (idempotent)."""
+        with self._lock:
+            self._inbox_abort.append(request_id)
+            self._wakeup.notify()
+
+    def shutdown(self, timeout: float | None = 10.0) -> None:
+        with self._lock:
+            self._stopping = True
+            self._wakeup.notify()
+        self._thread.join(timeout)
+
+    # -- engine thread -------------------------------------------------------------------------
+    def _run(self) -> None:
+        core = self.core
+        try:
+            while True:
+                with self._lock:
+                    while not (self._inbox_add or self._inbox_abort or self._stopping
+                               or core.has_unfinished_requests()):
+                        self._wakeup.wait()
+                    if self._stopping:
+                        break
+                    adds, self._inbox_add = self._inbox_add, []
+                    aborts, self._inbox_abort = self._inbox_abort, []
+                deltas: list[RequestDelta] = []
+                for add in adds:
+                    try:
+                        core.add_request(add.request_id, add.prompt_token_ids, add.params, add.prompt)
+                    except ValueError as exc:
+                        self._deliver_error(add.request_id, exc)
+                for request_id in aborts:
+                    delta = core.abort_request(request_id)
+                    if delta is not None:
+                        deltas.append(delta)
+                deltas.extend(core.step())
+                self._deliver(deltas)
+        except BaseException as exc:  # noqa: BLE001 - any failure kills the engine, loudly
+            logger.exception("engine thread died")
+            self.error = exc
+            dead = EngineDeadError(f"the engine thread died: {exc!r}")
+            dead.__cause__ = exc
+            self._fail_all(dead)
+            return
+        self._fail_all(EngineDeadError("the engine was shut down"))
+
+    def _deliver(self, deltas: list[RequestDelta]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[_Stream, RequestDelta]]] = {}
+        with self._lock:
+            for delta in deltas:
+                stream = self._streams.get(delta.request_id)
+                if delta.finished:
+                    self._streams.pop(delta.request_id, None)
+                if stream is not None:
+                    by_loop.setdefault(stream.loop, []).append((stream, delta))
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_put_all, items)
+            except RuntimeError:
+                pass  # the consumer's loop is closed; nobody is listening any more
+
+    def _deliver_error(self, request_id: str, exc: BaseException) -> None:
+        with self._lock:
+            stream = self._streams.pop(request_id, None)
+        if stream is not None:
+            self._deliver_error_to(stream, exc)
+
+    def _fail_all(self, exc: BaseException) -> None:
+        with self._lock:
+            streams, self._streams = list(self._streams.values()), {}
+        for stream in streams:
+            self._deliver_error_to(stream, exc)
+
+    @staticmethod
+    def _deliver_error_to(stream: _Stream, exc: BaseException) -> None:
+        try:
+            stream.loop.call_soon_threadsafe(stream.queue.put_nowait, exc)
+        except RuntimeError:
+            pass
+
+
+def _put_all(items: list[tuple[_Stream, RequestDelta]]) -> None:
+    for stream, delta in items:
+        stream.queue.put_nowait(delta)

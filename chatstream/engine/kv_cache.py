@@ -1,0 +1,87 @@
+"""The KV cache tensors and the formula that sizes them.
+
+Layout per layer: keys and values each `[num_blocks, block_size, num_kv_heads, head_dim]`, so a
+token's slot is `block_id * block_size + offset` in the flattened first two dimensions.
+
+Sizing: one token costs `2 (K and V) * num_layers * num_kv_heads * head_dim * dtype_bytes`; one
+block costs that times `block_size`, and `num_blocks = budget_bytes // bytes_per_block`. The default
+budget is min(4 GiB, 20 % of RAM) on CPU and 70 % of the free device memory on CUDA.
+On CPU the tensors live in one anonymous memory map: its pages are zero (never NaN, which masked
+attention would turn into NaN outputs) and are only backed by memory once written, so the resident
+size grows with the blocks actually used rather than with the budget.
+"""
+
+from __future__ import annotations
+
+import mmap
+from dataclasses import dataclass
+
+import psutil
+import torch
+from transformers import PretrainedConfig
+
+GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class KVCacheSpec:
+    num_layers: int
+    num_kv_heads: int
+    head_dim: int
+    dtype: torch.dtype
+
+    @classmethod
+    def from_config(cls, config: PretrainedConfig, dtype: torch.dtype) -> "KVCacheSpec":
+        config = config.get_text_config() if hasattr(config, "get_text_config") else config
+        num_heads = config.num_attention_heads
+        num_kv_heads = getattr(config, "num_key_value_heads", None) or num_heads
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // num_heads
+        return cls(config.num_hidden_layers, num_kv_heads, head_dim, dtype)
+
+    @property
+    def bytes_per_token(self) -> int:
+        elem = torch.empty((), dtype=self.dtype).element_size()
+        return 2 * self.num_layers * self.num_kv_heads * self.head_dim * elem
+
+
+def default_kv_budget_bytes(device: torch.device) -> int:
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free * 0.7)
+    return int(min(4 * GIB, 0.2 * psutil.virtual_memory().total))
+
+
+class KVCache:
+    """Per-layer key and value block tensors."""
+
+    def __init__(self, spec: KVCacheSpec, num_blocks: int, block_size: int, device: torch.device) -> None:
+        self.spec = spec
+        self.num_blocks = num_blocks
+        self.block_size = block_size
+        shape = (2, spec.num_layers, num_blocks, block_size, spec.num_kv_heads, spec.head_dim)
+        if device.type == "cpu":
+            numel = 1
+            for n in shape:
+                numel *= n
+            elem = torch.empty((), dtype=spec.dtype).element_size()
+            self._buffer = mmap.mmap(-1, max(numel * elem, 1))
+            data = torch.frombuffer(self._buffer, dtype=spec.dtype, count=numel).view(shape)
+        else:
+            data = torch.zeros(shape, dtype=spec.dtype, device=device)
+        self.key_blocks = list(data[0].unbind(0))
+        self.value_blocks = list(data[1].unbind(0))
+
+    @staticmethod
+    def num_blocks_for(spec: KVCacheSpec, block_size: int, budget_bytes: int) -> int:
+        return budget_bytes // (spec.bytes_per_token * block_size)
+
+    @property
+    def size_bytes(self) -> int:
+        return self.num_blocks * self.block_size * self.spec.bytes_per_token
+
+    def write(self, layer: int, slot_mapping: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> None:
+        """Store new tokens' `key`/`value` ([T, num_kv_heads, head_dim]) at their slots."""
+        kc = self.key_blocks[layer].view(-1, self.spec.num_kv_heads, self.spec.head_dim)
+        vc = self.value_blocks[layer].view(-1, self.spec.num_kv_heads, self.spec.head_dim)
+        kc.index_copy_(0, slot_mapping, key)
+        vc.index_copy_(0, slot_mapping, value)

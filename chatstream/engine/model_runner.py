@@ -1,0 +1,95 @@
+"""Runs one engine step on the HuggingFace model: flat inputs, slot mapping, paged attention.
+
+The scheduler's output becomes one packed batch `[1, T]`: decodes first (one token each), then
+prompt chunks. Position ids are the tokens' absolute positions, so rotary or learned position
+embeddings are right for every request in the pack. Only the rows whose request reaches its last
+token in this step go through the LM head (`logits_to_keep` as an index tensor), which spares the
+vocabulary projection for every other prompt token.
+"""
+
+from __future__ import annotations
+
+import torch
+from transformers import PreTrainedModel
+
+from chatstream.engine.kv_cache import KVCache
+from chatstream.engine.paged_attention import (
+    ATTN_IMPLEMENTATION,
+    AttentionMetadata,
+    PrefillSequence,
+    forward_context,
+)
+from chatstream.engine.request import Request
+from chatstream.engine.scheduler import ScheduledRequest, SchedulerOutput
+
+
+def _slots(block_ids: list[int], block_size: int, start: int, end: int) -> list[int]:
+    return [block_ids[p // block_size] * block_size + p % block_size for p in range(start, end)]
+
+
+class ModelRunner:
+    """Owns the model and the KV cache tensors; turns a `SchedulerOutput` into logits."""
+
+    def __init__(self, model: PreTrainedModel, kv_cache: KVCache) -> None:
+        self.model = model
+        self.kv_cache = kv_cache
+        self.block_size = kv_cache.block_size
+        self.device = model.device
+        model.set_attn_implementation(ATTN_IMPLEMENTATION)
+
+    def execute(self, output: SchedulerOutput) -> tuple[torch.Tensor, list[Request]]:
+        """Run the step; return float32 logits `[N, V]` and the N requests they belong to."""
+        decodes = [s for s in output.scheduled if s.num_new_tokens == 1]
+        prefills = [s for s in output.scheduled if s.num_new_tokens > 1]
+        ordered: list[ScheduledRequest] = decodes + prefills
+        bs = self.block_size
+
+        input_ids: list[int] = []
+        positions: list[int] = []
+        slots: list[int] = []
+        logits_rows: list[int] = []
+        sampled: list[Request] = []
+        for s in ordered:
+            r = s.request
+            start, end = r.num_computed_tokens, r.num_computed_tokens + s.num_new_tokens
+            input_ids.extend(r.all_token_ids[start:end])
+            positions.extend(range(start, end))
+            slots.extend(_slots(r.block_ids, bs, start, end))
+            if end == r.num_tokens:
+                logits_rows.append(len(input_ids) - 1)
+                sampled.append(r)
+
+        dev = self.device
+        meta = AttentionMetadata(
+            kv_cache=self.kv_cache,
+            slot_mapping=torch.tensor(slots, dtype=torch.long, device=dev),
+            num_decode_tokens=len(decodes),
+        )
+        if decodes:
+            num_blocks = max(-(-(s.request.num_computed_tokens + 1) // bs) for s in decodes)
+            tables = [s.request.block_ids[:num_blocks] for s in decodes]
+            tables = [t + [0] * (num_blocks - len(t)) for t in tables]
+            meta.decode_block_tables = torch.tensor(tables, dtype=torch.long, device=dev)
+            context_lens = torch.tensor([s.request.num_computed_tokens + 1 for s in decodes], device=dev)
+            key_pos = torch.arange(num_blocks * bs, device=dev)
+            meta.decode_mask = (key_pos[None, :] < context_lens[:, None])[:, None, None, :]
+        query_start = len(decodes)
+        for s in prefills:
+            r = s.request
+            n, done = s.num_new_tokens, r.num_computed_tokens
+            mask = None
+            table = torch.empty(0, dtype=torch.long, device=dev)
+            if done:
+                ctx = done + n
+                table = torch.tensor(r.block_ids[:-(-ctx // bs)], dtype=torch.long, device=dev)
+                q_pos = torch.arange(done, ctx, device=dev)
+                mask = torch.arange(ctx, device=dev)[None, :] <= q_pos[:, None]
+            meta.prefills.append(PrefillSequence(query_start, n, done, table, mask))
+            query_start += n
+
+        ids = torch.tensor([input_ids], dtype=torch.long, device=dev)
+        pos = torch.tensor([positions], dtype=torch.long, device=dev)
+        rows = torch.tensor(logits_rows, dtype=torch.long, device=dev)
+        with torch.inference_mode(), forward_context(meta):
+            out = self.model(input_ids=ids, position_ids=pos, logits_to_keep=rows, use_cache=False)
+        return out.logits[0].float(), sampled

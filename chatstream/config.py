@@ -22,6 +22,10 @@ class EngineConfig:
     max_num_batched_tokens: the per-step token budget shared by decodes and (chunked) prefills.
     max_model_len: context length; None takes the model's own.
     enable_prefix_caching: share full KV blocks between requests with equal prefixes.
+    cpu_prepack_weights: on CPU, reorder fp32 linear weights once into oneDNN's blocked layout
+        (faster small-batch matrix products, at the cost of a second copy of those weights).
+    cpu_attention_kernel: on CPU in fp32, run decode attention in our compiled paged kernel
+        (built on first use; without a compiler the engine falls back to SDPA).
     """
 
     block_size: int = 16
@@ -31,6 +35,8 @@ class EngineConfig:
     max_num_batched_tokens: int = 512
     max_model_len: int | None = None
     enable_prefix_caching: bool = True
+    cpu_prepack_weights: bool = True
+    cpu_attention_kernel: bool = True
 
     def __post_init__(self) -> None:
         if self.block_size < 1:

@@ -19,6 +19,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from chatstream.config import EngineConfig
 from chatstream.engine.block_manager import BlockManager
+from chatstream.engine.cpu_weights import prepack_linear_weights
 from chatstream.engine.detokenizer import IncrementalDetokenizer
 from chatstream.engine.kv_cache import GIB, KVCache, KVCacheSpec, default_kv_budget_bytes
 from chatstream.engine.model_runner import ModelRunner
@@ -72,8 +73,10 @@ class EngineCore:
         self.kv_cache = KVCache(spec, num_blocks, config.block_size, model.device)
         self.block_manager = BlockManager(num_blocks, config.block_size, config.enable_prefix_caching)
         self.scheduler = Scheduler(self.block_manager, config.max_num_seqs, config.max_num_batched_tokens)
-        self.runner = ModelRunner(model, self.kv_cache)
         self.vocab_size = model.get_output_embeddings().weight.shape[0]
+        if config.cpu_prepack_weights and model.device.type == "cpu":
+            prepack_linear_weights(model)
+        self.runner = ModelRunner(model, self.kv_cache, use_cpu_kernel=config.cpu_attention_kernel)
         self.sampler = Sampler(self.vocab_size)
         self.eos_token_ids = _eos_token_ids(model, tokenizer)
         self.max_model_len = self._context_len(text_config, num_blocks)

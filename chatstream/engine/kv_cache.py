@@ -1,7 +1,9 @@
 """The KV cache tensors and the formula that sizes them.
 
-Layout per layer: keys and values each `[num_blocks, block_size, num_kv_heads, head_dim]`, so a
-token's slot is `block_id * block_size + offset` in the flattened first two dimensions.
+Layout per layer: keys and values each `[num_blocks, num_kv_heads, block_size, head_dim]`. A
+token's slot is `block_id * block_size + offset`; heads come before positions inside a block so
+that one KV head's keys of a block are one contiguous run of memory, which is what the decode
+kernel streams through.
 
 Sizing: one token costs `2 (K and V) * num_layers * num_kv_heads * head_dim * dtype_bytes`; one
 block costs that times `block_size`, and `num_blocks = budget_bytes // bytes_per_block`. The default
@@ -58,7 +60,7 @@ class KVCache:
         self.spec = spec
         self.num_blocks = num_blocks
         self.block_size = block_size
-        shape = (2, spec.num_layers, num_blocks, block_size, spec.num_kv_heads, spec.head_dim)
+        shape = (2, spec.num_layers, num_blocks, spec.num_kv_heads, block_size, spec.head_dim)
         if device.type == "cpu":
             numel = 1
             for n in shape:
@@ -81,7 +83,8 @@ class KVCache:
 
     def write(self, layer: int, slot_mapping: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> None:
         """Store new tokens' `key`/`value` ([T, num_kv_heads, head_dim]) at their slots."""
-        kc = self.key_blocks[layer].view(-1, self.spec.num_kv_heads, self.spec.head_dim)
-        vc = self.value_blocks[layer].view(-1, self.spec.num_kv_heads, self.spec.head_dim)
-        kc.index_copy_(0, slot_mapping, key)
-        vc.index_copy_(0, slot_mapping, value)
+        blocks = torch.div(slot_mapping, self.block_size, rounding_mode="floor")
+        offsets = slot_mapping - blocks * self.block_size
+        # A [num_blocks, block_size, heads, dim] view of the cache, indexed by (block, offset).
+        self.key_blocks[layer].transpose(1, 2)[blocks, offsets] = key
+        self.value_blocks[layer].transpose(1, 2)[blocks, offsets] = value

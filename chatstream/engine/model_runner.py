@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from transformers import PreTrainedModel
 
+from chatstream.engine.cpu_attention import load_decode_kernel
 from chatstream.engine.kv_cache import KVCache
 from chatstream.engine.paged_attention import (
     ATTN_IMPLEMENTATION,
@@ -23,6 +24,13 @@ from chatstream.engine.request import Request
 from chatstream.engine.scheduler import ScheduledRequest, SchedulerOutput
 
 
+def _additive_mask(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    # SDPA on CPU is several times faster with an additive float mask than with a boolean one,
+    # which it converts on every call; we build it once per step for all layers.
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+    return mask.masked_fill_(~allowed, float("-inf"))
+
+
 def _slots(block_ids: list[int], block_size: int, start: int, end: int) -> list[int]:
     return [block_ids[p // block_size] * block_size + p % block_size for p in range(start, end)]
 
@@ -30,11 +38,15 @@ def _slots(block_ids: list[int], block_size: int, start: int, end: int) -> list[
 class ModelRunner:
     """Owns the model and the KV cache tensors; turns a `SchedulerOutput` into logits."""
 
-    def __init__(self, model: PreTrainedModel, kv_cache: KVCache) -> None:
+    def __init__(self, model: PreTrainedModel, kv_cache: KVCache, use_cpu_kernel: bool = True) -> None:
         self.model = model
         self.kv_cache = kv_cache
         self.block_size = kv_cache.block_size
         self.device = model.device
+        self.dtype = model.dtype
+        self.decode_kernel = None
+        if use_cpu_kernel and self.device.type == "cpu" and self.dtype == torch.float32:
+            self.decode_kernel = load_decode_kernel()
         model.set_attn_implementation(ATTN_IMPLEMENTATION)
 
     def execute(self, output: SchedulerOutput) -> tuple[torch.Tensor, list[Request]]:
@@ -71,8 +83,13 @@ class ModelRunner:
             tables = [t + [0] * (num_blocks - len(t)) for t in tables]
             meta.decode_block_tables = torch.tensor(tables, dtype=torch.long, device=dev)
             context_lens = torch.tensor([s.request.num_computed_tokens + 1 for s in decodes], device=dev)
-            key_pos = torch.arange(num_blocks * bs, device=dev)
-            meta.decode_mask = (key_pos[None, :] < context_lens[:, None])[:, None, None, :]
+            meta.decode_context_lens = context_lens
+            if self.decode_kernel is not None:
+                meta.decode_kernel = self.decode_kernel
+            else:
+                key_pos = torch.arange(num_blocks * bs, device=dev)
+                allowed = key_pos[None, :] < context_lens[:, None]
+                meta.decode_mask = _additive_mask(allowed, self.dtype)[:, None, None, :]
         query_start = len(decodes)
         for s in prefills:
             r = s.request
@@ -83,7 +100,7 @@ class ModelRunner:
                 ctx = done + n
                 table = torch.tensor(r.block_ids[:-(-ctx // bs)], dtype=torch.long, device=dev)
                 q_pos = torch.arange(done, ctx, device=dev)
-                mask = torch.arange(ctx, device=dev)[None, :] <= q_pos[:, None]
+                mask = _additive_mask(torch.arange(ctx, device=dev)[None, :] <= q_pos[:, None], self.dtype)
             meta.prefills.append(PrefillSequence(query_start, n, done, table, mask))
             query_start += n
 

@@ -14,15 +14,16 @@ The per-step metadata (slot mapping, block tables, masks) is built once per step
 `ModelRunner` and shared by all layers; it reaches this function through `forward_context`, a
 value set only for the duration of one forward pass on the engine thread.
 
-Decodes (one new token per request) are batched into one SDPA call over a padded gather of their
-blocks; prompts (or prompt chunks) run one SDPA call each, causal, with an offset when part of the
+Decodes (one new token per request) run, on CPU in fp32, through our compiled kernel that reads
+K/V straight from the blocks (`cpu_attention.py`); elsewhere they are batched into one SDPA call
+over a padded gather of their blocks. Prompts (or prompt chunks) run one SDPA call each, causal, with an offset when part of the
 prompt is already in the cache (chunked prefill, prefix-cache hits, resumed requests).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import torch
@@ -41,7 +42,7 @@ class PrefillSequence:
     query_len: int
     num_computed: int  # tokens already in the cache before this chunk
     block_table: torch.Tensor  # [num_blocks_covering_context] long
-    mask: torch.Tensor | None  # [query_len, context_len] bool; None = plain causal, no context
+    mask: torch.Tensor | None  # [query_len, context_len] additive (0 / -inf); None = causal, no context
 
     @property
     def context_len(self) -> int:
@@ -54,7 +55,10 @@ class AttentionMetadata:
     slot_mapping: torch.Tensor  # [T] long: flat slot of each new token
     num_decode_tokens: int  # the first tokens of the batch are decodes, one per request
     decode_block_tables: torch.Tensor | None = None  # [D, max_blocks] long, padded with block 0
-    decode_mask: torch.Tensor | None = None  # [D, 1, 1, max_blocks * block_size] bool
+    decode_mask: torch.Tensor | None = None  # [D, 1, 1, max_blocks * block_size] additive (0 / -inf)
+    decode_context_lens: torch.Tensor | None = None  # [D] long
+    # The compiled CPU kernel (cpu_attention.py) when available; it replaces gather + SDPA.
+    decode_kernel: Callable[..., torch.Tensor] | None = None
     prefills: list[PrefillSequence] = field(default_factory=list)
 
 
@@ -71,10 +75,13 @@ def forward_context(metadata: AttentionMetadata) -> Iterator[None]:
 
 
 def _gather(blocks: torch.Tensor, block_table: torch.Tensor) -> torch.Tensor:
-    """Blocks `[N, bs, H, D]` picked by `block_table` (`[..., nb]`) as `[..., H, nb * bs, D]`."""
-    picked = blocks[block_table]  # [..., nb, bs, H, D]
-    picked = picked.flatten(-4, -3)  # [..., nb*bs, H, D]
-    return picked.transpose(-3, -2)
+    """Blocks `[N, H, bs, D]` picked by `block_table` (`[..., nb]`) as `[..., H, nb * bs, D]`."""
+    # index_select copies whole blocks with memcpy; advanced indexing (`blocks[table]`) goes
+    # through the generic gather kernel and was several times slower on CPU.
+    picked = torch.index_select(blocks, 0, block_table.reshape(-1))  # [n, H, bs, D]
+    picked = picked.view(*block_table.shape, *blocks.shape[1:])  # [..., nb, H, bs, D]
+    picked = picked.transpose(-4, -3)  # [..., H, nb, bs, D]
+    return picked.flatten(-3, -2)  # [..., H, nb*bs, D]
 
 
 def paged_attention_forward(
@@ -108,7 +115,12 @@ def paged_attention_forward(
 
     out = torch.empty(q.shape[1], q.shape[0], q.shape[2], dtype=q.dtype, device=q.device)  # [T, H, D]
     nd = meta.num_decode_tokens
-    if nd:
+    if nd and meta.decode_kernel is not None:
+        qd = q[:, :nd].transpose(0, 1)  # [D, H, hd]
+        scale = scaling if scaling is not None else q.shape[-1] ** -0.5
+        out[:nd] = meta.decode_kernel(qd, key_blocks, value_blocks, meta.decode_block_tables,
+                                      meta.decode_context_lens, scale)
+    elif nd:
         qd = q[:, :nd].transpose(0, 1).unsqueeze(2)  # [D, H, 1, hd]
         kd = _gather(key_blocks, meta.decode_block_tables)  # [D, KVH, L, hd]
         vd = _gather(value_blocks, meta.decode_block_tables)

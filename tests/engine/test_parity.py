@@ -169,7 +169,7 @@ def _blocks_for_longest(prompts: list[list[int]], block_size: int) -> int:
     return -(-(max(len(p) for p in prompts) + MAX_TOKENS) // block_size)
 
 
-VARIANTS = ["default", "preemption", "chunked_prefill", "preemption_chunked_tiny_blocks"]
+VARIANTS = ["default", "preemption", "chunked_prefill", "preemption_chunked_tiny_blocks", "sdpa_decode"]
 
 
 def _variant_options(variant: str, prompts: list[list[int]]) -> dict[str, Any]:
@@ -183,6 +183,9 @@ def _variant_options(variant: str, prompts: list[list[int]]) -> dict[str, Any]:
     if variant == "chunked_prefill":
         # Smaller than most prompts, so prompts are prefilled over several steps alongside other requests' decodes.
         return {"max_num_batched_tokens": 16}
+    if variant == "sdpa_decode":
+        # The portable path: decodes through gathered blocks + SDPA instead of the compiled CPU kernel.
+        return {"cpu_attention_kernel": False, "cpu_prepack_weights": False}
     if variant == "preemption_chunked_tiny_blocks":
         need = _blocks_for_longest(prompts, 4)
         return {"block_size": 4, "num_kv_blocks": need + 2, "max_num_batched_tokens": 16}

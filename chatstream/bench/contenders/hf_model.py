@@ -19,6 +19,9 @@ from chatstream.bench.protocol import BenchJob, RequestTiming
 def load_causal_lm(job: BenchJob, **kwargs: Any) -> PreTrainedModel:
     torch.set_num_threads(job.threads)
     model = AutoModelForCausalLM.from_pretrained(job.model, dtype=getattr(torch, job.dtype), **kwargs)
+    # Same placement rule as our engine's loader: the GPU when there is one.
+    if torch.cuda.is_available() and "device_map" not in kwargs:
+        model = model.to("cuda")
     return model.eval()
 
 

@@ -19,7 +19,7 @@ def run(job: BenchJob) -> ContenderRun:
     start = perf_counter()
     model = load_causal_lm(job)
     if job.warmup:
-        warm = torch.tensor([job.warmup_prompt])
+        warm = torch.tensor([job.warmup_prompt], device=model.device)
         model.generate(input_ids=warm, attention_mask=torch.ones_like(warm), generation_config=greedy_config(model, 2))
     config = greedy_config(model, job.output_len)
     startup = perf_counter() - start
@@ -27,7 +27,7 @@ def run(job: BenchJob) -> ContenderRun:
     requests: list[RequestTiming] = []
     t0 = perf_counter()
     for prompt in job.prompts:
-        ids = torch.tensor([prompt])
+        ids = torch.tensor([prompt], device=model.device)
         streamer = TimingStreamer(t0, batch_size=1)
         model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=config, streamer=streamer)
         requests.extend(streamer.timings())

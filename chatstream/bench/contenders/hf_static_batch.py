@@ -31,13 +31,13 @@ def run(job: BenchJob) -> ContenderRun:
     model = load_causal_lm(job)
     pad_id = pad_token_id(model)
     if job.warmup:
-        warm = torch.tensor([job.warmup_prompt])
+        warm = torch.tensor([job.warmup_prompt], device=model.device)
         model.generate(input_ids=warm, attention_mask=torch.ones_like(warm), generation_config=greedy_config(model, 2))
     config = greedy_config(model, job.output_len)
     startup = perf_counter() - start
 
     t0 = perf_counter()
-    ids, mask = left_padded(job.prompts, pad_id)
+    ids, mask = (t.to(model.device) for t in left_padded(job.prompts, pad_id))
     streamer = TimingStreamer(t0, batch_size=len(job.prompts))
     model.generate(input_ids=ids, attention_mask=mask, generation_config=config, streamer=streamer)
     return ContenderRun(requests=streamer.timings(), startup_s=startup)

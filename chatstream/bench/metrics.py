@@ -5,7 +5,8 @@ Owns the definitions, so every contender is scored the same way:
   TTFT            = time from t0 to a request's first output token; mean and p99 over requests.
   ITL             = gaps between consecutive output tokens of one request, pooled over all requests, then
                     averaged (as vLLM's benchmarks do), so long requests weigh by their token count.
-  peak RSS        = the worker's own `ru_maxrss` plus that of its largest reaped child.
+  peak RSS        = the worker's own `ru_maxrss`, plus that of its largest reaped child for contenders that
+                    run the model in child processes (vLLM).
 Percentiles interpolate linearly between order statistics (numpy's default), so p99 of few requests is not
 simply the maximum. Standard library only.
 """

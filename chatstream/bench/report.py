@@ -20,9 +20,14 @@ MIB = 1024**2
 RATIO_KEYS = ("output_tokens_per_s", "ttft_mean_s", "ttft_p99_s", "itl_mean_s", "peak_rss_bytes")
 
 
+MODEL_IN_CHILD_PROCESSES = frozenset({"vllm"})
+
+
 def summarize(outcome: BenchOutcome) -> dict[str, Any]:
     workload = outcome.workload
     results: list[dict[str, Any]] = []
+    # Only vLLM runs its model in child processes. For the others the kernel's children figure is an
+    # artifact: a helper process spawned (vfork) by a big process reports the parent's RSS as its own.
     for item in outcome.outcomes:
         if item.result is None:
             continue
@@ -32,7 +37,8 @@ def summarize(outcome: BenchOutcome) -> dict[str, Any]:
                                "versions": res.versions, "log": item.log_path}
         if res.ok and res.run is not None:
             row.update(metrics=asdict(compute_metrics(res.run.requests)),
-                       peak_rss_bytes=res.peak_rss_bytes + res.peak_rss_children_bytes,
+                       peak_rss_bytes=res.peak_rss_bytes + (res.peak_rss_children_bytes
+                                                            if item.name in MODEL_IN_CHILD_PROCESSES else 0),
                        peak_rss_self_bytes=res.peak_rss_bytes, peak_rss_children_bytes=res.peak_rss_children_bytes,
                        startup_s=res.run.startup_s, extra=res.run.extra, notes=res.run.notes,
                        output_token_ids=[r.output_token_ids for r in res.run.requests])

@@ -68,7 +68,7 @@ class LLM:
         # leave the others half-submitted.
         encoded = [self._encode(p) for p in prompt_list]
         for ids in encoded:
-            self._check_prompt(ids)
+            self.engine.validate_prompt(ids)
         results: dict[str, RequestOutput] = {}
         order: list[str] = []
         for prompt, ids, params in zip(prompt_list, encoded, params_list):
@@ -109,16 +109,6 @@ class LLM:
                 raise ValueError("a text prompt needs a tokenizer; pass token ids or a tokenizer")
             return list(self.tokenizer(prompt)["input_ids"])
         return [int(t) for t in prompt]
-
-    def _check_prompt(self, ids: list[int]) -> None:
-        limit = self.engine.max_model_len
-        if not ids:
-            raise ValueError("prompt must contain at least one token")
-        if len(ids) >= limit:
-            raise ValueError(
-                f"prompt is {len(ids)} tokens but the context holds max_model_len={limit}: "
-                f"the prompt must be at most {limit - 1} tokens"
-            )
 
 
 def _as_prompt_list(prompts: PromptInput | Sequence[PromptInput]) -> list[PromptInput]:

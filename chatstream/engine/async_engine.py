@@ -85,7 +85,7 @@ class AsyncEngine:
         request_id = request_id or uuid.uuid4().hex
         params = params or SamplingParams()
         ids = [int(t) for t in prompt_token_ids]
-        self._validate(ids)
+        self.core.validate_prompt(ids)  # in the caller, so bad input raises here
         stream = _Stream(asyncio.get_running_loop())
         with self._lock:
             if self.error is not None or self._stopping:
@@ -108,20 +108,6 @@ class AsyncEngine:
         finally:
             if not finished:
                 self.abort(request_id)
-
-    def _validate(self, ids: list[int]) -> None:
-        """The checks `EngineCore.add_request` would make, done here so the caller gets them."""
-        core = self.core
-        if not ids:
-            raise ValueError("prompt must contain at least one token")
-        if len(ids) >= core.max_model_len:
-            raise ValueError(
-                f"prompt is {len(ids)} tokens but the context holds max_model_len={core.max_model_len}: "
-                f"the prompt must be at most {core.max_model_len - 1} tokens"
-            )
-        bad = next((t for t in ids if not 0 <= t < core.vocab_size), None)
-        if bad is not None:
-            raise ValueError(f"prompt token id {bad} is out of range [0, {core.vocab_size})")
 
     def abort(self, request_id: str) -> None:
         """Ask the engine thread to stop a request and free its blocks (idempotent)."""

@@ -59,6 +59,7 @@ class EngineCore:
         self.tokenizer = tokenizer
         text_config = model.config.get_text_config()
         spec = KVCacheSpec.from_config(text_config, model.dtype)
+        model_len = self._model_len(text_config)
         if config.num_kv_blocks is not None:
             num_blocks = config.num_kv_blocks
         else:
@@ -66,7 +67,6 @@ class EngineCore:
                       else default_kv_budget_bytes(model.device))
             num_blocks = KVCache.num_blocks_for(spec, config.block_size, budget)
             # More blocks than every sequence slot can fill at full context would only cost memory.
-            model_len = config.max_model_len or getattr(text_config, "max_position_embeddings", None) or 2048
             num_blocks = min(num_blocks, -(-config.max_num_seqs * model_len // config.block_size))
         if num_blocks < 1:
             raise ValueError("the KV cache budget is too small for a single block")
@@ -79,16 +79,19 @@ class EngineCore:
         self.runner = ModelRunner(model, self.kv_cache, use_cpu_kernel=config.cpu_attention_kernel)
         self.sampler = Sampler(self.vocab_size)
         self.eos_token_ids = _eos_token_ids(model, tokenizer)
-        self.max_model_len = self._context_len(text_config, num_blocks)
+        # A request must fit in the cache on its own, or it could never be scheduled.
+        self.max_model_len = min(model_len, num_blocks * config.block_size)
         self.requests: dict[str, Request] = {}
         self.stats = EngineStats()
         logger.info(
-            "KV cache: %d blocks x %d tokens = %d tokens, %.2f GiB (%s, %s); max_model_len=%d",
+            "KV cache: %d blocks x %d tokens = %d tokens, %.2f GiB (%s, %s); max_model_len=%d, "
+            "so %.1f sequences of full length fit at once",
             num_blocks, config.block_size, num_blocks * config.block_size, self.kv_cache.size_bytes / GIB,
             model.device, str(model.dtype).removeprefix("torch."), self.max_model_len,
+            num_blocks * config.block_size / self.max_model_len,
         )
 
-    def _context_len(self, text_config: object, num_blocks: int) -> int:
+    def _model_len(self, text_config: object) -> int:
         model_len = getattr(text_config, "max_position_embeddings", None) or 2048
         if self.config.max_model_len is not None:
             model_len = self.config.max_model_len
@@ -97,8 +100,7 @@ class EngineCore:
         window = getattr(text_config, "sliding_window", None)
         if window and getattr(text_config, "use_sliding_window", True):
             model_len = min(model_len, window)
-        # A request must fit in the cache on its own, or it could never be scheduled.
-        return min(model_len, num_blocks * self.config.block_size)
+        return model_len
 
     # -- requests ----------------------------------------------------------------------------
     def add_request(
@@ -112,6 +114,21 @@ class EngineCore:
         if request_id in self.requests:
             raise ValueError(f"request_id {request_id!r} is already in use")
         ids = [int(t) for t in prompt_token_ids]
+        self.validate_prompt(ids)
+        room = self.max_model_len - len(ids)
+        max_tokens = room if params.max_tokens is None else min(params.max_tokens, room)
+        detok = IncrementalDetokenizer(self.tokenizer, ids, params) if self.tokenizer is not None else None
+        request = Request(request_id, ids, params, max_tokens, self.eos_token_ids, prompt, detok)
+        self.requests[request_id] = request
+        self.scheduler.add_request(request)
+        self.stats.num_prompt_tokens += len(ids)
+        return request
+
+    def validate_prompt(self, ids: Sequence[int]) -> None:
+        """Raise ValueError unless `ids` is a prompt this engine can serve.
+
+        Safe to call from any thread: it reads only values fixed at start-up.
+        """
         if not ids:
             raise ValueError("prompt must contain at least one token")
         if len(ids) >= self.max_model_len:
@@ -122,14 +139,6 @@ class EngineCore:
         bad = next((t for t in ids if not 0 <= t < self.vocab_size), None)
         if bad is not None:
             raise ValueError(f"prompt token id {bad} is out of range [0, {self.vocab_size})")
-        room = self.max_model_len - len(ids)
-        max_tokens = room if params.max_tokens is None else min(params.max_tokens, room)
-        detok = IncrementalDetokenizer(self.tokenizer, ids, params) if self.tokenizer is not None else None
-        request = Request(request_id, ids, params, max_tokens, self.eos_token_ids, prompt, detok)
-        self.requests[request_id] = request
-        self.scheduler.add_request(request)
-        self.stats.num_prompt_tokens += len(ids)
-        return request
 
     def abort_request(self, request_id: str) -> RequestDelta | None:
         """Stop a request now and free its blocks; returns its final delta (None if unknown)."""

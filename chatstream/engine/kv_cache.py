@@ -81,10 +81,18 @@ class KVCache:
     def size_bytes(self) -> int:
         return self.num_blocks * self.block_size * self.spec.bytes_per_token
 
-    def write(self, layer: int, slot_mapping: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> None:
-        """Store new tokens' `key`/`value` ([T, num_kv_heads, head_dim]) at their slots."""
+    def rows_for_slots(self, slot_mapping: torch.Tensor) -> torch.Tensor:
+        """Row indices, in a `[num_blocks * heads * block_size, head_dim]` view of one layer's cache,
+        of each (token, head) pair of the tokens at `slot_mapping`, token-major. Computed once per
+        step and shared by all layers' writes."""
         blocks = torch.div(slot_mapping, self.block_size, rounding_mode="floor")
         offsets = slot_mapping - blocks * self.block_size
-        # A [num_blocks, block_size, heads, dim] view of the cache, indexed by (block, offset).
-        self.key_blocks[layer].transpose(1, 2)[blocks, offsets] = key
-        self.value_blocks[layer].transpose(1, 2)[blocks, offsets] = value
+        heads = torch.arange(self.spec.num_kv_heads, device=slot_mapping.device)
+        rows = (blocks[:, None] * self.spec.num_kv_heads + heads[None, :]) * self.block_size + offsets[:, None]
+        return rows.reshape(-1)
+
+    def write(self, layer: int, rows: torch.Tensor, key: torch.Tensor, value: torch.Tensor) -> None:
+        """Store new tokens' `key`/`value` ([T, num_kv_heads, head_dim]) at `rows` (see `rows_for_slots`)."""
+        head_dim = self.spec.head_dim
+        self.key_blocks[layer].view(-1, head_dim).index_copy_(0, rows, key.reshape(-1, head_dim))
+        self.value_blocks[layer].view(-1, head_dim).index_copy_(0, rows, value.reshape(-1, head_dim))

@@ -74,7 +74,7 @@ class ModelRunner:
         dev = self.device
         meta = AttentionMetadata(
             kv_cache=self.kv_cache,
-            slot_mapping=torch.tensor(slots, dtype=torch.long, device=dev),
+            cache_rows=self.kv_cache.rows_for_slots(torch.tensor(slots, dtype=torch.long, device=dev)),
             num_decode_tokens=len(decodes),
         )
         if decodes:

@@ -52,7 +52,7 @@ class PrefillSequence:
 @dataclass
 class AttentionMetadata:
     kv_cache: KVCache
-    slot_mapping: torch.Tensor  # [T] long: flat slot of each new token
+    cache_rows: torch.Tensor  # [T * KVH] long: where each new token's heads go (KVCache.rows_for_slots)
     num_decode_tokens: int  # the first tokens of the batch are decodes, one per request
     decode_block_tables: torch.Tensor | None = None  # [D, max_blocks] long, padded with block 0
     decode_mask: torch.Tensor | None = None  # [D, 1, 1, max_blocks * block_size] additive (0 / -inf)
@@ -108,7 +108,7 @@ def paged_attention_forward(
     q = query[0]  # [H, T, D]
     k_new = key[0].transpose(0, 1)  # [T, KVH, D]
     v_new = value[0].transpose(0, 1)
-    cache.write(layer, meta.slot_mapping, k_new, v_new)
+    cache.write(layer, meta.cache_rows, k_new, v_new)
     key_blocks = cache.key_blocks[layer]
     value_blocks = cache.value_blocks[layer]
     gqa = q.shape[0] != key.shape[1]

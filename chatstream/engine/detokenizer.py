@@ -174,10 +174,11 @@ class IncrementalDetokenizer:
 
     def take_delta(self, finished: bool) -> str:
         """Text not handed out yet that can no longer change. With finished=True everything left is released,
-        including bytes of an incomplete final character (as U+FFFD, exactly like a full decode)."""
+        except the bytes of a final character that the last token left incomplete (e.g. max_tokens cut an emoji
+        in half): a full decode would show them as U+FFFD, a broken character we never emit."""
         if finished and not self._stopped and not self._flushed:
             self._flushed = True
-            self._append(self._decoder.flush())
+            self._append(self._decoder.flush().rstrip("\ufffd"))
         end = self._length
         if not finished and not self._include_stop:
             # With include_stop_str_in_output nothing is ever cut before the stop, so there is no need to hold back.

@@ -18,16 +18,14 @@ from chatstream.bench.runner import BenchOutcome
 
 MIB = 1024**2
 RATIO_KEYS = ("output_tokens_per_s", "ttft_mean_s", "ttft_p99_s", "itl_mean_s", "peak_rss_bytes")
-
-
+# Only vLLM runs its model in child processes. For the others the kernel's children figure is an
+# artifact: a helper process spawned (vfork) by a big process reports the parent's RSS as its own.
 MODEL_IN_CHILD_PROCESSES = frozenset({"vllm"})
 
 
 def summarize(outcome: BenchOutcome) -> dict[str, Any]:
     workload = outcome.workload
     results: list[dict[str, Any]] = []
-    # Only vLLM runs its model in child processes. For the others the kernel's children figure is an
-    # artifact: a helper process spawned (vfork) by a big process reports the parent's RSS as its own.
     for item in outcome.outcomes:
         if item.result is None:
             continue

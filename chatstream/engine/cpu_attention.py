@@ -13,6 +13,7 @@ SDPA path, with the same results up to float rounding.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from typing import Callable
@@ -63,23 +64,27 @@ torch::Tensor paged_decode_attention(torch::Tensor q, torch::Tensor k_cache, tor
       scores.assign(G * L, 0.f);
       acc.assign(G * hd, 0.f);
       const float* qd = qp + (d * H + kvh * G) * hd;
-      // Pass 1: scores, one block at a time; this head's keys of a block are contiguous.
-      for (int64_t start = 0; start < L; start += bs) {
-        const int64_t block = tp[d * max_blocks + start / bs];
-        const float* k = kp + (block * KVH + kvh) * bs * hd;
-        const int64_t n = std::min(bs, L - start);
-        if (start + bs < L) prefetch_block(kp + (tp[d * max_blocks + start / bs + 1] * KVH + kvh) * bs * hd, bs * hd);
-        for (int64_t j = 0; j < n; ++j) {
-          const float* kj = k + j * hd;
-          for (int64_t g = 0; g < G; ++g) {
-            const float* qg = qd + g * hd;
-            float s = 0.f;
-            #pragma omp simd reduction(+ : s)
-            for (int64_t i = 0; i < hd; ++i) s += qg[i] * kj[i];
-            scores[g * L + start + j] = s * sc;
-          }
+      // Calls fn(l, row) for each position l < L with this head's row of `cache` at l, one block at
+      // a time (a head's rows of a block are contiguous), prefetching the next block meanwhile.
+      auto for_each_row = [&](const float* cache, auto&& fn) {
+        for (int64_t start = 0; start < L; start += bs) {
+          const int64_t* table = tp + d * max_blocks + start / bs;
+          const float* rows = cache + (table[0] * KVH + kvh) * bs * hd;
+          if (start + bs < L) prefetch_block(cache + (table[1] * KVH + kvh) * bs * hd, bs * hd);
+          const int64_t n = std::min(bs, L - start);
+          for (int64_t j = 0; j < n; ++j) fn(start + j, rows + j * hd);
         }
-      }
+      };
+      // Pass 1: scaled scores of every query head of the group against every key.
+      for_each_row(kp, [&](int64_t l, const float* kj) {
+        for (int64_t g = 0; g < G; ++g) {
+          const float* qg = qd + g * hd;
+          float s = 0.f;
+          #pragma omp simd reduction(+ : s)
+          for (int64_t i = 0; i < hd; ++i) s += qg[i] * kj[i];
+          scores[g * L + l] = s * sc;
+        }
+      });
       for (int64_t g = 0; g < G; ++g) {
         float* sg = scores.data() + g * L;
         float mx = -std::numeric_limits<float>::infinity();
@@ -89,22 +94,15 @@ torch::Tensor paged_decode_attention(torch::Tensor q, torch::Tensor k_cache, tor
         const float inv = 1.f / sum;
         for (int64_t l = 0; l < L; ++l) sg[l] *= inv;
       }
-      // Pass 2: the probability-weighted sum of values, again block by block.
-      for (int64_t start = 0; start < L; start += bs) {
-        const int64_t block = tp[d * max_blocks + start / bs];
-        const float* v = vp + (block * KVH + kvh) * bs * hd;
-        const int64_t n = std::min(bs, L - start);
-        if (start + bs < L) prefetch_block(vp + (tp[d * max_blocks + start / bs + 1] * KVH + kvh) * bs * hd, bs * hd);
-        for (int64_t j = 0; j < n; ++j) {
-          const float* vj = v + j * hd;
-          for (int64_t g = 0; g < G; ++g) {
-            const float p = scores[g * L + start + j];
-            float* a = acc.data() + g * hd;
-            #pragma omp simd
-            for (int64_t i = 0; i < hd; ++i) a[i] += p * vj[i];
-          }
+      // Pass 2: the probability-weighted sum of values.
+      for_each_row(vp, [&](int64_t l, const float* vj) {
+        for (int64_t g = 0; g < G; ++g) {
+          const float p = scores[g * L + l];
+          float* a = acc.data() + g * hd;
+          #pragma omp simd
+          for (int64_t i = 0; i < hd; ++i) a[i] += p * vj[i];
         }
-      }
+      });
       float* od = op + (d * H + kvh * G) * hd;
       for (int64_t i = 0; i < G * hd; ++i) od[i] = acc[i];
     }
@@ -114,29 +112,23 @@ torch::Tensor paged_decode_attention(torch::Tensor q, torch::Tensor k_cache, tor
 """
 
 DecodeKernel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor]
-_kernel: DecodeKernel | None = None
-_tried = False
 
 
+@functools.cache
 def load_decode_kernel() -> DecodeKernel | None:
-    """The compiled kernel, or None when it cannot be built here (then SDPA is used)."""
-    global _kernel, _tried
-    if _tried:
-        return _kernel
-    _tried = True
+    """The compiled kernel, or None when it cannot be built here (then SDPA is used); built once."""
     try:
         from torch.utils.cpp_extension import load_inline
 
         module = load_inline(
-            name="chatstream_paged_decode_v3",
+            name="chatstream_paged_decode_v4",
             cpp_sources=_SOURCE,
             functions=["paged_decode_attention"],
             extra_cflags=["-O3", "-march=native", "-fopenmp"],
             extra_ldflags=["-fopenmp"],
             verbose=bool(os.environ.get("CHATSTREAM_VERBOSE_BUILD")),
         )
-        _kernel = module.paged_decode_attention
+        return module.paged_decode_attention
     except Exception as exc:  # noqa: BLE001 - no compiler, no headers, ...: fall back, say why
         logger.warning("CPU paged-attention kernel unavailable (%s); using SDPA", exc)
-        _kernel = None
-    return _kernel
+        return None

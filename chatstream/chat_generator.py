@@ -1,0 +1,136 @@
+"""The engine-backed chat generator: one ChatPrompt turn in, the reply streamed out.
+
+`ChatGenerator.generate(chat_prompt, opts)` renders the prompt, tokenizes it, sends the token ids
+with `SamplingParams` to the `AsyncEngine`, and streams the reply in the original's formats
+(`chatstream.chat_output`). It sits between the facade (chat semantics) and the engine (tokens):
+
+- The engine decodes only the generated ids, incrementally, and cuts stop strings there, so no
+  echo of the prompt is ever sliced off by character count and stop strings already present in
+  the history cannot end a reply.
+- The history keeps the model-native text (e.g. rinna's "<NL>"), updated after every delta, so a
+  reply cut short by a disconnect is kept; the client sees the text after the output replacement
+  rules, without flicker.
+- Leaving the iteration early (client gone) closes the engine stream, which aborts the request in
+  the engine before its next step.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import deque
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import Any, AsyncIterator
+
+from chatstream.chat_output import ReplyFormatter
+from chatstream.generation_params import merge_params, to_sampling_params
+from chatstream.output_replacement import visible_reply
+
+
+@dataclass(frozen=True)
+class GenerationRecord:
+    """What one finished (or aborted) generation cost; the newest few are kept for inspection."""
+
+    message_id: str | None
+    num_prompt_tokens: int
+    num_cached_tokens: int
+    num_output_tokens: int
+    finish_reason: str | None
+    truncated_prompt: bool
+
+
+class ChatGenerator:
+    """Streams ChatPrompt replies from an `AsyncEngine`."""
+
+    def __init__(self, engine: Any, tokenizer: Any, params: dict[str, Any], logger: logging.Logger) -> None:
+        self.engine = engine
+        self.tokenizer = tokenizer
+        self.params = params
+        self.logger = logger
+        self.records: deque[GenerationRecord] = deque(maxlen=256)
+
+    @staticmethod
+    def request_id(message_id: str) -> str:
+        return f"chat-{message_id}"
+
+    def abort(self, message_id: str) -> None:
+        """Stop the reply with this message id in the engine (idempotent; safe from sync code)."""
+        self.engine.abort(self.request_id(message_id))
+
+    def encode_prompt(self, chat_prompt: Any, params: dict[str, Any]) -> list[int]:
+        prompt = chat_prompt.create_prompt()
+        add_special = params.get("add_special_tokens")
+        if add_special is None:
+            add_special = getattr(chat_prompt, "get_add_special_tokens", lambda: None)()
+        if add_special is None:
+            return list(self.tokenizer(prompt)["input_ids"])
+        return list(self.tokenizer.encode(prompt, add_special_tokens=add_special))
+
+    def stop_token_ids(self, chat_prompt: Any) -> list[int]:
+        """Token ids of the prompt's end-of-turn tokens that exist in this tokenizer (EOS is implied)."""
+        ids = []
+        unk = getattr(self.tokenizer, "unk_token_id", None)
+        for token in getattr(chat_prompt, "get_stop_tokens", lambda: [])() or []:
+            token_id = self.tokenizer.convert_tokens_to_ids(token)
+            if isinstance(token_id, int) and token_id != unk:
+                ids.append(token_id)
+        return ids
+
+    def context_budget(self, params: dict[str, Any]) -> tuple[int, int]:
+        """(the most prompt tokens, the most new tokens) for one generation."""
+        context_len = min(int(params["context_len"]), self.engine.core.max_model_len)
+        max_new = min(int(params["max_new_tokens"]), context_len - 1)
+        return context_len - max_new, max_new
+
+    async def generate(self, chat_prompt: Any, opts: dict[str, Any] | None = None) -> AsyncIterator[Any]:
+        opts = opts or {}
+        formatter = ReplyFormatter(opts.get("output_type", "response_text"))
+        message_id = opts.get("message_id")
+        params = merge_params(self.params, opts.get("generation_params"))
+        chat_mode = chat_prompt.is_chat_mode_enabled()
+        ids = self.encode_prompt(chat_prompt, params)
+        max_prompt, max_new = self.context_budget(params)
+        truncated = len(ids) > max_prompt
+        if truncated:
+            # The oldest tokens go, as in the original; the history itself is kept whole.
+            self.logger.warning("prompt of %d tokens truncated to the last %d (context_len=%d)",
+                                len(ids), max_prompt, params["context_len"])
+            ids = ids[-max_prompt:]
+        sampling = to_sampling_params(
+            params, max_tokens=max_new,
+            stop=chat_prompt.get_final_stop_strs() if chat_mode else None,
+            stop_token_ids=self.stop_token_ids(chat_prompt),
+        )
+        replacements = chat_prompt.get_replacement_when_output() if chat_mode else None
+        request_id = self.request_id(message_id or uuid.uuid4().hex)
+        self.logger.debug("generate %s: %d prompt tokens, %s", request_id, len(ids), sampling)
+        native, shown, last = "", "", None
+        try:
+            # aclosing: when our consumer leaves early, the engine stream closes now (and aborts the
+            # request), not whenever the garbage collector finalizes it.
+            async with aclosing(self.engine.generate(ids, sampling, request_id=request_id)) as stream:
+                async for delta in stream:
+                    last = delta
+                    native += delta.new_text
+                    chat_prompt.set_responder_last_msg(native.strip())
+                    if message_id is not None:
+                        chat_prompt.set_responder_last_msg_id(message_id)
+                    if delta.finished:
+                        break
+                    text = visible_reply(native, replacements, final=False).strip()
+                    if text != shown:
+                        shown = text
+                        yield formatter.chunk(text)
+        finally:
+            if last is not None:
+                self.records.append(GenerationRecord(
+                    message_id, last.num_prompt_tokens, last.num_cached_tokens, last.num_output_tokens,
+                    last.finish_reason if last.finished else "abort", truncated))
+                self.logger.debug("%s done: finish_reason=%s, %d prompt tokens (%d cached), %d generated",
+                                  request_id, last.finish_reason, last.num_prompt_tokens, last.num_cached_tokens,
+                                  last.num_output_tokens)
+        yield formatter.chunk(visible_reply(native, replacements, final=True).strip(), last=True)
+        callback = opts.get("post_process_callback")
+        if callback is not None:
+            await callback("success")

@@ -1,0 +1,45 @@
+"""Building the engine behind a `ChatStream`: the model as given, our engine around it.
+
+A model object passed in is used where it is: on its device, or spread by `device_map`, or
+quantized; nothing moves it (the `device` argument only names where the caller put it). A model
+name or path is loaded with `load_model`. The engine may batch at least as many sequences as the
+facade lets run at once.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+
+from chatstream.config import EngineConfig
+from chatstream.engine.async_engine import AsyncEngine
+from chatstream.engine.engine_core import EngineCore
+from chatstream.model_loader import load_model
+
+
+def start_engine(
+    model: Any, tokenizer: Any, device: Any, seed: int | None, max_running: int,
+    engine_options: dict[str, Any], logger: logging.Logger,
+) -> tuple[AsyncEngine, Any, torch.device]:
+    """Returns (the running engine, the tokenizer, the device the model's inputs go to)."""
+    options = dict(engine_options)
+    options.setdefault("max_num_seqs", max(max_running, EngineConfig.max_num_seqs))
+    config, rest = EngineConfig.split_options(options)
+    load_options = {k: rest.pop(k) for k in ("dtype",) if k in rest}
+    if rest:
+        raise TypeError(f"unknown ChatStream option(s): {', '.join(sorted(rest))}")
+    if model is None:
+        raise ValueError("ChatStream needs a model (or use_mock_response=True)")
+    if isinstance(model, torch.nn.Module):
+        hf_model, hf_tokenizer = load_model(model, tokenizer, **load_options)
+        if device is not None and torch.device(device) != hf_model.device:
+            logger.info("the model is on %s; it stays there (device=%r is not applied to a given model)",
+                        hf_model.device, device)
+    else:
+        hf_model, hf_tokenizer = load_model(model, tokenizer, device=device, **load_options)
+    core = EngineCore(hf_model, hf_tokenizer, config)
+    if seed:
+        core.sampler.generator.manual_seed(int(seed))
+    return AsyncEngine(core), hf_tokenizer, hf_model.device

@@ -1,0 +1,1 @@
+"""HTTP layer of ChatStream: routes, sessions, access control and the web page."""

@@ -1,0 +1,29 @@
+"""Stand-ins for a real model, for fast development start-up and for tests.
+
+Owns: the public names of `chatstream.mock`. They are imported lazily, so importing this package stays cheap (no
+torch or transformers) until a name that needs them is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "MockChatGenerator": "chatstream.mock.generator_mock",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'chatstream.mock' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

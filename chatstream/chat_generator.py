@@ -79,7 +79,7 @@ class ChatGenerator:
 
     def context_budget(self, params: dict[str, Any]) -> tuple[int, int]:
         """(the most prompt tokens, the most new tokens) for one generation."""
-        context_len = min(int(params["context_len"]), self.engine.core.max_model_len)
+        context_len = min(int(params["context_len"] or self.engine.core.max_model_len), self.engine.core.max_model_len)
         max_new = min(int(params["max_new_tokens"]), context_len - 1)
         return context_len - max_new, max_new
 
@@ -94,7 +94,7 @@ class ChatGenerator:
         truncated = len(ids) > max_prompt
         if truncated:
             # The oldest tokens go, as in the original; the history itself is kept whole.
-            self.logger.warning("prompt of %d tokens truncated to the last %d (context_len=%d)",
+            self.logger.warning("prompt of %d tokens truncated to the last %d (context_len=%s)",
                                 len(ids), max_prompt, params["context_len"])
             ids = ids[-max_prompt:]
         sampling = to_sampling_params(

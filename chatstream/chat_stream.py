@@ -44,7 +44,7 @@ class ChatStream(SessionApis):
         num_gpus: int | None = None, device: Any = None, num_of_concurrent_executions: int = 2,
         max_queue_size: int = 5, too_many_request_as_http_error: bool = True, use_mock_response: bool = False,
         mock_params: dict[str, Any] | None = None, chat_prompt_clazz: type | None = None,
-        max_new_tokens: int = 256, context_len: int = 1024, temperature: float = 1.0, top_k: int | None = None,
+        max_new_tokens: int = 256, context_len: int | None = 1024, temperature: float = 1.0, top_k: int | None = None,
         top_p: float | None = 1.0, repetition_penalty: float | None = 1.0,
         repetition_penalty_method: str = "multiplicative", frequency_penalty: float = 0.0,
         presence_penalty: float = 0.0, add_special_tokens: bool | None = None,
@@ -213,12 +213,17 @@ class ChatStream(SessionApis):
     # -- console ------------------------------------------------------------------------------------
     async def handle_console_input(self, user_input: str) -> AsyncIterator[tuple[str, str, str]]:
         """One console turn: yields `(response_text, updated_text, pos)` tuples (no queue, no session)."""
+        chat_prompt = self.get_console_chat_prompt()
+        chat_prompt.add_requester_msg(user_input)
+        chat_prompt.add_responder_msg(None)
+        async for chunk in self.chat_generator.generate(chat_prompt, {"output_type": None}):
+            yield chunk
+
+    def get_console_chat_prompt(self) -> Any:
+        """The console conversation, created (with `build_initial_prompt`) if there is none yet."""
         if self._console_prompt is None:
             self._console_prompt = self.request_handler.create_chat_prompt()
-        self._console_prompt.add_requester_msg(user_input)
-        self._console_prompt.add_responder_msg(None)
-        async for chunk in self.chat_generator.generate(self._console_prompt, {"output_type": None}):
-            yield chunk
+        return self._console_prompt
 
     def clear_console_context(self) -> None:
         self._console_prompt = None

@@ -1,4 +1,5 @@
-"""The `chatstream` command line: `generate` (the engine on a prompt) and `bench` (throughput).
+"""The `chatstream` command line: `serve` (the server), `chat` (console chat), `generate` (the engine on
+prompts) and `bench` (throughput).
 
 Heavy imports happen inside the subcommands, so `chatstream --help` answers at once.
 """
@@ -19,6 +20,8 @@ def _add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--block-size", type=int, default=16)
     parser.add_argument("--kv-cache-memory-gb", type=float, default=None,
                         help="KV cache budget (default: sized for the machine)")
+    parser.add_argument("--num-kv-blocks", type=int, default=None,
+                        help="exact number of KV blocks (overrides --kv-cache-memory-gb)")
     parser.add_argument("--max-num-seqs", type=int, default=64)
     parser.add_argument("--max-num-batched-tokens", type=int, default=512)
     parser.add_argument("--max-model-len", type=int, default=None)
@@ -28,7 +31,8 @@ def _add_engine_arguments(parser: argparse.ArgumentParser) -> None:
 def _engine_options(args: argparse.Namespace) -> dict:
     return {
         "dtype": args.dtype, "device": args.device, "block_size": args.block_size,
-        "kv_cache_memory_gb": args.kv_cache_memory_gb, "max_num_seqs": args.max_num_seqs,
+        "kv_cache_memory_gb": args.kv_cache_memory_gb, "num_kv_blocks": args.num_kv_blocks,
+        "max_num_seqs": args.max_num_seqs,
         "max_num_batched_tokens": args.max_num_batched_tokens, "max_model_len": args.max_model_len,
         "enable_prefix_caching": not args.no_prefix_caching,
     }
@@ -54,10 +58,22 @@ def _run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_chat(args: argparse.Namespace) -> int:
+    from chatstream.console import run_chat
+
+    return run_chat(args, _engine_options(args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chatstream", description=__doc__)
     parser.add_argument("--log-level", default="INFO")
     sub = parser.add_subparsers(dest="command", required=True)
+
+    from chatstream.http.serve import add_serve_arguments, run_serve
+
+    serve = sub.add_parser("serve", help="serve the web chat, the OpenAI-compatible API and /chat_stream")
+    add_serve_arguments(serve)
+    serve.set_defaults(func=run_serve)
 
     gen = sub.add_parser("generate", help="generate replies to prompts with the engine")
     gen.add_argument("prompt", nargs="*", help="user message(s); several run as one batch")
@@ -69,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--raw", action="store_true", help="send the prompt as is, without the chat template")
     _add_engine_arguments(gen)
     gen.set_defaults(func=_run_generate)
+
+    from chatstream.console import add_chat_arguments
+
+    chat = sub.add_parser("chat", help="chat with a model in the console (YOU: / AI :)")
+    add_chat_arguments(chat)
+    _add_engine_arguments(chat)
+    chat.set_defaults(func=_run_chat)
 
     from chatstream.bench.cli import add_bench_arguments, run_bench
 

@@ -61,15 +61,17 @@ BASE_SESSION_PARAMS = ("temperature", "top_k_value", "top_p_value")
 
 
 def build_params(
-    *, temperature: float, max_new_tokens: int, context_len: int, top_k: int | None, top_p: float | None,
+    *, temperature: float, max_new_tokens: int, context_len: int | None, top_k: int | None, top_p: float | None,
     repetition_penalty: float | None, repetition_penalty_method: str, frequency_penalty: float,
     presence_penalty: float, add_special_tokens: bool | None, seed: int | None, probe_mode_enabled: bool,
 ) -> dict[str, Any]:
-    """The original's `params` dict (plus our two penalties), validated once at construction."""
+    """The original's `params` dict (plus our two penalties), validated once at construction.
+
+    `context_len` None means the engine's whole `max_model_len`."""
     if repetition_penalty_method not in ("multiplicative", "subtractive"):
         raise ValueError(
             f"repetition_penalty_method must be 'multiplicative' or 'subtractive', got {repetition_penalty_method!r}")
-    if context_len <= max_new_tokens:
+    if context_len is not None and context_len <= max_new_tokens:
         raise ValueError(f"context_len ({context_len}) must be greater than max_new_tokens ({max_new_tokens})")
     params = {
         "temperature": temperature, "max_new_tokens": max_new_tokens, "context_len": context_len,

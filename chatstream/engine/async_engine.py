@@ -16,9 +16,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from chatstream.engine.engine_core import EngineCore
 from chatstream.outputs import RequestDelta
@@ -29,6 +31,19 @@ logger = logging.getLogger("chatstream.engine")
 
 class EngineDeadError(RuntimeError):
     """The engine thread stopped because of an error; no request can be served."""
+
+
+class RequestObserver(Protocol):
+    """Sees each request's timing as its consumer receives it (e.g. Prometheus histograms).
+
+    Called on the event loop: `on_first_token` once with the time to first token, `on_tokens` for
+    each later delta with its gap and token count, `on_finish` once with the whole duration and
+    the final delta (None when the consumer left before any delta).
+    """
+
+    def on_first_token(self, seconds: float) -> None: ...
+    def on_tokens(self, seconds: float, num_tokens: int) -> None: ...
+    def on_finish(self, seconds: float, delta: RequestDelta | None) -> None: ...
 
 
 @dataclass
@@ -50,8 +65,9 @@ class _Stream:
 class AsyncEngine:
     """Runs an `EngineCore` in its own thread; `generate()` and `abort()` are safe from asyncio."""
 
-    def __init__(self, core: EngineCore) -> None:
+    def __init__(self, core: EngineCore, observer: RequestObserver | None = None) -> None:
         self.core = core
+        self.observer = observer
         self._lock = threading.Lock()
         self._wakeup = threading.Condition(self._lock)
         self._inbox_add: list[_Add] = []
@@ -96,18 +112,30 @@ class AsyncEngine:
             self._inbox_add.append(_Add(request_id, ids, params, prompt))
             self._wakeup.notify()
         finished = False
+        start = last_token_time = time.perf_counter()
+        last: RequestDelta | None = None
         try:
             while True:
                 item = await stream.queue.get()
                 if isinstance(item, BaseException):
                     raise item
                 finished = item.finished
+                if self.observer is not None and item.new_token_ids:
+                    now = time.perf_counter()
+                    if last_token_time == start:
+                        self.observer.on_first_token(now - start)
+                    else:
+                        self.observer.on_tokens(now - last_token_time, len(item.new_token_ids))
+                    last_token_time = now
+                last = item
                 yield item
                 if finished:
                     return
         finally:
             if not finished:
                 self.abort(request_id)
+            if self.observer is not None:
+                self.observer.on_finish(time.perf_counter() - start, last)
 
     def abort(self, request_id: str) -> None:
         """Ask the engine thread to stop a request and free its blocks (idempotent)."""

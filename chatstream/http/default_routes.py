@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import secrets
 from importlib import resources
+from collections.abc import Callable
 from typing import Any
 
 from fastsession import FastSessionMiddleware, MemoryStore
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 
 from chatstream.http.client_roles import API_NAMES
 
@@ -49,25 +50,37 @@ def _selected(opts: dict[str, Any]) -> list[str]:
 
 def append_apis(chat_stream: Any, app: Any, opts: dict[str, Any]) -> None:
     """Register the default routes chosen by `opts` ("include" / "exclude" / "all")."""
-    ui_params = opts.get("web_ui_params")
-    handlers = {
-        "chat_stream": lambda r: chat_stream.handle_chat_stream_request(r),
-        "clear_context": lambda r: chat_stream.handle_clear_context_request(r),
-        "get_prompt": lambda r: chat_stream.handle_get_prompt_request(r),
-        "set_generation_params": lambda r: chat_stream.handle_set_generation_params_request(r),
-        "get_generation_params": lambda r: chat_stream.handle_get_generation_params_request(r),
-        "set_feedback": lambda r: chat_stream.handle_set_feedback_request(r, opts.get("set_feedback_opts")),
-        "get_load": lambda r: chat_stream.handle_get_load_request(r),
-        "get_resource_usage": lambda r: chat_stream.handle_get_resource_usage_request(r),
-        "webui_index": lambda r: chat_stream.index(r, None, {"ui_init_params": ui_params}),
-        "webui_js": lambda r: chat_stream.js(r),
-    }
-    for name in _selected(opts):
-        method, path = ROUTES[name]
-        handler = handlers[name]
+    register_routes(app, _selected(opts), lambda request: chat_stream, opts)
 
-        async def endpoint(request: Request, handler: Any = handler) -> Response:
-            return await handler(request)
+
+def register_routes(app: Any, names: list[str], resolve: Callable[[Request], Any], opts: dict[str, Any]) -> None:
+    """Add the routes `names`, each calling the ChatStream that `resolve(request)` returns.
+
+    A server resolves per request, because its ChatStream exists only once the model loaded;
+    `resolve` returns None until then and the route answers 503.
+    """
+    ui_params = opts.get("web_ui_params")
+    handlers: dict[str, Callable[[Any, Request], Any]] = {
+        "chat_stream": lambda cs, r: cs.handle_chat_stream_request(r),
+        "clear_context": lambda cs, r: cs.handle_clear_context_request(r),
+        "get_prompt": lambda cs, r: cs.handle_get_prompt_request(r),
+        "set_generation_params": lambda cs, r: cs.handle_set_generation_params_request(r),
+        "get_generation_params": lambda cs, r: cs.handle_get_generation_params_request(r),
+        "set_feedback": lambda cs, r: cs.handle_set_feedback_request(r, opts.get("set_feedback_opts")),
+        "get_load": lambda cs, r: cs.handle_get_load_request(r),
+        "get_resource_usage": lambda cs, r: cs.handle_get_resource_usage_request(r),
+        "webui_index": lambda cs, r: cs.index(r, None, {"ui_init_params": ui_params}),
+        "webui_js": lambda cs, r: cs.js(r),
+    }
+    for name in names:
+        method, path = ROUTES[name]
+
+        async def endpoint(request: Request, handler: Any = handlers[name]) -> Response:
+            chat_stream = resolve(request)
+            if chat_stream is None:
+                return JSONResponse({"error": "engine_unavailable", "detail": "the model is still loading"},
+                                    status_code=503)
+            return await handler(chat_stream, request)
 
         endpoint.__name__ = name
         app.router.add_route(path, endpoint, methods=[method], name=name)
@@ -81,7 +94,17 @@ def append_middlewares(chat_stream: Any, app: Any, opts: dict[str, Any] | None) 
     max_age}; `cors`: {allow_origins}.
     """
     opts = opts or {}
-    session = dict(opts.get("fast_session") or {})
+    add_session_middleware(app, opts.get("fast_session"))
+    cors = opts.get("cors")
+    if cors is not None:
+        origins = list(cors.get("allow_origins") or ["*"])
+        if "*" in origins:
+            chat_stream.logger.warning("CORS allows every origin: name concrete origins outside development")
+        add_cors_middleware(app, origins)
+
+
+def add_session_middleware(app: Any, options: dict[str, Any] | None = None) -> None:
+    session = dict(options or {})
     app.add_middleware(
         FastSessionMiddleware,
         secret_key=session.get("secret_key") or secrets.token_urlsafe(32),
@@ -92,13 +115,11 @@ def append_middlewares(chat_stream: Any, app: Any, opts: dict[str, Any] | None) 
         max_age=int(session.get("max_age", 0)),
         skip_session_header=SKIP_SESSION_HEADER,
     )
-    cors = opts.get("cors")
-    if cors is not None:
-        origins = list(cors.get("allow_origins") or ["*"])
-        if "*" in origins:
-            chat_stream.logger.warning("CORS allows every origin: name concrete origins outside development")
-        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_credentials=True, allow_methods=["*"],
-                           allow_headers=["*"], expose_headers=EXPOSED_HEADERS)
+
+
+def add_cors_middleware(app: Any, origins: list[str]) -> None:
+    app.add_middleware(CORSMiddleware, allow_origins=origins, allow_credentials=True, allow_methods=["*"],
+                       allow_headers=["*"], expose_headers=EXPOSED_HEADERS)
 
 
 def web_page(chat_stream: Any, request: Request, api_name: str, ui_init_params: dict[str, Any] | None) -> Response:

@@ -1,0 +1,161 @@
+"""Prometheus metrics for one served model: what `/metrics` exposes.
+
+`Metrics` owns its own `CollectorRegistry` (never the process-wide one), so several apps and
+tests can live in one process without "duplicated timeseries" errors. Names follow vLLM's with a
+`chatstream:` prefix and a `model_name` label. Two kinds of metric live here:
+
+- Engine and admission state, read at scrape time by a custom collector. Nothing has to push
+  these, so no thread or timer exists for them. The engine thread updates the values it owns
+  (plain ints that only grow, or sizes of its queues) while a scrape reads them from the event
+  loop; under the GIL each read is a consistent int, and a scrape that is one step stale is fine.
+- Per-request latencies, observed through the engine's `RequestObserver` hooks on the event loop
+  (`attach` installs this object as `engine.observer`), plus the time a request waited for a run
+  slot, which the serving code reports through `observe_queue_time`.
+
+Finished requests are counted in one place only: `on_finish`, from the engine's final delta
+(`finished_reason` stop / length / abort; a consumer that left early, or an engine that died
+under it, counts as abort). There is deliberately no second counting entry point.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from chatstream.outputs import RequestDelta
+
+PREFIX = "chatstream:"
+
+# Buckets span a small model on a GPU (milliseconds) to a large one on a CPU (minutes).
+TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+INTER_TOKEN_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+REQUEST_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0)
+
+
+class _EngineCollector(Collector):
+    """Reads the engine's and the admission's counters when Prometheus scrapes."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def describe(self) -> Iterator[Metric]:
+        # Names only, so registering never touches a chat stream that may not exist yet.
+        return iter(self._families().values())
+
+    def collect(self) -> Iterator[Metric]:
+        families = self._families()
+        chat_stream = self._metrics.chat_stream
+        if chat_stream is None:  # still loading: the families are announced but have no samples
+            return iter(families.values())
+        label = [self._metrics.model_name]
+        admission = getattr(chat_stream, "admission", None)
+        if admission is not None:
+            families["admission_running"].add_metric(label, admission.num_running)
+            families["admission_waiting"].add_metric(label, admission.num_waiting)
+            families["admission_capacity"].add_metric(label, admission.max_running + admission.max_waiting)
+        engine = getattr(chat_stream, "engine", None)
+        if engine is not None:  # the mock generator has no engine
+            core = engine.core
+            scheduler, blocks = core.scheduler, core.block_manager
+            queued = admission.num_waiting if admission is not None else 0
+            families["num_requests_running"].add_metric(label, scheduler.num_running)
+            # Waiting for a run slot and waiting inside the engine are both "not yet generating".
+            families["num_requests_waiting"].add_metric(label, scheduler.num_waiting + queued)
+            families["kv_cache_usage_perc"].add_metric(label, blocks.usage)
+            families["num_preemptions"].add_metric(label, scheduler.num_preemptions)
+            families["prefix_cache_queries"].add_metric(label, blocks.stats.queries)
+            families["prefix_cache_hits"].add_metric(label, blocks.stats.hits)
+            families["prompt_tokens"].add_metric(label, core.stats.num_prompt_tokens)
+            families["generation_tokens"].add_metric(label, core.stats.num_generation_tokens)
+        return iter(families.values())
+
+    @staticmethod
+    def _families() -> dict[str, GaugeMetricFamily | CounterMetricFamily]:
+        labels = ["model_name"]
+
+        def gauge(name: str, doc: str) -> GaugeMetricFamily:
+            return GaugeMetricFamily(PREFIX + name, doc, labels=labels)
+
+        def counter(name: str, doc: str) -> CounterMetricFamily:
+            # prometheus_client appends the `_total` suffix to counter samples itself.
+            return CounterMetricFamily(PREFIX + name, doc, labels=labels)
+
+        return {
+            "num_requests_running": gauge("num_requests_running", "Requests in the engine's running batch."),
+            "num_requests_waiting": gauge(
+                "num_requests_waiting", "Requests waiting: in the engine's queue plus in line for a run slot."),
+            "kv_cache_usage_perc": gauge("kv_cache_usage_perc", "Fraction of KV cache blocks in use (0..1)."),
+            "num_preemptions": counter("num_preemptions", "Requests preempted (their blocks freed for recompute)."),
+            "prefix_cache_queries": counter("prefix_cache_queries", "Prompt tokens looked up in the prefix cache."),
+            "prefix_cache_hits": counter("prefix_cache_hits", "Prompt tokens found in the prefix cache."),
+            "prompt_tokens": counter("prompt_tokens", "Prompt tokens of the requests the engine accepted."),
+            "generation_tokens": counter("generation_tokens", "Tokens generated by the engine."),
+            "admission_running": gauge("admission_running", "Generations holding a run slot."),
+            "admission_waiting": gauge("admission_waiting", "Generations in line for a run slot."),
+            "admission_capacity": gauge(
+                "admission_capacity", "Run slots plus waiting places; requests beyond it get 429."),
+        }
+
+
+class Metrics:
+    """The metrics of one model, in a registry of their own; also the engine's `RequestObserver`."""
+
+    def __init__(self, model_name: str) -> None:
+        self.model_name = model_name
+        self.chat_stream: Any = None
+        self.registry = CollectorRegistry()
+        self.registry.register(_EngineCollector(self))
+        labels = ["model_name"]
+
+        def histogram(name: str, doc: str, buckets: tuple[float, ...]) -> Histogram:
+            return Histogram(PREFIX + name, doc, labels, registry=self.registry, buckets=buckets)
+
+        # Children are bound to the label once; observing is then a plain method call.
+        self._ttft = histogram("time_to_first_token_seconds", "Time to the first generated token, from "
+                               "the request reaching the engine.", TTFT_BUCKETS).labels(model_name)
+        self._inter_token = histogram("inter_token_latency_seconds", "Time between generated tokens, "
+                                      "one observation per token.", INTER_TOKEN_BUCKETS).labels(model_name)
+        self._e2e = histogram("e2e_request_latency_seconds", "Time from a request reaching the engine to "
+                              "its end, aborted ones included.", REQUEST_BUCKETS).labels(model_name)
+        self._queue = histogram("request_queue_time_seconds", "Time a request waited for a run slot.",
+                                REQUEST_BUCKETS).labels(model_name)
+        self._success = Counter(PREFIX + "request_success", "Requests that ended, by finish reason.",
+                                ["model_name", "finished_reason"], registry=self.registry)
+
+    def attach(self, chat_stream: Any) -> None:
+        """Read state from `chat_stream` at scrape time and observe its engine's requests."""
+        self.chat_stream = chat_stream
+        engine = getattr(chat_stream, "engine", None)
+        if engine is not None:
+            engine.observer = self
+
+    # -- RequestObserver ---------------------------------------------------------------------
+    def on_first_token(self, seconds: float) -> None:
+        self._ttft.observe(seconds)
+
+    def on_tokens(self, seconds: float, num_tokens: int) -> None:
+        # A delta can carry several tokens if the consumer fell behind; the gap is shared out
+        # evenly so every token counts once, as in vLLM, and the histogram's _sum stays the
+        # real decode time.
+        if num_tokens <= 0:
+            return
+        gap = seconds / num_tokens
+        for _ in range(num_tokens):
+            self._inter_token.observe(gap)
+
+    def on_finish(self, seconds: float, delta: RequestDelta | None) -> None:
+        self._e2e.observe(seconds)
+        reason = delta.finish_reason if delta is not None and delta.finished else None
+        self._success.labels(self.model_name, reason or "abort").inc()
+
+    # -- serving code ------------------------------------------------------------------------
+    def observe_queue_time(self, seconds: float) -> None:
+        self._queue.observe(seconds)
+
+    def render(self) -> tuple[bytes, str]:
+        """The text exposition of every metric: (body, content type)."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -14,7 +14,6 @@ released and the callback is called once. Requests refused before they got a slo
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -27,15 +26,11 @@ from chatstream.chat_logging import chat_logger, label_for, request_label
 from chatstream.generation_params import build_params
 from chatstream.http.chat_stream_response import DISCONNECTED_BEFORE_STREAMING
 from chatstream.http.client_roles import ClientRoles
+from chatstream.http.disconnect import ClientGone, disconnect_watch, unless_disconnected
 from chatstream.request_handler import (
     AbstractRequestHandler, ChatRequestError, SimpleSessionRequestHandler, parse_chat_request)
 from chatstream.session_apis import SessionApis
 from chatstream.session_locks import SessionLocks
-
-
-async def _wait_for_disconnect(request: Request) -> None:
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
 
 
 class ChatStream(SessionApis):
@@ -160,23 +155,14 @@ class ChatStream(SessionApis):
     async def _admit(self, request: Request) -> bool:
         """Wait for a run slot; False if the client went away while waiting (it then holds none).
 
-        Raises `QueueFull` when the line is full. While waiting, the request's receive channel is
-        watched for the disconnect (the body was read already, so nothing else can arrive there).
+        Raises `QueueFull` when the line is full.
         """
         if self.admission.try_acquire():
             return True
-        acquire = asyncio.ensure_future(self.admission.acquire())
-        watch = asyncio.ensure_future(_wait_for_disconnect(request))
         try:
-            await asyncio.wait({acquire, watch}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            watch.cancel()
-            if not acquire.done():
-                acquire.cancel()  # Admission.acquire hands on a slot that arrived at this instant
-            await asyncio.gather(watch, acquire, return_exceptions=True)
-        if acquire.cancelled():
+            await unless_disconnected(self.admission.acquire(), disconnect_watch(request))
+        except ClientGone:
             return False
-        acquire.result()  # raises QueueFull
         return True
 
     def _finish_once(self, request: Request, key: str | None,

@@ -72,6 +72,9 @@ class ChatStreamResponse(StreamingResponse):
             pass  # the client left; the finally below reports it
         finally:
             self._close(DISCONNECTED_WHILE_STREAMING if self._started else DISCONNECTED_BEFORE_STREAMING)
+            # A disconnect can leave the body suspended at a `yield`; close it now, so what it
+            # holds (engine streams) ends at once, not whenever the garbage collector finds it.
+            await self.body_iterator.aclose()  # type: ignore[attr-defined]
 
 
 async def _aclose(chunks: Any) -> None:

@@ -42,6 +42,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-prefix-caching", action="store_true")
     parser.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on /v1")
     parser.add_argument("--cors-origin", action="append", default=[], help="allowed origin (repeatable)")
+    parser.add_argument("--log-level", default=argparse.SUPPRESS, help="DEBUG | INFO | WARNING | ERROR")
 
 
 def config_from_args(args: argparse.Namespace) -> Any:

@@ -1,0 +1,120 @@
+"""`create_app`: the `chatstream serve` application, for embedding too.
+
+One FastAPI app serves the native ChatStream API (/chat_stream and the other default APIs, with
+sessions), the OpenAI-compatible API (/v1/...), the web chat page (/), /health and /metrics.
+
+The app's lifespan owns the model and the engine: at start-up it begins loading the model in a
+worker thread, so the server answers at once (`/health` and the APIs say 503 until the model is
+ready), and at shutdown (uvicorn turns SIGTERM/SIGINT into a lifespan shutdown) it stops the
+engine thread. Every option is fixed when the app is created.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import FastAPI
+
+from chatstream.http.default_routes import add_cors_middleware, add_session_middleware, register_routes
+from chatstream.http.client_roles import API_NAMES
+from chatstream.http.metrics import Metrics
+from chatstream.http.openai_routes import add_openai_routes
+from chatstream.http.ops_routes import add_ops_routes
+from chatstream.http.server_state import ServerState, server_state
+
+logger = logging.getLogger("chatstream")
+
+DEFAULT_WELCOME = "Hello! I am a small language model served by ChatStream. Ask me anything."
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """What `create_app` serves and how; `chat_stream_options` go to the `ChatStream` constructor
+    (sampling defaults, queue sizes and engine options such as `num_kv_blocks`)."""
+
+    model: Any = "smollm2"
+    tokenizer: Any = None
+    chat_prompt: str | type = "chat_template"
+    model_name: str | None = None
+    api_key: str | None = None
+    cors_origins: tuple[str, ...] = ()
+    session_secret: str | None = None
+    web_ui_params: dict[str, Any] | None = None
+    chat_stream_options: dict[str, Any] = field(default_factory=dict)
+
+    def served_model_name(self) -> str:
+        if self.model_name:
+            return self.model_name
+        if self.model in (None, "smollm2"):
+            return "SmolLM2-135M-Instruct"
+        return str(self.model).rstrip("/").rsplit("/", 1)[-1] if isinstance(self.model, str) else "model"
+
+
+def _chat_prompt_class(chat_prompt: str | type) -> type:
+    from chatstream.chat_prompt.presets import PRESETS
+
+    if isinstance(chat_prompt, type):
+        return chat_prompt
+    try:
+        return PRESETS[chat_prompt]
+    except KeyError:
+        raise ValueError(f"unknown chat prompt preset {chat_prompt!r}; known: {sorted(PRESETS)}") from None
+
+
+def build_chat_stream(config: ServerConfig) -> Any:
+    """Load the model and start the engine (blocking: minutes for a large model)."""
+    from chatstream.chat_stream import ChatStream
+
+    return ChatStream(model=config.model, tokenizer=config.tokenizer,
+                      chat_prompt_clazz=_chat_prompt_class(config.chat_prompt), **config.chat_stream_options)
+
+
+def create_app(config: ServerConfig | None = None, *,
+               on_ready: Callable[[Any], None] | None = None, **options: Any) -> FastAPI:
+    """The app; pass a `ServerConfig` or its fields as keywords. `on_ready(chat_stream)` runs once
+    the model is loaded (the CLI prints the URL and the KV cache size there)."""
+    config = config or ServerConfig(**options)
+    _chat_prompt_class(config.chat_prompt)  # an unknown preset fails now, not after loading
+    state = ServerState(model_name=config.served_model_name(), api_key=config.api_key)
+    state.metrics = Metrics(state.model_name)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        loading = asyncio.ensure_future(_load(config, state, on_ready))
+        try:
+            yield
+        finally:
+            loading.cancel()
+            await asyncio.gather(loading, return_exceptions=True)
+            if state.chat_stream is not None:
+                state.chat_stream.shutdown()
+
+    app = FastAPI(title="ChatStream", lifespan=lifespan)
+    app.state.server = state
+    add_session_middleware(app, {"secret_key": config.session_secret})
+    if config.cors_origins:
+        add_cors_middleware(app, list(config.cors_origins))
+    add_ops_routes(app)
+    add_openai_routes(app)
+    ui_params = config.web_ui_params or {"welcomeMessage": DEFAULT_WELCOME, "title": f"ChatStream · {state.model_name}"}
+    register_routes(app, list(API_NAMES), lambda request: server_state(request).chat_stream,
+                    {"web_ui_params": ui_params})
+    return app
+
+
+async def _load(config: ServerConfig, state: ServerState, on_ready: Callable[[Any], None] | None) -> None:
+    try:
+        chat_stream = await asyncio.get_running_loop().run_in_executor(None, build_chat_stream, config)
+    except Exception as exc:  # noqa: BLE001 - reported by /health; the server stays up to say so
+        logger.exception("loading the model failed")
+        state.load_error = exc
+        return
+    state.metrics.attach(chat_stream)
+    state.chat_stream = chat_stream
+    if on_ready is not None:
+        on_ready(chat_stream)

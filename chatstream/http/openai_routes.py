@@ -1,0 +1,130 @@
+"""The OpenAI-compatible routes: `POST /v1/chat/completions`, `POST /v1/completions`, `GET /v1/models`.
+
+This module owns only HTTP: the bearer-key check, the readiness check, parsing the body into the
+request models (a `ValidationError` becomes a 400 naming the field, here, so no app-wide exception
+handler changes), and turning what `OpenAIServing` returns into a response: a dict becomes JSON,
+an `SSEStream` an event stream, an `OpenAIError` an error in OpenAI's shape.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from chatstream.http.chat_stream_response import ChatStreamResponse
+from chatstream.http.openai_protocol import ChatCompletionRequest, CompletionRequest, OpenAIError, model_list, now
+from chatstream.http.disconnect import ClientGone, disconnect_watch
+from chatstream.http.openai_serving import OpenAIServing, SSEStream
+from chatstream.http.server_state import ServerState, server_state
+
+# No proxy buffering, no caching: each event must reach the client as soon as it is written.
+SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache",
+               "X-Accel-Buffering": "no"}
+_TYPE_NAMES = frozenset({"str", "int", "float", "bool", "list", "dict", "none"})
+
+
+def add_openai_routes(app: Any) -> None:
+    """Register the /v1 routes on a FastAPI or Starlette app whose `app.state.server` is a `ServerState`."""
+    app.router.add_route("/v1/chat/completions", chat_completions, methods=["POST"], name="openai_chat_completions")
+    app.router.add_route("/v1/completions", completions, methods=["POST"], name="openai_completions")
+    app.router.add_route("/v1/models", models, methods=["GET"], name="openai_models")
+
+
+async def chat_completions(request: Request) -> Response:
+    return await _handle(request, ChatCompletionRequest)
+
+
+async def completions(request: Request) -> Response:
+    return await _handle(request, CompletionRequest)
+
+
+async def models(request: Request) -> Response:
+    state = server_state(request)
+    try:
+        _check_key(request, state)
+    except OpenAIError as exc:
+        return error_response(exc)
+    created = state.extra.setdefault("openai_created", now())  # stable across calls, like a real model's
+    return JSONResponse(model_list(state.model_name, created))
+
+
+async def _handle(request: Request, model: type[BaseModel]) -> Response:
+    state = server_state(request)
+    try:
+        _check_key(request, state)
+        body = await _parse(request, model)
+        if not state.is_ready:
+            raise OpenAIError(503, f"the model is not ready (status: {state.status})", type="service_unavailable")
+        serving = _serving(state)
+
+        disconnected = disconnect_watch(request)
+        if isinstance(body, ChatCompletionRequest):
+            result = await serving.chat(body, disconnected)
+        else:
+            result = await serving.completion(body, disconnected)  # type: ignore[arg-type]
+    except OpenAIError as exc:
+        return error_response(exc)
+    except ClientGone:
+        return Response(status_code=499)  # nobody reads it; 499 is the log's "client closed request"
+    if isinstance(result, SSEStream):
+        # ChatStreamResponse calls on_close exactly once, also when the body never started, so the
+        # slot cannot leak; closing the stream closes the engine requests.
+        return ChatStreamResponse(result, on_close=lambda _message: result.release(), headers=SSE_HEADERS)
+    return JSONResponse(result)
+
+
+def _serving(state: ServerState) -> OpenAIServing:
+    # One per loaded ChatStream: it caches the chat stop tokens (reading the vocabulary is not free).
+    serving = state.extra.get("openai_serving")
+    if serving is None or serving.chat_stream is not state.chat_stream:
+        serving = OpenAIServing(state.chat_stream, state.model_name)
+        state.extra["openai_serving"] = serving
+    serving.metrics = state.metrics
+    return serving
+
+
+def _check_key(request: Request, state: ServerState) -> None:
+    if not state.api_key:
+        return
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise OpenAIError(401, "You didn't provide an API key: send it as `Authorization: Bearer <key>`",
+                          code="invalid_api_key")
+    # compare_digest takes as long for a near miss as for a far one, so timing reveals nothing.
+    if not secrets.compare_digest(token.strip().encode(), state.api_key.encode()):
+        raise OpenAIError(401, "Incorrect API key provided", code="invalid_api_key")
+
+
+async def _parse(request: Request, model: type[BaseModel]) -> BaseModel:
+    try:
+        data = json.loads(await request.body())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise OpenAIError(400, f"the request body is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise OpenAIError(400, "the request body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc) from exc
+
+
+def validation_error(exc: ValidationError) -> OpenAIError:
+    """A pydantic error as a 400 naming the first offending field (e.g. "messages.0.role")."""
+    first = exc.errors()[0]
+    param = ".".join(str(part) for part in first["loc"] if not _is_type_tag(part)) or None
+    return OpenAIError(400, f"{param}: {first['msg']}" if param else first["msg"], param=param)
+
+
+def _is_type_tag(part: int | str) -> bool:
+    # Union members add their type to an error's location ("str", "list[int]", "TextPart");
+    # the client only knows its own field names (lower case) and list indices.
+    return isinstance(part, str) and (not part.isidentifier() or part[:1].isupper() or part in _TYPE_NAMES)
+
+
+def error_response(exc: OpenAIError) -> JSONResponse:
+    return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers)

@@ -1,0 +1,291 @@
+"""OpenAI-compatible serving: from a parsed request to engine requests and back.
+
+`OpenAIServing` owns what happens between the route and the engine: rendering the prompt to
+token ids, checking it fits, the admission slot, one engine request per choice (n of them per
+prompt), merging their deltas, and the answer, either a response dict or an `SSEStream`.
+It takes no Starlette objects: the route hands in `disconnect_watch`, a callable whose awaitable
+completes when the client goes away, so this layer runs in unit tests with a fake engine.
+
+Slots: each HTTP request holds ONE slot of `chat_stream.admission`, whatever its n, so the
+OpenAI API and /chat_stream share one bound; a full line is a 429 with Retry-After. The slot is
+freed when the answer is complete or the client leaves (for a stream: by the stream's end, or by
+`SSEStream.release()`, which the response calls when the body never started).
+
+Length: a prompt that leaves no room is a 400; a max_tokens larger than the room left is
+clamped to it (the choice then ends with finish_reason "length"), so clients that always send a
+large max_tokens work with any context size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from contextlib import aclosing
+from typing import Any, TypeVar
+
+from chatstream.admission import QueueFull
+from chatstream.chat_prompt.presets.chat_template import END_OF_TURN_TOKENS
+from chatstream.engine.async_engine import EngineDeadError
+from chatstream.http import openai_protocol as proto
+from chatstream.http.disconnect import ClientGone, DisconnectWatch, unless_disconnected  # noqa: F401
+from chatstream.http.openai_protocol import DONE_EVENT, ChatCompletionRequest, CompletionRequest, OpenAIError, sse
+from chatstream.outputs import RequestDelta
+from chatstream.sampling_params import SamplingParams
+
+logger = logging.getLogger("chatstream")
+T = TypeVar("T")
+
+
+class SSEStream:
+    """The body of a streaming answer: `data: ...` strings, holding one admission slot until it ends."""
+
+    def __init__(self, events: AsyncGenerator[str, None], release: Callable[[], None]) -> None:
+        self._events = events
+        self.release = release  # idempotent
+
+    def __aiter__(self) -> SSEStream:
+        return self
+
+    async def __anext__(self) -> str:
+        return await self._events.__anext__()
+
+    async def aclose(self) -> None:
+        try:
+            await self._events.aclose()
+        finally:
+            self.release()
+
+
+@dataclasses.dataclass
+class _Job:
+    """What one HTTP request asks for: prompts x n choices; choice i answers prompt i // n."""
+
+    kind: str  # "chat" or "completion"
+    id: str
+    prompts: list[list[int]]
+    params: list[SamplingParams]  # per prompt
+    n: int
+    include_usage: bool
+    created: int = dataclasses.field(default_factory=proto.now)
+
+
+class OpenAIServing:
+    """The /v1 endpoints' logic over one `ChatStream` (its engine, tokenizer and admission)."""
+
+    def __init__(self, chat_stream: Any, model_name: str, metrics: Any = None) -> None:
+        self.chat_stream = chat_stream
+        self.model_name = model_name
+        self.metrics = metrics
+
+    @property
+    def engine(self) -> Any:
+        if self.chat_stream.engine is None:  # a ChatStream with use_mock_response has no engine
+            raise OpenAIError(503, "the OpenAI API needs the engine; this server runs mock responses",
+                              type="service_unavailable")
+        return self.chat_stream.engine
+
+    @functools.cached_property
+    def stop_token_ids(self) -> list[int]:
+        """The end-of-turn tokens the vocabulary holds: a chat reply ends at its turn's end."""
+        vocab = self.chat_stream.tokenizer.get_vocab()
+        return [vocab[token] for token in END_OF_TURN_TOKENS if token in vocab]
+
+    # -- endpoints ---------------------------------------------------------------------------
+    async def chat(self, request: ChatCompletionRequest,
+                   disconnect_watch: DisconnectWatch) -> dict[str, Any] | SSEStream:
+        self._check_model(request.model)
+        ids = self._checked(self._chat_prompt_ids(request), "messages")
+        room = self.engine.core.max_model_len - len(ids)
+        params = request.to_sampling_params(room, max_room=room, stop_token_ids=self.stop_token_ids)
+        job = _Job("chat", proto.new_id("chatcmpl"), [ids], [params], request.n, request.include_usage)
+        return await self._serve(job, request.stream, disconnect_watch)
+
+    async def completion(self, request: CompletionRequest,
+                         disconnect_watch: DisconnectWatch) -> dict[str, Any] | SSEStream:
+        self._check_model(request.model)
+        tokenizer = self.chat_stream.tokenizer
+        prompts = [self._checked(p if isinstance(p, list) else tokenizer.encode(p), "prompt")
+                   for p in request.prompts()]
+        max_model_len = self.engine.core.max_model_len
+        params = [request.to_sampling_params(max_model_len - len(ids), max_room=max_model_len - len(ids))
+                  for ids in prompts]
+        job = _Job("completion", proto.new_id("cmpl"), prompts, params, request.n, request.include_usage)
+        return await self._serve(job, request.stream, disconnect_watch)
+
+    # -- request checks ----------------------------------------------------------------------
+    def _check_model(self, model: str | None) -> None:
+        if model and model != self.model_name:  # an empty model means "the one you serve"
+            raise OpenAIError(404, f"The model `{model}` does not exist; this server serves `{self.model_name}`",
+                              param="model", code="model_not_found")
+
+    def _chat_prompt_ids(self, request: ChatCompletionRequest) -> list[int]:
+        tokenizer = self.chat_stream.tokenizer
+        if not getattr(tokenizer, "chat_template", None):
+            raise OpenAIError(400, "the served model's tokenizer has no chat template; use /v1/completions",
+                              param="messages")
+        try:
+            text = tokenizer.apply_chat_template(request.template_messages(), tokenize=False,
+                                                 add_generation_prompt=True)
+        except Exception as exc:  # noqa: BLE001 - templates raise on messages they reject (e.g. role order)
+            raise OpenAIError(400, f"the chat template rejected the messages: {exc}", param="messages") from exc
+        # The template already holds the special tokens the model wants (BOS included).
+        return list(tokenizer.encode(text, add_special_tokens=False))
+
+    def _checked(self, ids: list[int], param: str) -> list[int]:
+        try:
+            self.engine.core.validate_prompt(ids)
+        except ValueError as exc:
+            too_long = len(ids) >= self.engine.core.max_model_len
+            raise OpenAIError(400, f"{param}: {exc}", param=param,
+                              code="context_length_exceeded" if too_long else None) from exc
+        return ids
+
+    # -- admission and answers ---------------------------------------------------------------
+    async def _admit(self, disconnect_watch: DisconnectWatch) -> Callable[[], None]:
+        """Take a slot (waiting in line, unless the client leaves); returns its idempotent release."""
+        admission = self.chat_stream.admission
+        start = time.perf_counter()
+        if not admission.try_acquire():
+            try:
+                await unless_disconnected(admission.acquire(), disconnect_watch)
+            except QueueFull:
+                raise OpenAIError(
+                    429, f"the server is busy: {admission.max_running} requests are running and "
+                         f"{admission.max_waiting} are waiting; retry after {self.chat_stream.retry_after_sec} s",
+                    type="requests", code="rate_limit_exceeded",
+                    headers={"Retry-After": str(self.chat_stream.retry_after_sec)}) from None
+        if self.metrics is not None:
+            self.metrics.observe_queue_time(time.perf_counter() - start)
+        held = True
+
+        def release() -> None:
+            nonlocal held
+            if held:
+                held = False
+                admission.release()
+
+        return release
+
+    async def _serve(self, job: _Job, stream: bool,
+                     disconnect_watch: DisconnectWatch) -> dict[str, Any] | SSEStream:
+        release = await self._admit(disconnect_watch)
+        if stream:
+            return SSEStream(self._events(job, release), release)
+        choices = self._choices(job)
+        try:
+            await unless_disconnected(self._collect(job, choices), disconnect_watch)
+        except ClientGone:
+            raise
+        except Exception as exc:  # noqa: BLE001 - mapped to the HTTP answer
+            raise engine_error(exc) from exc
+        finally:
+            choices.close()
+            release()
+        if job.kind == "chat":
+            return choices.chat_completion(job.id, job.created, self.model_name)
+        return choices.text_completion(job.id, job.created, self.model_name)
+
+    def _choices(self, job: _Job) -> proto.Choices:
+        # Finished requests are counted by the metrics' engine observer, once per engine request.
+        return proto.Choices([len(ids) for ids in job.prompts], job.n)
+
+    def _deltas(self, job: _Job) -> AsyncIterator[tuple[int, RequestDelta]]:
+        streams = []
+        for k, ids in enumerate(job.prompts):
+            for i in range(job.n):
+                params = job.params[k]
+                if params.seed is not None and i > 0:  # same seed, same sample: shift it per choice
+                    params = dataclasses.replace(params, seed=params.seed + i)
+                index = k * job.n + i
+                streams.append(self.engine.generate(ids, params, request_id=f"{job.id}-{index}"))
+        return merge(streams)
+
+    async def _collect(self, job: _Job, choices: proto.Choices) -> None:
+        async with aclosing(self._deltas(job)) as deltas:
+            async for index, delta in deltas:
+                choices.add(index, delta)
+
+    async def _events(self, job: _Job, release: Callable[[], None]) -> AsyncGenerator[str, None]:
+        choices = self._choices(job)
+        chat = job.kind == "chat"
+        usage_wanted = job.include_usage
+
+        def chunk(items: list[dict[str, Any]], usage: dict[str, Any] | None = None) -> str:
+            if chat:
+                return sse(proto.chat_chunk(job.id, job.created, self.model_name, items, usage_wanted, usage))
+            return sse(proto.text_completion(job.id, job.created, self.model_name, items, usage, usage_wanted))
+
+        try:
+            if chat:  # OpenAI opens every choice with the role
+                for i in range(len(choices.texts)):
+                    yield chunk([proto.chat_chunk_choice(i, {"role": "assistant", "content": ""})])
+            async with aclosing(self._deltas(job)) as deltas:
+                async for index, delta in deltas:
+                    choices.add(index, delta)
+                    reason = delta.finish_reason if delta.finished else None
+                    if chat:
+                        if delta.new_text:
+                            yield chunk([proto.chat_chunk_choice(index, {"content": delta.new_text})])
+                        if reason is not None:
+                            yield chunk([proto.chat_chunk_choice(index, {}, reason)])
+                    elif delta.new_text or reason is not None:
+                        yield chunk([proto.text_choice(index, delta.new_text, reason)])
+            if usage_wanted:
+                yield chunk([], choices.usage())
+            yield DONE_EVENT
+        except Exception as exc:  # noqa: BLE001 - the status line is sent; OpenAI clients raise on this event
+            yield sse(engine_error(exc).body())
+        finally:
+            choices.close()
+            release()
+
+
+def engine_error(exc: BaseException) -> OpenAIError:
+    if isinstance(exc, OpenAIError):
+        return exc
+    if isinstance(exc, EngineDeadError):
+        return OpenAIError(503, "the engine is not running", type="service_unavailable", code="engine_dead")
+    if isinstance(exc, ValueError):  # the engine refused the request's input
+        return OpenAIError(400, str(exc))
+    logger.error("generation failed", exc_info=exc)
+    return OpenAIError(500, "generation failed; see the server log", type="server_error")
+
+
+async def merge(streams: Sequence[AsyncIterator[T]]) -> AsyncGenerator[tuple[int, T], None]:
+    """The items of all `streams` as they arrive, tagged with their stream's index.
+
+    Closing the merge early closes every stream (for engine streams, that aborts the requests).
+    """
+    # (index, item, error); item None with no error: that stream ended.
+    queue: asyncio.Queue[tuple[int, T | None, Exception | None]] = asyncio.Queue()
+
+    async def pump(index: int, stream: AsyncIterator[T]) -> None:
+        error = None
+        try:
+            async with aclosing(stream):  # type: ignore[type-var]
+                async for item in stream:
+                    queue.put_nowait((index, item, None))
+        except Exception as exc:  # noqa: BLE001 - handed to the consumer, who raises it
+            error = exc
+        finally:
+            queue.put_nowait((index, None, error))
+
+    tasks = [asyncio.ensure_future(pump(i, stream)) for i, stream in enumerate(streams)]
+    try:
+        num_open = len(tasks)
+        while num_open:
+            index, item, error = await queue.get()
+            if error is not None:
+                raise error
+            if item is None:
+                num_open -= 1
+            else:
+                yield index, item
+    finally:
+        for task in tasks:  # cancelling a pump closes its stream
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

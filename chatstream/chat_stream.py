@@ -45,7 +45,7 @@ class ChatStream(SessionApis):
         presence_penalty: float = 0.0, add_special_tokens: bool | None = None,
         request_handler: AbstractRequestHandler | None = None, logger: logging.Logger | None = None,
         locale: str | None = None, client_roles: dict[str, Any] | None = None, seed: int | None = 42,
-        probe_mode_enabled: bool = False, retry_after_sec: int = 1, **engine_options: Any,
+        probe_mode_enabled: bool = False, record_to: Any = None, retry_after_sec: int = 1, **engine_options: Any,
     ) -> None:
         self.name = name
         self.logger = chat_logger(logger)
@@ -72,8 +72,12 @@ class ChatStream(SessionApis):
         else:
             from chatstream.engine_setup import start_engine
 
+            # probe mode (the original's name for recording) writes to the default place unless told
+            if probe_mode_enabled and not record_to:
+                record_to = True
             self.engine, self.tokenizer, self.device = start_engine(
-                model, tokenizer, device, seed, num_of_concurrent_executions, engine_options, self.logger)
+                model, tokenizer, device, seed, num_of_concurrent_executions, engine_options, self.logger,
+                record_to=record_to)
             self.num_gpus = num_gpus if self.device.type == "cuda" else 0
             from chatstream.chat_generator import ChatGenerator
 

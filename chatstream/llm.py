@@ -8,13 +8,17 @@ does.
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from chatstream.config import EngineConfig
 from chatstream.engine.engine_core import EngineCore
+from chatstream.mock.recorder import attach_recorder
+from chatstream.mock.transformer_mock import as_replay_model
 from chatstream.model_loader import load_model
 from chatstream.outputs import CompletionOutput, RequestOutput
 from chatstream.sampling_params import SamplingParams
@@ -27,21 +31,34 @@ class LLM:
 
     `model`: a local HuggingFace directory, a hub id (where a network is available), an already
     loaded transformers model, or None / "smollm2" for the bundled SmolLM2-135M-Instruct.
+    A recording (a `chatstream.mock.MockTransformer`, its `get_model()`, or a recording directory)
+    is replayed instead, with no weights; the tokenizer then defaults to the recorded one.
+    `record_to`: record every request (True: a new directory under the cache dir; or a directory);
+    the directory is `recording_dir`.
     `engine_options`: the fields of `EngineConfig`, plus `dtype` and `device` for loading.
     """
 
     def __init__(
         self,
-        model: str | PreTrainedModel | None = None,
+        model: str | PreTrainedModel | Any | None = None,
         tokenizer: str | PreTrainedTokenizerBase | None = None,
+        record_to: str | os.PathLike[str] | bool | None = None,
         **engine_options: Any,
     ) -> None:
         config, rest = EngineConfig.split_options(engine_options)
         load_options = {k: rest.pop(k) for k in ("dtype", "device") if k in rest}
         if rest:
             raise TypeError(f"unknown LLM option(s): {', '.join(sorted(rest))}")
-        hf_model, hf_tokenizer = load_model(model, tokenizer, **load_options)
-        self.engine = EngineCore(hf_model, hf_tokenizer, config)
+        replay = as_replay_model(model)
+        if replay is not None:
+            from chatstream.mock.replay import ReplayEngineCore
+
+            # dtype/device do not apply: a recording has no weights to place.
+            self.engine: EngineCore = ReplayEngineCore.from_model(replay, tokenizer, config)
+        else:
+            hf_model, hf_tokenizer = load_model(model, tokenizer, **load_options)
+            self.engine = EngineCore(hf_model, hf_tokenizer, config)
+        self.recording_dir: Path | None = attach_recorder(self.engine, record_to)
         self._ids = itertools.count()
 
     @property
@@ -71,16 +88,18 @@ class LLM:
             self.engine.validate_prompt(ids)
         results: dict[str, RequestOutput] = {}
         order: list[str] = []
-        for prompt, ids, params in zip(prompt_list, encoded, params_list):
-            request_id = str(next(self._ids))
-            self.engine.add_request(request_id, ids, params, prompt if isinstance(prompt, str) else None)
-            order.append(request_id)
-            results[request_id] = RequestOutput(
-                request_id, prompt if isinstance(prompt, str) else None, list(ids),
-                [CompletionOutput(0, "", [], None)],
-            )
-        progress = _progress(len(order)) if use_tqdm else None
+        progress = _progress(len(prompt_list)) if use_tqdm else None
         try:
+            # Inside the try: an engine may still refuse a prompt here (a replay that has no
+            # recording of it), and the prompts already queued must not stay behind.
+            for prompt, ids, params in zip(prompt_list, encoded, params_list):
+                request_id = str(next(self._ids))
+                self.engine.add_request(request_id, ids, params, prompt if isinstance(prompt, str) else None)
+                order.append(request_id)
+                results[request_id] = RequestOutput(
+                    request_id, prompt if isinstance(prompt, str) else None, list(ids),
+                    [CompletionOutput(0, "", [], None)],
+                )
             while self.engine.has_unfinished_requests():
                 for delta in self.engine.step():
                     out = results[delta.request_id]

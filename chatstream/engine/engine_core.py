@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -26,6 +27,7 @@ from chatstream.engine.model_runner import ModelRunner
 from chatstream.engine.request import Request
 from chatstream.engine.sampler import Sampler, SamplingRow
 from chatstream.engine.scheduler import Scheduler
+from chatstream.engine.step_recorder import StepRecorder
 from chatstream.outputs import FinishReason, RequestDelta
 from chatstream.sampling_params import SamplingParams
 
@@ -71,18 +73,11 @@ class EngineCore:
         if num_blocks < 1:
             raise ValueError("the KV cache budget is too small for a single block")
         self.kv_cache = KVCache(spec, num_blocks, config.block_size, model.device)
-        self.block_manager = BlockManager(num_blocks, config.block_size, config.enable_prefix_caching)
-        self.scheduler = Scheduler(self.block_manager, config.max_num_seqs, config.max_num_batched_tokens)
-        self.vocab_size = model.get_output_embeddings().weight.shape[0]
+        self._init_scheduling(num_blocks, model.get_output_embeddings().weight.shape[0],
+                              _eos_token_ids(model, tokenizer), model_len)
         if config.cpu_prepack_weights and model.device.type == "cpu":
             prepack_linear_weights(model)
         self.runner = ModelRunner(model, self.kv_cache, use_cpu_kernel=config.cpu_attention_kernel)
-        self.sampler = Sampler(self.vocab_size)
-        self.eos_token_ids = _eos_token_ids(model, tokenizer)
-        # A request must fit in the cache on its own, or it could never be scheduled.
-        self.max_model_len = min(model_len, num_blocks * config.block_size)
-        self.requests: dict[str, Request] = {}
-        self.stats = EngineStats()
         logger.info(
             "KV cache: %d blocks x %d tokens = %d tokens, %.2f GiB (%s, %s); max_model_len=%d, "
             "so %.1f sequences of full length fit at once",
@@ -90,6 +85,23 @@ class EngineCore:
             model.device, str(model.dtype).removeprefix("torch."), self.max_model_len,
             num_blocks * config.block_size / self.max_model_len,
         )
+
+    def _init_scheduling(self, num_blocks: int, vocab_size: int, eos_token_ids: frozenset[int],
+                         model_len: int) -> None:
+        """The parts every engine shares, whatever computes its logits (see `ReplayEngineCore`)."""
+        config = self.config
+        self.block_manager = BlockManager(num_blocks, config.block_size, config.enable_prefix_caching)
+        self.scheduler = Scheduler(self.block_manager, config.max_num_seqs, config.max_num_batched_tokens)
+        self.vocab_size = vocab_size
+        self.sampler = Sampler(vocab_size)
+        self.eos_token_ids = eos_token_ids
+        # A request must fit in the cache on its own, or it could never be scheduled.
+        self.max_model_len = min(model_len, num_blocks * config.block_size)
+        self.requests: dict[str, Request] = {}
+        self.stats = EngineStats()
+        # Set by `chatstream.mock.recorder.attach_recorder`; None costs one check per call site.
+        self.recorder: StepRecorder | None = None
+        self.recording_dir: Path | None = None
 
     def _model_len(self, text_config: object) -> int:
         model_len = getattr(text_config, "max_position_embeddings", None) or 2048
@@ -122,6 +134,8 @@ class EngineCore:
         self.requests[request_id] = request
         self.scheduler.add_request(request)
         self.stats.num_prompt_tokens += len(ids)
+        if self.recorder is not None:
+            self.recorder.on_add(request)
         return request
 
     def validate_prompt(self, ids: Sequence[int]) -> None:
@@ -161,6 +175,8 @@ class EngineCore:
         if not sampled:
             return []
         token_ids = self.sampler(logits, [self._sampling_row(r) for r in sampled]).tolist()
+        if self.recorder is not None:
+            self.recorder.on_step(sampled, logits, token_ids)
         deltas = []
         for request, token_id in zip(sampled, token_ids):
             deltas.append(self._process_token(request, token_id))
@@ -201,6 +217,8 @@ class EngineCore:
         if text is None:
             text = request.detokenizer.take_delta(finished=True) if request.detokenizer is not None else ""
         self.scheduler.finish_request(request)
+        if self.recorder is not None:
+            self.recorder.on_finish(request)
         del self.requests[request.request_id]
         self.stats.num_finished_requests += 1
         return self._delta(request, new_token_ids, text)

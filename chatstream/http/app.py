@@ -48,11 +48,25 @@ class ServerConfig:
     chat_stream_options: dict[str, Any] = field(default_factory=dict)
 
     def served_model_name(self) -> str:
+        """The id /v1/models shows: the given name, else the model directory's name (a replay
+        shows the recorded model's)."""
         if self.model_name:
             return self.model_name
-        if self.model in (None, "smollm2"):
-            return "SmolLM2-135M-Instruct"
-        return str(self.model).rstrip("/").rsplit("/", 1)[-1] if isinstance(self.model, str) else "model"
+        if not isinstance(self.model, str) or self.model == "smollm2":
+            return _display_name(self.model)
+        from chatstream.mock.recording import Recording, is_recording_dir
+
+        if is_recording_dir(self.model):
+            return _display_name(Recording.load(self.model).manifest.model)
+        return _display_name(self.model)
+
+
+def _display_name(model: Any) -> str:
+    if not isinstance(model, str):
+        return "model"
+    name = model.rstrip("/").rsplit("/", 1)[-1]
+    # The bundled model is named as its publisher names it, also when given by its cache path.
+    return "SmolLM2-135M-Instruct" if name.lower() in ("smollm2", "smollm2-135m-instruct") else name
 
 
 def _chat_prompt_class(chat_prompt: str | type) -> type:

@@ -18,7 +18,8 @@ GIB = 1024 ** 3
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="smollm2",
-                        help="local HF directory, hub id, or 'smollm2' (the bundled SmolLM2-135M-Instruct)")
+                        help="local HF directory, hub id, 'smollm2' (the bundled SmolLM2-135M-Instruct), or a "
+                             "recording directory (replayed without weights)")
     parser.add_argument("--chat-prompt", default="chat_template",
                         help="ChatPrompt preset name (default: the model's own chat template)")
     parser.add_argument("--served-model-name", default=None, help="model id shown by /v1/models")
@@ -42,6 +43,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-prefix-caching", action="store_true")
     parser.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on /v1")
     parser.add_argument("--cors-origin", action="append", default=[], help="allowed origin (repeatable)")
+    parser.add_argument("--record", default=None, metavar="DIR",
+                        help="record every generation for replay (Transformer Mock); 'auto' = the cache dir")
     parser.add_argument("--log-level", default=argparse.SUPPRESS, help="DEBUG | INFO | WARNING | ERROR")
 
 
@@ -59,6 +62,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
             options[key] = getattr(args, key)
     # /chat_stream's context: None means the engine's whole max_model_len.
     options["context_len"] = args.context_len
+    if args.record:
+        options["record_to"] = True if args.record == "auto" else args.record
     return ServerConfig(model=args.model, chat_prompt=args.chat_prompt, model_name=args.served_model_name,
                         api_key=args.api_key, cors_origins=tuple(args.cors_origin), chat_stream_options=options)
 

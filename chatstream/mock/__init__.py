@@ -11,6 +11,17 @@ from typing import Any
 
 _EXPORTS = {
     "MockChatGenerator": "chatstream.mock.generator_mock",
+    "MockTokenSampler": "chatstream.mock.transformer_mock",
+    "MockTransformer": "chatstream.mock.transformer_mock",
+    "Recorder": "chatstream.mock.recorder",
+    "Recording": "chatstream.mock.recording",
+    "RecordingError": "chatstream.mock.recording",
+    "RecordingWriter": "chatstream.mock.recording",
+    "ReplayDivergence": "chatstream.mock.replay_matcher",
+    "ReplayEngineCore": "chatstream.mock.replay",
+    "ReplayModel": "chatstream.mock.transformer_mock",
+    "attach_recorder": "chatstream.mock.recorder",
+    "default_recording_dir": "chatstream.mock.recording",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -6,18 +6,14 @@ Dolly's context section, `Input:⏎{child}⏎⏎`, after the instruction. A new 
 
 from __future__ import annotations
 
-from typing import Any
-
-from chatstream.chat_prompt.abstract_chat_prompt import AbstractChatPrompt
-from chatstream.chat_prompt.presets._common import passthrough_prompt
-from chatstream.chat_prompt.role_type import RoleType
+from chatstream.chat_prompt.presets.instruction_sections import InstructionSectionsPrompt
 
 DOLLY_INTRO = (
     "Below is an instruction that describes a task. Write a response that appropriately completes the request."
 )
 
 
-class ChatPromptDatabricksDolly(AbstractChatPrompt):
+class ChatPromptDatabricksDolly(InstructionSectionsPrompt):
     """Dolly-v2: `### Instruction:` / `### Response:` sections, multi-turn."""
 
     def __init__(self) -> None:
@@ -26,24 +22,3 @@ class ChatPromptDatabricksDolly(AbstractChatPrompt):
         self.set_requester("Instruction")
         self.set_responder("Response")
         self.set_prefix_as_stop_str_enabled(True)
-
-    def get_stop_strs(self) -> list[str] | None:
-        if not self.chat_mode:
-            return None
-        return []
-
-    def create_prompt(self, opts: dict[str, Any] | None = None) -> str:
-        if not self.chat_mode:
-            return passthrough_prompt(self)
-        parts = [f"{self.system}\n\n" if self.system else ""]
-        for content in self.get_contents(opts):
-            message = content.get_message()
-            header = f"### {content.get_role()}:\n"
-            if message is None:
-                parts.append(header)
-                continue
-            parts.append(f"{header}{message}\n\n")
-            if content.get_role_type() == RoleType.REQUESTER:
-                for child in content.get_child_messages():
-                    parts.append(f"Input:\n{child}\n\n")
-        return "".join(parts)

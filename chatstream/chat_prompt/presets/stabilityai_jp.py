@@ -6,19 +6,19 @@ a `### 入力: ⏎{child}⏎⏎` section after the instruction. The header that 
 
 from __future__ import annotations
 
-from typing import Any
-
-from chatstream.chat_prompt.abstract_chat_prompt import AbstractChatPrompt
-from chatstream.chat_prompt.presets._common import passthrough_prompt
-from chatstream.chat_prompt.role_type import RoleType
+from chatstream.chat_prompt.presets.instruction_sections import InstructionSectionsPrompt
 
 ALPACA_JA_SYSTEM_PROMPT = (
     "以下は、タスクを説明する指示と、文脈のある入力の組み合わせです。要求を適切に満たす応答を書きなさい。"
 )
 
 
-class ChatPromptStabilityAiJpGptNeoxInstSft(AbstractChatPrompt):
+class ChatPromptStabilityAiJpGptNeoxInstSft(InstructionSectionsPrompt):
     """Japanese Alpaca: `### 指示:` / `### 入力:` / `### 応答:` sections, multi-turn."""
+
+    header = "### {role}: "
+    message_prefix = "\n"
+    input_section = "### 入力: \n{child}\n\n"
 
     def __init__(self) -> None:
         super().__init__()
@@ -26,24 +26,3 @@ class ChatPromptStabilityAiJpGptNeoxInstSft(AbstractChatPrompt):
         self.set_requester("指示")
         self.set_responder("応答")
         self.set_prefix_as_stop_str_enabled(True)
-
-    def get_stop_strs(self) -> list[str] | None:
-        if not self.chat_mode:
-            return None
-        return []
-
-    def create_prompt(self, opts: dict[str, Any] | None = None) -> str:
-        if not self.chat_mode:
-            return passthrough_prompt(self)
-        parts = [f"{self.system}\n\n" if self.system else ""]
-        for content in self.get_contents(opts):
-            message = content.get_message()
-            header = f"### {content.get_role()}: "
-            if message is None:
-                parts.append(header)
-                continue
-            parts.append(f"{header}\n{message}\n\n")
-            if content.get_role_type() == RoleType.REQUESTER:
-                for child in content.get_child_messages():
-                    parts.append(f"### 入力: \n{child}\n\n")
-        return "".join(parts)

@@ -34,6 +34,14 @@ from chatstream.session_locks import SessionLocks
 
 
 class ChatStream(SessionApis):
+    """The original ChatStream's constructor and handlers, served by our engine.
+
+    Without `use_mock_response`, `model` is a transformers model (used where it is), a local
+    directory, a hub id, `"smollm2"`, or a recording (replayed); `engine_options` are
+    `EngineConfig` fields and `dtype`. `record_to` (or `probe_mode_enabled=True`) records every
+    generation for replay.
+    """
+
     def __init__(
         self, name: str = "node:0", model: Any = None, tokenizer: Any = None, token_sampler: Any = None,
         num_gpus: int | None = None, device: Any = None, num_of_concurrent_executions: int = 2,
@@ -78,7 +86,8 @@ class ChatStream(SessionApis):
             self.engine, self.tokenizer, self.device = start_engine(
                 model, tokenizer, device, seed, num_of_concurrent_executions, engine_options, self.logger,
                 record_to=record_to)
-            self.num_gpus = num_gpus if self.device.type == "cuda" else 0
+            # Resource reports show the GPUs the model is on without extra configuration.
+            self.num_gpus = (1 if num_gpus is None else num_gpus) if self.device.type == "cuda" else 0
             from chatstream.chat_generator import ChatGenerator
 
             self.chat_generator = ChatGenerator(self.engine, self.tokenizer, self.params, self.logger)

@@ -147,9 +147,16 @@ class AbstractChatPrompt(ChatHistory, ABC):
 
     # -- hooks: stopping and tokenizing -------------------------------------------------------------------------------
 
+    # Presets name their stop strings here instead of overriding `get_stop_strs` (None: none).
+    chat_stop_strs: tuple[str, ...] | None = None
+
     def get_stop_strs(self) -> list[str] | None:
-        """Extra strings that end generation (never shown in the output). None or [] for none."""
-        return None
+        """Extra strings that end generation (never shown in the output). None or [] for none.
+
+        The default gives `chat_stop_strs` in chat mode and None otherwise."""
+        if not self.chat_mode or self.chat_stop_strs is None:
+            return None
+        return list(self.chat_stop_strs)
 
     def get_final_stop_strs(self) -> list[str]:
         """The stop strings the generator uses: the requester prefix (when enabled) then `get_stop_strs()`,

@@ -25,6 +25,8 @@ class ChatPromptChatTemplate(AbstractChatPrompt):
     default, if any, applies). Child messages are appended to their user message, separated by a blank line.
     """
 
+    chat_stop_strs = ()
+
     def __init__(self) -> None:
         super().__init__()
         self.set_requester("user")
@@ -34,11 +36,6 @@ class ChatPromptChatTemplate(AbstractChatPrompt):
     def set_tokenizer(self, tokenizer: Any) -> None:
         super().set_tokenizer(tokenizer)
         self._stop_tokens_cache = None
-
-    def get_stop_strs(self) -> list[str] | None:
-        if not self.chat_mode:
-            return None
-        return []
 
     def get_stop_tokens(self) -> list[str]:
         """The entries of `END_OF_TURN_TOKENS` that the tokenizer's vocabulary holds ([] without a tokenizer)."""

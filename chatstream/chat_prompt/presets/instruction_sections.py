@@ -19,14 +19,11 @@ class InstructionSectionsPrompt(AbstractChatPrompt):
     """`{system}⏎⏎` + per turn `header` then `{message}⏎⏎`; `header` and `input_section` are
     format strings with `{role}` / `{child}`; `message_prefix` goes between header and message."""
 
+    chat_stop_strs = ()
+
     header = "### {role}:\n"
     message_prefix = ""
     input_section = "Input:\n{child}\n\n"
-
-    def get_stop_strs(self) -> list[str] | None:
-        if not self.chat_mode:
-            return None
-        return []
 
     def create_prompt(self, opts: dict[str, Any] | None = None) -> str:
         if not self.chat_mode:

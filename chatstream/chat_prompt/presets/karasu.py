@@ -18,16 +18,13 @@ KARASU_SYSTEM_PROMPT = "あなたはAIアシスタントです。"
 class ChatPromptLightblueKarasuChatPlus(AbstractChatPrompt):
     """karasu-7B-chat-plus in ChatML."""
 
+    chat_stop_strs = ("<|im_end|>",)
+
     def __init__(self) -> None:
         super().__init__()
         self.set_system(KARASU_SYSTEM_PROMPT)
         self.set_requester("user")
         self.set_responder("assistant")
-
-    def get_stop_strs(self) -> list[str] | None:
-        if not self.chat_mode:
-            return None
-        return ["<|im_end|>"]
 
     def get_stop_tokens(self) -> list[str]:
         return ["<|im_end|>"]

@@ -27,16 +27,13 @@ _OPEN = "<s>[INST] "
 class ChatPromptMetaLlamaLlama2Chat(AbstractChatPrompt):
     """Llama-2-chat `[INST]` format with a `<<SYS>>` block."""
 
+    chat_stop_strs = ()
+
     def __init__(self) -> None:
         super().__init__()
         self.set_system(LLAMA2_DEFAULT_SYSTEM_PROMPT)
         self.set_requester("")
         self.set_responder("")
-
-    def get_stop_strs(self) -> list[str] | None:
-        if not self.chat_mode:
-            return None
-        return []
 
     def get_add_special_tokens(self) -> bool | None:
         return False if self.chat_mode else None

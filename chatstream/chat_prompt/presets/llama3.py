@@ -21,16 +21,13 @@ def _header(role: str) -> str:
 class ChatPromptMetaLlamaLlama3Instruct(AbstractChatPrompt):
     """Llama-3-Instruct header format; the system turn is left out when the system text is empty."""
 
+    chat_stop_strs = ()
+
     def __init__(self) -> None:
         super().__init__()
         self.set_system(LLAMA2_DEFAULT_SYSTEM_PROMPT)
         self.set_requester("user")
         self.set_responder("assistant")
-
-    def get_stop_strs(self) -> list[str] | None:
-        if not self.chat_mode:
-            return None
-        return []
 
     def get_stop_tokens(self) -> list[str]:
         return ["<|eot_id|>"]

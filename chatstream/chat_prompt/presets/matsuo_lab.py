@@ -13,11 +13,9 @@ from chatstream.chat_prompt.prompt_ttl import PromptTTL
 class ChatPromptMatsuoLabJpGptNeoxInstSft(ChatPromptStabilityAiJpGptNeoxInstSft):
     """Japanese Alpaca, SINGLE_TURN."""
 
+    chat_stop_strs = ("Q:",)
+
     def __init__(self) -> None:
         super().__init__()
         self.set_prompt_ttl(PromptTTL.SINGLE_TURN)
 
-    def get_stop_strs(self) -> list[str] | None:
-        if not self.chat_mode:
-            return None
-        return ["Q:"]

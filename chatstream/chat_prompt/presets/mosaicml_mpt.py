@@ -12,7 +12,5 @@ from chatstream.chat_prompt.presets.redpajama import ChatPromptTogetherRedPajama
 class ChatPromptMosaicmlMptChat(ChatPromptTogetherRedPajamaINCITEChat):
     """MPT-chat in the `<human>` / `<bot>` shape."""
 
-    def get_stop_strs(self) -> list[str] | None:
-        if not self.chat_mode:
-            return None
-        return []
+    chat_stop_strs = ()
+

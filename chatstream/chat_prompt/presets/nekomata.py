@@ -20,17 +20,14 @@ NEKOMATA_TRANSLATION_INSTRUCTION = "次の日本語を英語に翻訳してく�
 class ChatPromptRinnaNekomata(AbstractChatPrompt):
     """nekomata-14b-instruction as a Japanese-to-English translator, SINGLE_TURN."""
 
+    chat_stop_strs = ("<|endoftext|>",)
+
     def __init__(self) -> None:
         super().__init__()
         self.set_system(f"{ALPACA_JA_SYSTEM_PROMPT}\n\n### 指示:\n{NEKOMATA_TRANSLATION_INSTRUCTION}")
         self.set_requester("入力")
         self.set_responder("応答")
         self.set_prompt_ttl(PromptTTL.SINGLE_TURN)
-
-    def get_stop_strs(self) -> list[str] | None:
-        if not self.chat_mode:
-            return None
-        return ["<|endoftext|>"]
 
     def create_prompt(self, opts: dict[str, Any] | None = None) -> str:
         if not self.chat_mode:

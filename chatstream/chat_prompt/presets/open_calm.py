@@ -12,5 +12,5 @@ from chatstream.chat_prompt.presets.stockmark import ChatPromptStockmarkGptNeoxJ
 class ChatPromptCyberAgentOpenCalm(ChatPromptStockmarkGptNeoxJp):
     """OpenCALM: plain concatenation of the history."""
 
-    def get_stop_strs(self) -> list[str] | None:
-        return None
+    chat_stop_strs = None  # the reference gives none, in either mode
+

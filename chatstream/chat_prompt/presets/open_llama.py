@@ -15,15 +15,12 @@ from chatstream.chat_prompt.presets._common import merged_message, passthrough_p
 class ChatPromptOpenlmrOpenLlama(AbstractChatPrompt):
     """OpenLLaMA as `Q:` / `A:` lines."""
 
+    chat_stop_strs = ("\nQ:", "\nB:", "\nC:")
+
     def __init__(self) -> None:
         super().__init__()
         self.set_requester("Q")
         self.set_responder("A")
-
-    def get_stop_strs(self) -> list[str] | None:
-        if not self.chat_mode:
-            return None
-        return ["\nQ:", "\nB:", "\nC:"]
 
     def create_prompt(self, opts: dict[str, Any] | None = None) -> str:
         if not self.chat_mode:

@@ -21,17 +21,14 @@ RAKUTEN_SYSTEM_PROMPT = (
 class ChatPromptRakutenMistral(AbstractChatPrompt):
     """RakutenAI-7B-chat: `USER:` / `ASSISTANT:` on one line, replies closed by `</s>`."""
 
+    chat_stop_strs = ()
+
     def __init__(self) -> None:
         super().__init__()
         self.set_system(RAKUTEN_SYSTEM_PROMPT)
         self.set_requester("USER")
         self.set_responder("ASSISTANT")
         self.set_prefix_as_stop_str_enabled(True)
-
-    def get_stop_strs(self) -> list[str] | None:
-        if not self.chat_mode:
-            return None
-        return []
 
     def create_prompt(self, opts: dict[str, Any] | None = None) -> str:
         if not self.chat_mode:

@@ -15,16 +15,13 @@ from chatstream.chat_prompt.presets._common import merged_message, passthrough_p
 class ChatPromptTogetherRedPajamaINCITEChat(AbstractChatPrompt):
     """RedPajama-INCITE-Chat: `<human>` / `<bot>` lines."""
 
+    chat_stop_strs = ("<|endoftext|>",)
+
     def __init__(self) -> None:
         super().__init__()
         self.set_requester("<human>")
         self.set_responder("<bot>")
         self.set_prefix_as_stop_str_enabled(True)
-
-    def get_stop_strs(self) -> list[str] | None:
-        if not self.chat_mode:
-            return None
-        return ["<|endoftext|>"]
 
     def create_prompt(self, opts: dict[str, Any] | None = None) -> str:
         if not self.chat_mode:

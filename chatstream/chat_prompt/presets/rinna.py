@@ -17,15 +17,12 @@ from chatstream.chat_prompt.presets._common import merged_message, passthrough_p
 class ChatPromptRinnaJpGptNeoxInstSft(AbstractChatPrompt):
     """rinna japanese-gpt-neox instruction-sft: `ユーザー` / `システム` turns separated by `<NL>`."""
 
+    chat_stop_strs = ()
+
     def __init__(self) -> None:
         super().__init__()
         self.set_requester("ユーザー")
         self.set_responder("システム")
-
-    def get_stop_strs(self) -> list[str] | None:
-        if not self.chat_mode:
-            return None
-        return []
 
     def get_replacement_when_input(self) -> ReplacementPairs | None:
         return [("\n", "<NL>")]

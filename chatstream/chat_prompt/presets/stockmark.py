@@ -15,15 +15,12 @@ from chatstream.chat_prompt.presets._common import merged_message, passthrough_p
 class ChatPromptStockmarkGptNeoxJp(AbstractChatPrompt):
     """Plain concatenation of the history."""
 
+    chat_stop_strs = ()
+
     def __init__(self) -> None:
         super().__init__()
         self.set_requester("")
         self.set_responder("")
-
-    def get_stop_strs(self) -> list[str] | None:
-        if not self.chat_mode:
-            return None
-        return []
 
     def create_prompt(self, opts: dict[str, Any] | None = None) -> str:
         if not self.chat_mode:

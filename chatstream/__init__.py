@@ -23,6 +23,8 @@ _EXPORTS = {
     "EngineDeadError": "chatstream.engine.async_engine",
     "load_model": "chatstream.model_loader",
     "ChatStream": "chatstream.chat_stream",
+    "TokenSamplerHft": "chatstream.token_samplers",
+    "TokenSamplerIsok": "chatstream.token_samplers",
     "AbstractRequestHandler": "chatstream.request_handler",
     "SimpleSessionRequestHandler": "chatstream.request_handler",
     "AbstractChatPrompt": "chatstream.chat_prompt",

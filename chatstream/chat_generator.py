@@ -43,8 +43,10 @@ class GenerationRecord:
 class ChatGenerator:
     """Streams ChatPrompt replies from an `AsyncEngine`."""
 
-    def __init__(self, engine: Any, tokenizer: Any, params: dict[str, Any], logger: logging.Logger) -> None:
+    def __init__(self, engine: Any, tokenizer: Any, params: dict[str, Any], logger: logging.Logger,
+                 token_sampler: Any = None) -> None:
         self.engine = engine
+        self.token_sampler = token_sampler  # a preset of chatstream.token_samplers adjusts each request
         self.tokenizer = tokenizer
         self.params = params
         self.logger = logger
@@ -102,6 +104,9 @@ class ChatGenerator:
             stop=chat_prompt.get_final_stop_strs() if chat_mode else None,
             stop_token_ids=self.stop_token_ids(chat_prompt),
         )
+        adjust = getattr(self.token_sampler, "engine_params", None)
+        if adjust is not None:
+            sampling = adjust(sampling)
         replacements = chat_prompt.get_replacement_when_output() if chat_mode else None
         request_id = self.request_id(message_id or uuid.uuid4().hex)
         self.logger.debug("generate %s: %d prompt tokens, %s", request_id, len(ids), sampling)

@@ -90,7 +90,7 @@ class ChatStream(SessionApis):
             self.num_gpus = (1 if num_gpus is None else num_gpus) if self.device.type == "cuda" else 0
             from chatstream.chat_generator import ChatGenerator
 
-            self.chat_generator = ChatGenerator(self.engine, self.tokenizer, self.params, self.logger)
+            self.chat_generator = ChatGenerator(self.engine, self.tokenizer, self.params, self.logger, token_sampler)
         self.request_handler = request_handler or SimpleSessionRequestHandler()
         for attr, value in (("chat_generator", self.chat_generator), ("chat_prompt_clazz", chat_prompt_clazz),
                             ("tokenizer", self.tokenizer), ("logger", self.logger)):

@@ -60,8 +60,8 @@ class ChatGenerator:
         """Stop the reply with this message id in the engine (idempotent; safe from sync code)."""
         self.engine.abort(self.request_id(message_id))
 
-    def encode_prompt(self, chat_prompt: Any, params: dict[str, Any]) -> list[int]:
-        prompt = chat_prompt.create_prompt()
+    def encode_prompt(self, chat_prompt: Any, params: dict[str, Any], opts: dict[str, Any] | None = None) -> list[int]:
+        prompt = chat_prompt.create_prompt(opts) if opts else chat_prompt.create_prompt()
         add_special = params.get("add_special_tokens")
         if add_special is None:
             add_special = getattr(chat_prompt, "get_add_special_tokens", lambda: None)()
@@ -79,6 +79,26 @@ class ChatGenerator:
                 ids.append(token_id)
         return ids
 
+    def fit_prompt(self, chat_prompt: Any, params: dict[str, Any], max_prompt: int) -> tuple[list[int], bool]:
+        """The prompt's token ids within `max_prompt`, and whether anything was left out.
+
+        Whole exchanges go first, oldest first, so the system text and the latest turns stay; only
+        if the last exchange alone is too long are its oldest tokens cut (as the original did).
+        The history itself is kept whole."""
+        ids = self.encode_prompt(chat_prompt, params)
+        skipped, num_exchanges = 0, chat_prompt.get_turn()
+        while len(ids) > max_prompt and skipped + 1 < num_exchanges:
+            skipped += 1
+            ids = self.encode_prompt(chat_prompt, params, {"skip_exchanges": skipped})
+        cut = len(ids) > max_prompt
+        if cut:
+            ids = ids[-max_prompt:]
+        elif not skipped:
+            return ids, False
+        self.logger.warning("the conversation did not fit in context_len=%s: left out %d old exchange(s)%s",
+                            params["context_len"], skipped, " and cut the oldest tokens" if cut else "")
+        return ids, True
+
     def context_budget(self, params: dict[str, Any]) -> tuple[int, int]:
         """(the most prompt tokens, the most new tokens) for one generation."""
         context_len = min(int(params["context_len"] or self.engine.core.max_model_len), self.engine.core.max_model_len)
@@ -91,14 +111,8 @@ class ChatGenerator:
         message_id = opts.get("message_id")
         params = merge_params(self.params, opts.get("generation_params"))
         chat_mode = chat_prompt.is_chat_mode_enabled()
-        ids = self.encode_prompt(chat_prompt, params)
         max_prompt, max_new = self.context_budget(params)
-        truncated = len(ids) > max_prompt
-        if truncated:
-            # The oldest tokens go, as in the original; the history itself is kept whole.
-            self.logger.warning("prompt of %d tokens truncated to the last %d (context_len=%s)",
-                                len(ids), max_prompt, params["context_len"])
-            ids = ids[-max_prompt:]
+        ids, truncated = self.fit_prompt(chat_prompt, params, max_prompt)
         sampling = to_sampling_params(
             params, max_tokens=max_new,
             stop=chat_prompt.get_final_stop_strs() if chat_mode else None,

@@ -136,6 +136,8 @@ class ChatHistory:
           entries, which picks up the previous answer when the history ends with a user turn.)
         - `"omit_last_message": True` replaces the last turn by a copy whose message is None, i.e. the prompt as it
           was before the reply started streaming.
+        - `"skip_exchanges": k` leaves out the k oldest exchanges (everything before the (k+1)-th user turn); the
+          generator uses it to fit a long conversation into the context while keeping the system text.
 
         The history itself is never modified.
         """
@@ -149,6 +151,11 @@ class ChatHistory:
                     break
             else:
                 raise ValueError(f"no chat content has message_id {to_message_id!r}")
+        skip = int(opts.get("skip_exchanges") or 0)
+        if skip > 0:
+            starts = [i for i, c in enumerate(contents) if c.get_role_type() == RoleType.REQUESTER]
+            if skip < len(starts):
+                contents = contents[starts[skip]:]
         if self.prompt_ttl_mode == PromptTTL.SINGLE_TURN:
             last_requester = max(
                 (i for i, c in enumerate(contents) if c.get_role_type() == RoleType.REQUESTER), default=None

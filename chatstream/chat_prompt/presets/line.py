@@ -6,31 +6,17 @@ the next `ユーザー:` onto the answer.) The text that opens a new user turn i
 
 from __future__ import annotations
 
-from typing import Any
-
-from chatstream.chat_prompt.abstract_chat_prompt import AbstractChatPrompt
-from chatstream.chat_prompt.presets._common import merged_message, passthrough_prompt
+from chatstream.chat_prompt.presets.role_lines import RoleLinesPrompt
 
 
-class ChatPromptLineCorpJpLargeLmInstSft(AbstractChatPrompt):
+class ChatPromptLineCorpJpLargeLmInstSft(RoleLinesPrompt):
     """LINE japanese-large-lm instruction-sft: `ユーザー` / `システム` lines."""
 
     chat_stop_strs = ()
+    open_turn = "{role}: "  # this model expects the space after the colon
 
     def __init__(self) -> None:
         super().__init__()
         self.set_requester("ユーザー")
         self.set_responder("システム")
         self.set_prefix_as_stop_str_enabled(True)
-
-    def create_prompt(self, opts: dict[str, Any] | None = None) -> str:
-        if not self.chat_mode:
-            return passthrough_prompt(self)
-        parts = [self.system]
-        for content in self.get_contents(opts):
-            message = merged_message(content, "\n")
-            if message is None:
-                parts.append(f"{content.get_role()}: ")
-            else:
-                parts.append(f"{content.get_role()}: {message}\n")
-        return "".join(parts)

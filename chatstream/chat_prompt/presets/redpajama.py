@@ -6,13 +6,10 @@ always emit EOS, so the `<human>:` that would start a new user turn is a stop st
 
 from __future__ import annotations
 
-from typing import Any
-
-from chatstream.chat_prompt.abstract_chat_prompt import AbstractChatPrompt
-from chatstream.chat_prompt.presets._common import merged_message, passthrough_prompt
+from chatstream.chat_prompt.presets.role_lines import RoleLinesPrompt
 
 
-class ChatPromptTogetherRedPajamaINCITEChat(AbstractChatPrompt):
+class ChatPromptTogetherRedPajamaINCITEChat(RoleLinesPrompt):
     """RedPajama-INCITE-Chat: `<human>` / `<bot>` lines."""
 
     chat_stop_strs = ("<|endoftext|>",)
@@ -22,15 +19,3 @@ class ChatPromptTogetherRedPajamaINCITEChat(AbstractChatPrompt):
         self.set_requester("<human>")
         self.set_responder("<bot>")
         self.set_prefix_as_stop_str_enabled(True)
-
-    def create_prompt(self, opts: dict[str, Any] | None = None) -> str:
-        if not self.chat_mode:
-            return passthrough_prompt(self)
-        parts = [self.system]
-        for content in self.get_contents(opts):
-            message = merged_message(content, "\n")
-            if message is None:
-                parts.append(f"{content.get_role()}:")
-            else:
-                parts.append(f"{content.get_role()}: {message}\n")
-        return "".join(parts)

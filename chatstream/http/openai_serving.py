@@ -31,7 +31,7 @@ from chatstream.admission import QueueFull
 from chatstream.chat_prompt.presets.chat_template import END_OF_TURN_TOKENS
 from chatstream.engine.async_engine import EngineDeadError
 from chatstream.http import openai_protocol as proto
-from chatstream.http.disconnect import ClientGone, DisconnectWatch, unless_disconnected  # noqa: F401
+from chatstream.http.disconnect import ClientGone, DisconnectWatch, unless_disconnected
 from chatstream.http.openai_protocol import DONE_EVENT, ChatCompletionRequest, CompletionRequest, OpenAIError, sse
 from chatstream.outputs import RequestDelta
 from chatstream.sampling_params import SamplingParams

@@ -12,7 +12,8 @@ import pytest
 from chatstream.admission import Admission
 from chatstream.engine.async_engine import EngineDeadError
 from chatstream.http.openai_protocol import ChatCompletionRequest, CompletionRequest, OpenAIError
-from chatstream.http.openai_serving import ClientGone, OpenAIServing, SSEStream
+from chatstream.http.disconnect import ClientGone
+from chatstream.http.openai_serving import OpenAIServing, SSEStream
 from chatstream.outputs import RequestDelta
 
 

@@ -2,7 +2,7 @@
 
 Owns: the session-wide SmolLM2 fixtures, so the bundled GGUF is converted at most
 once per machine (into the normal ChatStream cache, honouring CHATSTREAM_CACHE_DIR) and loaded once per test run;
-and the tiny random-model fixtures.
+the tiny random-model fixtures; and a real redis-server (`redis_server`, `redis_server_factory`).
 """
 
 from __future__ import annotations

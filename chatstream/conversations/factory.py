@@ -1,10 +1,12 @@
 """Store URLs and `open_store`: which backend, where, with which options.
 
-| URL | backend |
-|---|---|
-| ``memory`` | this process's memory (tests, the embedded default of `ChatStream(...)`) |
-| ``sqlite:///relative/file.sqlite3``, ``sqlite:////absolute/file.sqlite3`` | an SQLite file (three slashes, then the path, as SQLAlchemy writes it); ``?synchronous=full`` fsyncs every commit (default ``normal``: safe against process crashes, see docs) |
-| ``redis://[:password@]host:port/db``, ``rediss://...``, ``unix:///path.sock?db=N`` | Redis, shared by several processes; ``?prefix=NAME`` puts the keys under ``NAME:`` (default ``chatstream``) |
+- ``memory``: this process's memory (tests, the embedded default of `ChatStream(...)`).
+- ``sqlite:///relative/file.sqlite3``, ``sqlite:////absolute/file.sqlite3``: an SQLite file (three
+  slashes, then the path, as SQLAlchemy writes it). ``?synchronous=full`` fsyncs every commit
+  (default ``normal``: safe against process crashes, see sqlite_store.py).
+- ``redis://[:password@]host:port/db``, ``rediss://...``, ``unix:///path.sock?db=N``: Redis, shared
+  by several processes. ``?prefix=NAME`` puts the keys under ``NAME:`` (default ``chatstream``);
+  other parameters go to the redis client.
 
 `parse_store_url` checks a URL without opening anything (for the CLI, before the model loads).
 """

@@ -89,7 +89,8 @@ class MemoryBackend(StorageBackend):
             return None
         change = plan(stored, now)
         result = change.apply(stored.conversation)
-        self._conversations[conversation_id] = StoredConversation(result, change.result_lease(result, stored.lease_until))
+        lease = change.result_lease(result, stored.lease_until)
+        self._conversations[conversation_id] = StoredConversation(result, lease)
         return result
 
     async def delete(self, session_id: str, conversation_id: str, now: float) -> bool:

@@ -17,8 +17,8 @@ ROLES: tuple[Role, ...] = ("user", "assistant")
 STATUSES: tuple[MessageStatus, ...] = ("complete", "streaming", "interrupted")
 
 # JSON values as the standard json module reads them (feedback form data, generation overrides).
-JsonScalar = Union[str, int, float, bool, None]
-JsonValue = Union[JsonScalar, list["JsonValue"], dict[str, "JsonValue"]]
+JsonScalar = Union[str, int, float, bool, None]  # noqa: UP007 - an alias evaluated at run time (3.10)
+JsonValue = Union[JsonScalar, list["JsonValue"], dict[str, "JsonValue"]]  # noqa: UP007 - recursive
 
 
 @dataclass(frozen=True)

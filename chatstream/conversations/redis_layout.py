@@ -2,14 +2,14 @@
 
 Keys, under a prefix (default ``chatstream``; several stores can share one database):
 
-| key | type | holds |
-|---|---|---|
-| ``P:s:SESSION`` | hash | created_at, last_seen_at, current_conversation_id, client_role, generation_params (JSON); PEXPIRE = session TTL |
-| ``P:si:SESSION`` | sorted set | the session's conversation ids, score = updated_at |
-| ``P:c:CONV`` | hash | session_id, title, system, created_at, updated_at, rev; while a reply is open: open_reply_id, open_text, open_lease_until |
-| ``P:co:CONV`` | list | message ids in order |
-| ``P:cm:CONV`` | hash | message id -> message JSON (`records.py`; the open reply's live text is in ``P:c:CONV``) |
-| ``P:ck:CONV`` | hash | message id -> packed token ids (`token_codec.py`) |
+- ``P:s:SESSION`` (hash): created_at, last_seen_at, and as JSON current_conversation_id,
+  client_role, generation_params; PEXPIRE = the session TTL, renewed on every touch.
+- ``P:si:SESSION`` (sorted set): the session's conversation ids, score = updated_at.
+- ``P:c:CONV`` (hash, "meta"): session_id, title, system, created_at, updated_at, rev; while a
+  reply is open also open_reply_id, open_text (its live text), open_lease_until.
+- ``P:co:CONV`` (list): message ids in order.
+- ``P:cm:CONV`` (hash): message id -> message JSON (`records.py`).
+- ``P:ck:CONV`` (hash): message id -> packed token ids (`token_codec.py`).
 
 Every write to a conversation changes ``P:c:CONV`` (at least ``rev``), so a writer that WATCHes
 that one key sees any concurrent write, from any process, and retries. The conversation's keys

@@ -29,8 +29,7 @@ from chatstream.conversations.errors import StoreUnavailable
 from chatstream.conversations.models import Conversation, ConversationSummary, Message, Session, StoreSize
 from chatstream.conversations.options import StoreOptions
 from chatstream.conversations.pagination import Position
-from chatstream.conversations.redis_layout import (
-    CREATE_SESSION, READ_CONVERSATION, SET_REPLY_TEXT, TOUCH_SESSION, Keys)
+from chatstream.conversations.redis_layout import CREATE_SESSION, READ_CONVERSATION, SET_REPLY_TEXT, TOUCH_SESSION, Keys
 
 MAX_WRITE_ATTEMPTS = 100
 _OPEN_FIELDS = ("open_reply_id", "open_text", "open_lease_until")
@@ -121,7 +120,7 @@ class RedisBackend(StorageBackend):
         open_id = meta.get("open_reply_id", b"").decode()
         tokens = token_codec.unpack_all([blobs.get(mid) for mid in order]) if raw[3] else [None] * len(order)
         messages: list[Message] = []
-        for mid, turn_tokens in zip(order, tokens):
+        for mid, turn_tokens in zip(order, tokens, strict=True):
             record = json.loads(stored_messages[mid])
             if mid == open_id:
                 record["text"] = meta["open_text"].decode()
@@ -251,7 +250,8 @@ class RedisBackend(StorageBackend):
                         pipe.hmget(self._keys.meta(cid), "session_id", "title", "created_at")
                         pipe.llen(self._keys.order(cid))
                     replies = await pipe.execute()
-                for (cid, score), (owner, title, created), count in zip(candidates, replies[::2], replies[1::2]):
+                metas, counts = replies[::2], replies[1::2]
+                for (cid, score), (owner, title, created), count in zip(candidates, metas, counts, strict=True):
                     if owner is None or owner.decode() != session_id:
                         await self._redis.zrem(index, cid)  # deleted or expired under us
                         continue

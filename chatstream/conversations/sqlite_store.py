@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -32,7 +33,14 @@ from chatstream.conversations.models import Conversation, ConversationSummary, S
 from chatstream.conversations.options import StoreOptions
 from chatstream.conversations.pagination import Position
 from chatstream.conversations.sqlite_schema import (
-    INSERT_MESSAGE, MESSAGE_COLUMNS, SESSION_COLUMNS, create_schema, message_from_row, message_row, session_from_row)
+    INSERT_MESSAGE,
+    MESSAGE_COLUMNS,
+    SESSION_COLUMNS,
+    create_schema,
+    message_from_row,
+    message_row,
+    session_from_row,
+)
 
 BUSY_TIMEOUT_S = 10.0
 PURGE_EVERY_S = 60.0
@@ -54,6 +62,7 @@ class SqliteBackend(StorageBackend):
         backend = cls(path, options, synchronous)
         try:
             await backend._run(backend._connect)
+            await backend.purge_expired(time.time())
         except BaseException:
             await backend.close()
             raise
@@ -169,9 +178,10 @@ class SqliteBackend(StorageBackend):
         messages = [message_from_row(r) for r in rows]
         if include_tokens:
             unpacked = token_codec.unpack_all([r[9] for r in rows])
-            messages = [m if t is None else replace(m, tokens=t) for m, t in zip(messages, unpacked)]
+            messages = [m if t is None else replace(m, tokens=t) for m, t in zip(messages, unpacked, strict=True)]
         lease = rows[-1][8] if rows and rows[-1][4] == "streaming" else None
-        return StoredConversation(Conversation(*row, messages=tuple(messages)), lease)
+        cid, sid, title, system, created_at, updated_at = row
+        return StoredConversation(Conversation(cid, sid, title, system, created_at, updated_at, tuple(messages)), lease)
 
     def _store_messages(self, conn: sqlite3.Connection, conversation: Conversation, indices: list[int],
                         lease_until: float | None) -> None:
@@ -228,7 +238,8 @@ class SqliteBackend(StorageBackend):
             rows = self._conn.execute(
                 "SELECT c.id, c.title, c.created_at, c.updated_at, "
                 "(SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id) FROM conversations c "
-                "WHERE c.session_id = ? AND c.updated_at >= ? AND (c.updated_at < ? OR (c.updated_at = ? AND c.id < ?)) "
+                "WHERE c.session_id = ? AND c.updated_at >= ? "
+                "AND (c.updated_at < ? OR (c.updated_at = ? AND c.id < ?)) "
                 "ORDER BY c.updated_at DESC, c.id DESC LIMIT ?",
                 (session_id, self._cutoff(self.options.conversation_ttl_s, now), before_at, before_at,
                  before_id, limit + 1)).fetchall()

@@ -28,15 +28,36 @@ from chatstream.conversations.backend import ReplyUpdate, StorageBackend
 from chatstream.conversations.changes import Change, StoredConversation
 from chatstream.conversations.errors import ConversationNotFound, ReplyClosed, SessionNotFound
 from chatstream.conversations.ids import (
-    check_conversation_id, check_message_id, check_session_id, new_conversation_id, new_session_id)
+    check_conversation_id,
+    check_message_id,
+    check_session_id,
+    new_conversation_id,
+    new_session_id,
+)
 from chatstream.conversations.models import (
-    Conversation, ConversationPage, ConversationSummary, Feedback, JsonScalar, Message, ReplyStats, Session,
-    StoreSize, TurnTokens)
+    Conversation,
+    ConversationPage,
+    Feedback,
+    JsonScalar,
+    Message,
+    MessageStatus,
+    ReplyStats,
+    Session,
+    StoreSize,
+    TurnTokens,
+)
 from chatstream.conversations.options import StoreOptions
 from chatstream.conversations.pagination import decode_cursor, take_page
 from chatstream.conversations.validation import (
-    check_feedback, check_generation_params, check_limit, check_short, check_stats, check_text, check_title,
-    check_tokens)
+    check_feedback,
+    check_generation_params,
+    check_limit,
+    check_short,
+    check_stats,
+    check_text,
+    check_title,
+    check_tokens,
+)
 
 
 class Unset(enum.Enum):
@@ -208,7 +229,7 @@ class ConversationStore:
         check_text(text, "text")
         finish_reason = check_short(finish_reason, "finish_reason")
         tokens, stats = check_tokens(tokens), check_stats(stats)
-        status = "interrupted" if interrupted else "complete"
+        status: MessageStatus = "interrupted" if interrupted else "complete"
         return await self._change(session_id, conversation_id, lambda stored, now: turns.finish_reply(
             stored, now, reply_id, text=text, finish_reason=finish_reason, tokens=tokens, stats=stats,
             status=status))

@@ -28,7 +28,7 @@ def check_pairs(conversation, expected_users: set[str], reply_of) -> None:
     """Every user message is followed by its own complete reply, and the turns are exactly the expected ones."""
     messages = conversation.messages
     assert len(messages) == 2 * len(expected_users)
-    for user, reply in zip(messages[0::2], messages[1::2]):
+    for user, reply in zip(messages[0::2], messages[1::2], strict=True):
         assert (user.role, reply.role, user.status, reply.status) == ("user", "assistant", "complete", "complete")
         assert reply.text == reply_of(user.text)
     assert {m.text for m in messages[0::2]} == expected_users
@@ -92,6 +92,6 @@ async def test_two_processes_writing_the_same_conversations(shared_backend):
         conversation = await store.get_conversation(session.id, cid)
         expected = {f"{name}:{k}" for name in ("p1", "p2") for k in range(9) if k % 3 == i}
         check_pairs(conversation, expected, lambda text: full_reply(*text.split(":")[:1], int(text.split(":")[1])))
-        for user, reply in zip(conversation.messages[0::2], conversation.messages[1::2]):
+        for user, reply in zip(conversation.messages[0::2], conversation.messages[1::2], strict=True):
             k = int(user.text.split(":")[1])
             assert reply.tokens == TurnTokens("m", (k,), (k + 1,))

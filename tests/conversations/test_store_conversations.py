@@ -9,7 +9,14 @@ import uuid
 import pytest
 
 from chatstream.conversations import (
-    ConversationNotFound, InvalidCursor, InvalidId, MessageNotFound, ReplyClosed, TurnTokens, ValidationFailed)
+    ConversationNotFound,
+    InvalidCursor,
+    InvalidId,
+    MessageNotFound,
+    ReplyClosed,
+    TurnTokens,
+    ValidationFailed,
+)
 
 pytestmark = pytest.mark.anyio
 

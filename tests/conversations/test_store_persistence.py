@@ -100,8 +100,9 @@ async def test_kill_9_during_a_streamed_reply_loses_nothing_but_that_reply(tmp_p
             replies = seen.messages[1::2]
             whole = [m for m in replies if m.status == "complete"]
             assert len(whole) == completed
+            pairs = zip(seen.messages[0::2], replies, strict=True)
             assert [m.text for m in whole] == [full_reply("loop", int(u.text.split()[1]))
-                                              for u, m in zip(seen.messages[0::2], replies) if m.status == "complete"]
+                                              for u, m in pairs if m.status == "complete"]
             last = seen.messages[-1]
             assert seen.messages[-2].text == f"question {turn}"
             assert last.status == "interrupted" and last.text and full_reply("loop", turn).startswith(last.text)

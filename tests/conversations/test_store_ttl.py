@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 
 import pytest
 
-from chatstream.conversations import ConversationNotFound, StoreOptions
+from chatstream.conversations import ConversationNotFound, StoreOptions, open_store
 
 pytestmark = pytest.mark.anyio
 
@@ -47,3 +48,21 @@ async def test_an_expired_conversations_open_reply_is_gone_for_its_writer(backen
         await store.update_reply(session.id, conversation.id, opened.open_reply.id, "x")
     with pytest.raises(ConversationNotFound):
         await store.finish_reply(session.id, conversation.id, opened.open_reply.id, text="x")
+
+
+async def test_sqlite_deletes_what_expired_when_it_opens(tmp_path):
+    url = f"sqlite:///{tmp_path / 'c.sqlite3'}"
+    store = await open_store(url)
+    session = await store.create_session()
+    for _ in range(3):
+        conversation = await store.create_conversation(session.id)
+        opened = await store.begin_turn(session.id, conversation.id, "q")
+        await store.finish_reply(session.id, conversation.id, opened.open_reply.id, text="a")
+    await store.close()
+    await asyncio.sleep(0.3)
+    reopened = await open_store(url, StoreOptions(conversation_ttl_s=0.2, session_ttl_s=0.2))
+    rows = sqlite3.connect(tmp_path / "c.sqlite3")
+    counts = [rows.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+              for table in ("sessions", "conversations", "messages")]
+    assert counts == [0, 0, 0]
+    await reopened.close()

@@ -8,8 +8,16 @@ import uuid
 import pytest
 
 from chatstream.conversations import (
-    Feedback, MessageNotFound, NothingToRegenerate, ReplyClosed, ReplyStats, StoreOptions, TurnInProgress, TurnTokens,
-    ValidationFailed)
+    Feedback,
+    MessageNotFound,
+    NothingToRegenerate,
+    ReplyClosed,
+    ReplyStats,
+    StoreOptions,
+    TurnInProgress,
+    TurnTokens,
+    ValidationFailed,
+)
 
 pytestmark = pytest.mark.anyio
 

@@ -7,7 +7,15 @@ from pathlib import Path
 import pytest
 
 from chatstream.conversations import (
-    StoreConfigError, StoreOptions, days, default_store_path, default_store_url, open_store, parse_store_url, redacted)
+    StoreConfigError,
+    StoreOptions,
+    days,
+    default_store_path,
+    default_store_url,
+    open_store,
+    parse_store_url,
+    redacted,
+)
 
 pytestmark = pytest.mark.anyio
 

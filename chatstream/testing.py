@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from chatstream.chat_stream import ChatStream
+from chatstream.facade.chat_stream import ChatStream
 
 
 def _default_prompt_class() -> type:

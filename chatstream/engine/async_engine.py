@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from chatstream.engine.engine_core import EngineCore
-from chatstream.outputs import RequestDelta
-from chatstream.sampling_params import SamplingParams
+from chatstream.engine.outputs import RequestDelta
+from chatstream.engine.sampling_params import SamplingParams
 
 logger = logging.getLogger("chatstream.engine")
 

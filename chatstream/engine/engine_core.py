@@ -18,7 +18,7 @@ from pathlib import Path
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from chatstream.config import EngineConfig
+from chatstream.engine.config import EngineConfig
 from chatstream.engine.block_manager import BlockManager
 from chatstream.engine.cpu_weights import prepack_linear_weights
 from chatstream.engine.detokenizer import IncrementalDetokenizer
@@ -28,8 +28,8 @@ from chatstream.engine.request import Request
 from chatstream.engine.sampler import Sampler, SamplingRow
 from chatstream.engine.scheduler import Scheduler
 from chatstream.engine.step_recorder import StepRecorder
-from chatstream.outputs import FinishReason, RequestDelta
-from chatstream.sampling_params import SamplingParams
+from chatstream.engine.outputs import FinishReason, RequestDelta
+from chatstream.engine.sampling_params import SamplingParams
 
 logger = logging.getLogger("chatstream.engine")
 

@@ -20,8 +20,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from chatstream.http.default_routes import add_cors_middleware, add_session_middleware, register_routes
-from chatstream.http.client_roles import API_NAMES
+from chatstream.facade.default_routes import add_cors_middleware, add_session_middleware, register_routes
+from chatstream.facade.client_roles import API_NAMES
 from chatstream.http.metrics import Metrics
 from chatstream.http.openai_routes import add_openai_routes
 from chatstream.http.ops_routes import add_ops_routes
@@ -82,7 +82,7 @@ def _chat_prompt_class(chat_prompt: str | type) -> type:
 
 def build_chat_stream(config: ServerConfig) -> Any:
     """Load the model and start the engine (blocking: minutes for a large model)."""
-    from chatstream.chat_stream import ChatStream
+    from chatstream.facade.chat_stream import ChatStream
 
     return ChatStream(model=config.model, tokenizer=config.tokenizer,
                       chat_prompt_clazz=_chat_prompt_class(config.chat_prompt), **config.chat_stream_options)

@@ -26,7 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from chatstream.outputs import RequestDelta
+from chatstream.engine.outputs import RequestDelta
 
 PREFIX = "chatstream:"
 

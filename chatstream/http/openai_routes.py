@@ -16,9 +16,9 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from chatstream.http.chat_stream_response import ChatStreamResponse
+from chatstream.facade.chat_stream_response import ChatStreamResponse
 from chatstream.http.openai_protocol import ChatCompletionRequest, CompletionRequest, OpenAIError, model_list, now
-from chatstream.http.disconnect import ClientGone, disconnect_watch
+from chatstream.facade.disconnect import ClientGone, disconnect_watch
 from chatstream.http.openai_serving import OpenAIServing, SSEStream
 from chatstream.http.server_state import ServerState, server_state
 

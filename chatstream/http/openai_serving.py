@@ -27,14 +27,14 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from contextlib import aclosing
 from typing import Any, TypeVar
 
-from chatstream.admission import QueueFull
+from chatstream.facade.admission import QueueFull
 from chatstream.chat_prompt.presets.chat_template import END_OF_TURN_TOKENS
 from chatstream.engine.async_engine import EngineDeadError
 from chatstream.http import openai_protocol as proto
-from chatstream.http.disconnect import ClientGone, DisconnectWatch, unless_disconnected
+from chatstream.facade.disconnect import ClientGone, DisconnectWatch, unless_disconnected
 from chatstream.http.openai_protocol import DONE_EVENT, ChatCompletionRequest, CompletionRequest, OpenAIError, sse
-from chatstream.outputs import RequestDelta
-from chatstream.sampling_params import SamplingParams
+from chatstream.engine.outputs import RequestDelta
+from chatstream.engine.sampling_params import SamplingParams
 
 logger = logging.getLogger("chatstream")
 T = TypeVar("T")

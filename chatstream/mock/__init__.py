@@ -10,7 +10,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "MockChatGenerator": "chatstream.mock.generator_mock",
+    "MockChatGenerator": "chatstream.facade.generator_mock",
     "MockTokenSampler": "chatstream.mock.transformer_mock",
     "MockTransformer": "chatstream.mock.transformer_mock",
     "Recorder": "chatstream.mock.recorder",

@@ -28,15 +28,15 @@ from typing import Any
 
 import torch
 
-from chatstream.config import EngineConfig
+from chatstream.engine.config import EngineConfig
 from chatstream.engine.engine_core import EngineCore
 from chatstream.engine.request import Request
 from chatstream.engine.scheduler import SchedulerOutput
 from chatstream.mock.recording import RecordedRequest, Recording
 from chatstream.mock.replay_matcher import RecordingMatcher, ReplayDivergence
 from chatstream.mock.transformer_mock import ReplayModel
-from chatstream.outputs import RequestDelta
-from chatstream.sampling_params import SamplingParams
+from chatstream.engine.outputs import RequestDelta
+from chatstream.engine.sampling_params import SamplingParams
 
 __all__ = ["ReplayDivergence", "ReplayEngineCore", "ReplayKVCache", "ReplayRunner"]
 

@@ -22,7 +22,7 @@ from chatstream import ChatPromptTogetherRedPajamaINCITEChat, ChatStream
 from chatstream.http.metrics import Metrics
 from chatstream.http.ops_routes import add_ops_routes, health_body
 from chatstream.http.server_state import ServerState
-from chatstream.outputs import RequestDelta
+from chatstream.engine.outputs import RequestDelta
 from live_server import LiveServer, read_chat_stream, session_client
 
 MODEL = "tiny-llama"

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from chatstream.admission import Admission
+from chatstream.facade.admission import Admission
 from chatstream.engine.async_engine import EngineDeadError
 from chatstream.http.openai_protocol import ChatCompletionRequest, CompletionRequest, OpenAIError
-from chatstream.http.disconnect import ClientGone
+from chatstream.facade.disconnect import ClientGone
 from chatstream.http.openai_serving import OpenAIServing, SSEStream
-from chatstream.outputs import RequestDelta
+from chatstream.engine.outputs import RequestDelta
 
 
 class FakeTokenizer:

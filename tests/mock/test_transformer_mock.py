@@ -17,7 +17,7 @@ import pytest
 from safetensors import safe_open
 
 from chatstream import LLM, SamplingParams
-from chatstream.config import EngineConfig
+from chatstream.engine.config import EngineConfig
 from chatstream.engine.engine_core import EngineCore
 from chatstream.mock import MockTransformer, ReplayDivergence, ReplayModel
 from chatstream.mock import replay as replay_module
@@ -287,7 +287,7 @@ def test_start_engine_records_and_replays(tmp_path: Path, tiny_model_factory) ->
     import asyncio
     import logging
 
-    from chatstream.engine_setup import start_engine
+    from chatstream.facade.engine_setup import start_engine
 
     model, tokenizer = tiny_model_factory("llama")
     logger = logging.getLogger("test")

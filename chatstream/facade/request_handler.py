@@ -24,7 +24,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from chatstream.http.chat_stream_response import DISCONNECTED_BEFORE_STREAMING, ChatStreamResponse
+from chatstream.facade.chat_stream_response import DISCONNECTED_BEFORE_STREAMING, ChatStreamResponse
 
 CHAT_PROMPT_KEY = "chat_prompt"
 GENERATION_PARAMS_KEY = "generation_params"

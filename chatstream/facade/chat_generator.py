@@ -2,7 +2,7 @@
 
 `ChatGenerator.generate(chat_prompt, opts)` renders the prompt, tokenizes it, sends the token ids
 with `SamplingParams` to the `AsyncEngine`, and streams the reply in the original's formats
-(`chatstream.chat_output`). It sits between the facade (chat semantics) and the engine (tokens):
+(`chatstream.facade.chat_output`). It sits between the facade (chat semantics) and the engine (tokens):
 
 - The engine decodes only the generated ids, incrementally, and cuts stop strings there, so no
   echo of the prompt is ever sliced off by character count and stop strings already present in
@@ -23,9 +23,9 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, AsyncIterator
 
-from chatstream.chat_output import ReplyFormatter
-from chatstream.generation_params import merge_params, to_sampling_params
-from chatstream.output_replacement import visible_reply
+from chatstream.facade.chat_output import ReplyFormatter
+from chatstream.facade.generation_params import merge_params, to_sampling_params
+from chatstream.facade.output_replacement import visible_reply
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class ChatGenerator:
     def __init__(self, engine: Any, tokenizer: Any, params: dict[str, Any], logger: logging.Logger,
                  token_sampler: Any = None) -> None:
         self.engine = engine
-        self.token_sampler = token_sampler  # a preset of chatstream.token_samplers adjusts each request
+        self.token_sampler = token_sampler  # a preset of chatstream.facade.token_samplers adjusts each request
         self.tokenizer = tokenizer
         self.params = params
         self.logger = logger

@@ -19,7 +19,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from chatstream.http.client_roles import API_NAMES
+from chatstream.facade.client_roles import API_NAMES
 
 # name -> (method, path)
 ROUTES: dict[str, tuple[str, str]] = {

@@ -246,7 +246,7 @@ def add_chat_arguments(parser: argparse.ArgumentParser) -> None:
 def run_chat(args: argparse.Namespace, engine_options: dict[str, Any]) -> int:
     """Build the ChatStream from the parsed arguments and chat until the user leaves."""
     from chatstream.chat_prompt.presets import PRESETS
-    from chatstream.chat_stream import ChatStream
+    from chatstream.facade.chat_stream import ChatStream
 
     with contextlib.suppress(ImportError):
         import readline  # noqa: F401 - line editing and history for input()

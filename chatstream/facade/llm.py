@@ -15,13 +15,13 @@ from typing import Any
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from chatstream.config import EngineConfig
+from chatstream.engine.config import EngineConfig
 from chatstream.engine.engine_core import EngineCore
 from chatstream.mock.recorder import attach_recorder
 from chatstream.mock.transformer_mock import as_replay_model
-from chatstream.model_loader import load_model
-from chatstream.outputs import CompletionOutput, RequestOutput
-from chatstream.sampling_params import SamplingParams
+from chatstream.engine.model_loader import load_model
+from chatstream.engine.outputs import CompletionOutput, RequestOutput
+from chatstream.engine.sampling_params import SamplingParams
 
 PromptInput = str | Sequence[int]
 

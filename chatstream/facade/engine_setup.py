@@ -14,12 +14,12 @@ from typing import Any
 
 import torch
 
-from chatstream.config import EngineConfig
+from chatstream.engine.config import EngineConfig
 from chatstream.engine.async_engine import AsyncEngine
 from chatstream.engine.engine_core import EngineCore
 from chatstream.mock.recorder import attach_recorder
 from chatstream.mock.transformer_mock import as_replay_model
-from chatstream.model_loader import load_model
+from chatstream.engine.model_loader import load_model
 
 
 def start_engine(

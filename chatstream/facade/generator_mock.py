@@ -19,7 +19,7 @@ import unicodedata
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from chatstream.chat_output import ReplyFormatter
+from chatstream.facade.chat_output import ReplyFormatter
 
 MOCK_TYPES = ("round", "long", "echo")
 DEFAULT_MOCK_TYPE = "round"
@@ -136,7 +136,7 @@ class MockChatGenerator:
         return ROUND_REPLIES[(chat_prompt.get_turn() - 1) % len(ROUND_REPLIES)]
 
     async def generate(self, chat_prompt: Any, opts: dict[str, Any] | None = None) -> AsyncIterator[Any]:
-        """Stream the reply in `opts["output_type"]` chunks (see `chatstream.chat_output`).
+        """Stream the reply in `opts["output_type"]` chunks (see `chatstream.facade.chat_output`).
 
         The history is updated after every token, so a stream that the consumer stops early keeps its partial
         reply; cancellation is not caught here. `post_process_callback("success")` is awaited once the last chunk

@@ -18,9 +18,9 @@ import psutil
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from chatstream.chat_output import DEFAULT_FINISH_TOKEN
-from chatstream.generation_params import GenerationParamError, merge_params, public_params, validate_overrides
-from chatstream.request_handler import CHAT_PROMPT_KEY, GENERATION_PARAMS_KEY
+from chatstream.facade.chat_output import DEFAULT_FINISH_TOKEN
+from chatstream.facade.generation_params import GenerationParamError, merge_params, public_params, validate_overrides
+from chatstream.facade.request_handler import CHAT_PROMPT_KEY, GENERATION_PARAMS_KEY
 
 GIB = 1024 ** 3
 
@@ -174,7 +174,7 @@ class SessionApis:
 
     def client_roles_promotion_response(self, request: Request, role: str) -> Response:
         """The reply to a pass phrase typed into the chat: a short stream, no model call."""
-        from chatstream.http.client_roles import promotion_stream_text
+        from chatstream.facade.client_roles import promotion_stream_text
 
         text = promotion_stream_text(role)
         headers = {"X-ChatStream-API-DevTool-Enabled": "enabled"} if self.client_roles.dev_tool_enabled(
@@ -188,24 +188,24 @@ class SessionApis:
 
         return StreamingResponse(chunks(), media_type="text/plain", headers=headers)
 
-    # -- app setup (the implementations live in chatstream.http.default_routes) -------------------
+    # -- app setup (the implementations live in chatstream.facade.default_routes) -------------------
     def append_apis(self, app: Any, opts: dict[str, Any] | None = None) -> None:
-        from chatstream.http.default_routes import append_apis
+        from chatstream.facade.default_routes import append_apis
 
         append_apis(self, app, opts or {})
 
     def append_middlewares(self, app: Any, opts: dict[str, Any] | None = None) -> None:
-        from chatstream.http.default_routes import append_middlewares
+        from chatstream.facade.default_routes import append_middlewares
 
         append_middlewares(self, app, opts)
 
     async def index(self, request: Request, response: Response | None = None,
                     opts: dict[str, Any] | None = None) -> Response:
-        from chatstream.http.default_routes import web_page
+        from chatstream.facade.default_routes import web_page
 
         return web_page(self, request, "webui_index", (opts or {}).get("ui_init_params"))
 
     async def js(self, request: Request, response: Response | None = None) -> Response:
-        from chatstream.http.default_routes import web_page
+        from chatstream.facade.default_routes import web_page
 
         return web_page(self, request, "webui_js", None)

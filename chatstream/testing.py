@@ -62,7 +62,8 @@ def record_conversations(model: Any, conversations: Sequence[Sequence[str]], rec
                              record_to=record_to or True, **chat_stream_options)
     try:
         run_conversations(chat_stream, conversations)
-        return Path(chat_stream.engine.core.recording_dir)
+        assert chat_stream.recording_dir is not None  # record_to was given
+        return chat_stream.recording_dir
     finally:
         chat_stream.shutdown()
 

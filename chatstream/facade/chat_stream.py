@@ -16,21 +16,33 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from chatstream.facade.admission import Admission, QueueFull
 from chatstream.facade.chat_logging import chat_logger, label_for, request_label
-from chatstream.facade.generation_params import build_params
+from chatstream.facade.chat_output import ChatReplyGenerator, ReplyChunk
 from chatstream.facade.chat_stream_response import DISCONNECTED_BEFORE_STREAMING
 from chatstream.facade.client_roles import ClientRoles
 from chatstream.facade.disconnect import ClientGone, disconnect_watch, unless_disconnected
+from chatstream.facade.generation_params import build_params
 from chatstream.facade.request_handler import (
     AbstractRequestHandler, ChatRequestError, SimpleSessionRequestHandler, parse_chat_request)
 from chatstream.facade.session_apis import SessionApis
 from chatstream.facade.session_locks import SessionLocks
+
+if TYPE_CHECKING:
+    from chatstream.chat_prompt.abstract_chat_prompt import AbstractChatPrompt
+    from chatstream.engine.builder import DeviceArg, ModelArg, TokenizerArg
+    from chatstream.engine.engine_client import EngineClient
+    from chatstream.mock.recorder import RecordTo
+    from chatstream.mock.transformer_mock import MockTransformer
+
+# The finish callback of a /chat_stream request: (request, the original's callback message).
+FinishCallback = Callable[[Request, str], object]
 
 
 class ChatStream(SessionApis):
@@ -43,17 +55,19 @@ class ChatStream(SessionApis):
     """
 
     def __init__(
-        self, name: str = "node:0", model: Any = None, tokenizer: Any = None, token_sampler: Any = None,
-        num_gpus: int | None = None, device: Any = None, num_of_concurrent_executions: int = 2,
-        max_queue_size: int = 5, too_many_request_as_http_error: bool = True, use_mock_response: bool = False,
-        mock_params: dict[str, Any] | None = None, chat_prompt_clazz: type | None = None,
+        self, name: str = "node:0", model: ModelArg | MockTransformer = None, tokenizer: TokenizerArg = None,
+        token_sampler: object | None = None, num_gpus: int | None = None, device: DeviceArg = None,
+        num_of_concurrent_executions: int = 2, max_queue_size: int = 5, too_many_request_as_http_error: bool = True,
+        use_mock_response: bool = False, mock_params: dict[str, Any] | None = None,
+        chat_prompt_clazz: type[AbstractChatPrompt] | None = None,
         max_new_tokens: int = 256, context_len: int | None = 1024, temperature: float = 1.0, top_k: int | None = None,
         top_p: float | None = 1.0, repetition_penalty: float | None = 1.0,
         repetition_penalty_method: str = "multiplicative", frequency_penalty: float = 0.0,
         presence_penalty: float = 0.0, add_special_tokens: bool | None = None,
         request_handler: AbstractRequestHandler | None = None, logger: logging.Logger | None = None,
         locale: str | None = None, client_roles: dict[str, Any] | None = None, seed: int | None = 42,
-        probe_mode_enabled: bool = False, record_to: Any = None, retry_after_sec: int = 1, **engine_options: Any,
+        probe_mode_enabled: bool = False, record_to: RecordTo = None, retry_after_sec: int = 1,
+        **engine_options: Any,
     ) -> None:
         self.name = name
         self.logger = chat_logger(logger)
@@ -71,31 +85,31 @@ class ChatStream(SessionApis):
             top_p=top_p, repetition_penalty=repetition_penalty, repetition_penalty_method=repetition_penalty_method,
             frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
             add_special_tokens=add_special_tokens, seed=seed, probe_mode_enabled=probe_mode_enabled)
-        self.engine = None
+        self.engine: EngineClient | None = None
+        self.recording_dir: Path | None = None
+        self.chat_generator: ChatReplyGenerator
         if use_mock_response:
             from chatstream.facade.generator_mock import MockChatGenerator
 
             self.tokenizer, self.device, self.num_gpus = tokenizer, device, 0
-            self.chat_generator: Any = MockChatGenerator(mock_params)
+            self.chat_generator = MockChatGenerator(mock_params)
         else:
-            from chatstream.facade.engine_setup import start_engine
+            from chatstream.facade.chat_generator import ChatGenerator
+            from chatstream.facade.engine_setup import recording_requested, start_engine
 
-            # probe mode (the original's name for recording) writes to the default place unless told
-            if probe_mode_enabled and not record_to:
-                record_to = True
-            self.engine, self.tokenizer, self.device = start_engine(
-                model, tokenizer, device, seed, num_of_concurrent_executions, engine_options, self.logger,
-                record_to=record_to)
+            started = start_engine(model, tokenizer, device, seed, num_of_concurrent_executions, engine_options,
+                                   recording_requested(probe_mode_enabled, record_to))
+            self.engine, self.tokenizer, self.device = started.engine, started.tokenizer, started.device
+            self.recording_dir = started.recording_dir
             # Resource reports show the GPUs the model is on without extra configuration.
             self.num_gpus = (1 if num_gpus is None else num_gpus) if self.device.type == "cuda" else 0
-            from chatstream.facade.chat_generator import ChatGenerator
-
-            self.chat_generator = ChatGenerator(self.engine, self.tokenizer, self.params, self.logger, token_sampler)
+            self.chat_generator = ChatGenerator(started.engine, self.tokenizer, self.params, self.logger,
+                                                token_sampler)
         self.request_handler = request_handler or SimpleSessionRequestHandler()
         for attr, value in (("chat_generator", self.chat_generator), ("chat_prompt_clazz", chat_prompt_clazz),
                             ("tokenizer", self.tokenizer), ("logger", self.logger)):
             setattr(self.request_handler, attr, value)
-        self._console_prompt: Any = None
+        self._console_prompt: AbstractChatPrompt | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------
     @property
@@ -118,7 +132,7 @@ class ChatStream(SessionApis):
     # -- /chat_stream -----------------------------------------------------------------------------
     async def handle_chat_stream_request(
         self, request: Request, request_body: bytes | None = None,
-        callback: Callable[[Request, str], Any] | None = None,
+        callback: FinishCallback | None = None,
     ) -> Response:
         denied = self.client_roles.verify(request, "chat_stream")
         if denied is not None:
@@ -179,7 +193,7 @@ class ChatStream(SessionApis):
         return True
 
     def _finish_once(self, request: Request, key: str | None,
-                     callback: Callable[[Request, str], Any] | None) -> Callable[[str], None]:
+                     callback: FinishCallback | None) -> Callable[[str], None]:
         done = False
 
         def finished(message: str) -> None:
@@ -193,7 +207,7 @@ class ChatStream(SessionApis):
 
         return finished
 
-    def _notify(self, callback: Callable[[Request, str], Any] | None, request: Request, message: str) -> None:
+    def _notify(self, callback: FinishCallback | None, request: Request, message: str) -> None:
         self.logger.debug("finished: %s", message)
         if callback is not None:
             try:
@@ -210,7 +224,7 @@ class ChatStream(SessionApis):
                             status_code=status, headers=headers)
 
     # -- console ------------------------------------------------------------------------------------
-    async def handle_console_input(self, user_input: str) -> AsyncIterator[tuple[str, str, str]]:
+    async def handle_console_input(self, user_input: str) -> AsyncIterator[ReplyChunk]:
         """One console turn: yields `(response_text, updated_text, pos)` tuples (no queue, no session)."""
         chat_prompt = self.get_console_chat_prompt()
         chat_prompt.add_requester_msg(user_input)
@@ -218,7 +232,7 @@ class ChatStream(SessionApis):
         async for chunk in self.chat_generator.generate(chat_prompt, {"output_type": None}):
             yield chunk
 
-    def get_console_chat_prompt(self) -> Any:
+    def get_console_chat_prompt(self) -> AbstractChatPrompt:
         """The console conversation, created (with `build_initial_prompt`) if there is none yet."""
         if self._console_prompt is None:
             self._console_prompt = self.request_handler.create_chat_prompt()
@@ -228,6 +242,6 @@ class ChatStream(SessionApis):
         self._console_prompt = None
 
     @property
-    def console_chat_prompt(self) -> Any:
+    def console_chat_prompt(self) -> AbstractChatPrompt | None:
         return self._console_prompt
 

@@ -1,64 +1,61 @@
-"""Building the engine behind a `ChatStream`: the model as given, our engine around it.
+"""Starting the engine behind a `ChatStream`: the engine builder, the Transformer Mock plug-in,
+and the engine thread.
 
-A model object passed in is used where it is: on its device, or spread by `device_map`, or
-quantized; nothing moves it (the `device` argument only names where the caller put it). A model
-name or path is loaded with `load_model`; a recording (Transformer Mock) is replayed with no
-weights. The engine may batch at least as many sequences as the facade lets run at once.
+The build itself is `chatstream.engine.builder.build_engine_core`, the same as for `LLM`: a model
+object passed in is used where it is, a name or path is loaded, a recording is replayed with no
+weights. What the facade adds: it recognises recordings and turns recording on (the mock
+plug-in, which the engine does not import), lets the engine batch at least as many sequences as
+the facade lets run at once, and starts the engine's thread.
 """
 
 from __future__ import annotations
 
-import logging
-import os
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from chatstream.engine.config import EngineConfig
 from chatstream.engine.async_engine import AsyncEngine
-from chatstream.engine.engine_core import EngineCore
-from chatstream.mock.recorder import attach_recorder
-from chatstream.mock.transformer_mock import as_replay_model
-from chatstream.engine.model_loader import load_model
+from chatstream.engine.builder import DeviceArg, ModelArg, TokenizerArg, build_engine_core
+from chatstream.mock.recorder import RecordTo, attach_recorder
+from chatstream.mock.transformer_mock import MockTransformer, as_replay_model
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedTokenizerBase
+
+
+@dataclass(frozen=True)
+class StartedEngine:
+    """A running engine and what the facade keeps from its start."""
+
+    engine: AsyncEngine
+    tokenizer: PreTrainedTokenizerBase | None
+    device: torch.device  # where the model's inputs go (CPU for a replay)
+    recording_dir: Path | None  # where every request is recorded; None when recording is off
 
 
 def start_engine(
-    model: Any, tokenizer: Any, device: Any, seed: int | None, max_running: int,
-    engine_options: dict[str, Any], logger: logging.Logger,
-    record_to: str | os.PathLike[str] | bool | None = None,
-) -> tuple[AsyncEngine, Any, torch.device]:
-    """Returns (the running engine, the tokenizer, the device the model's inputs go to).
+    model: ModelArg | MockTransformer, tokenizer: TokenizerArg, device: DeviceArg, seed: int | None, max_running: int,
+    engine_options: dict[str, Any], record_to: RecordTo = None,
+) -> StartedEngine:
+    """Build the engine for `model` and start its thread.
 
-    A recording (`MockTransformer`, its `ReplayModel`, or a recording directory) is replayed by a
-    `ReplayEngineCore`, with no weights. `record_to` (None/False: off; True: a new directory under
-    the cache dir; or a directory) records every request; the directory is `core.recording_dir`.
+    `model`: a transformers model, a name or path, or a recording (`MockTransformer`, its
+    `ReplayModel`, or a recording directory). `record_to` (None/False: off; True: a new directory
+    under the cache dir; or a directory) records every request.
     """
-    options = dict(engine_options)
-    options.setdefault("max_num_seqs", max(max_running, EngineConfig.max_num_seqs))
-    config, rest = EngineConfig.split_options(options)
-    load_options = {k: rest.pop(k) for k in ("dtype",) if k in rest}
-    if rest:
-        raise TypeError(f"unknown ChatStream option(s): {', '.join(sorted(rest))}")
     if model is None:
         raise ValueError("ChatStream needs a model (or use_mock_response=True)")
     replay = as_replay_model(model)
-    core: EngineCore
-    if replay is not None:
-        from chatstream.mock.replay import ReplayEngineCore
+    core = build_engine_core(replay if replay is not None else model, tokenizer, engine_options,
+                             owner="ChatStream", device=device, min_num_seqs=max_running, seed=seed)
+    recording_dir = attach_recorder(core, record_to)
+    return StartedEngine(AsyncEngine(core), core.tokenizer, core.device, recording_dir)
 
-        core = ReplayEngineCore.from_model(replay, tokenizer, config)
-        model_device = replay.device
-    else:
-        if isinstance(model, torch.nn.Module):
-            hf_model, hf_tokenizer = load_model(model, tokenizer, **load_options)
-            if device is not None and torch.device(device) != hf_model.device:
-                logger.info("the model is on %s; it stays there (device=%r is not applied to a given model)",
-                            hf_model.device, device)
-        else:
-            hf_model, hf_tokenizer = load_model(model, tokenizer, device=device, **load_options)
-        core = EngineCore(hf_model, hf_tokenizer, config)
-        model_device = hf_model.device
-    attach_recorder(core, record_to)
-    if seed:
-        core.sampler.generator.manual_seed(int(seed))
-    return AsyncEngine(core), core.tokenizer, model_device
+
+def recording_requested(probe_mode_enabled: bool, record_to: RecordTo) -> RecordTo:
+    """Probe mode (the original's name for recording) records to the default place unless told."""
+    if probe_mode_enabled and not record_to:
+        return True
+    return record_to
+

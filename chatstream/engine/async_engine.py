@@ -64,7 +64,8 @@ class _Stream:
 
 
 class AsyncEngine:
-    """Runs an `EngineCore` in its own thread; `generate()` and `abort()` are safe from asyncio."""
+    """Runs an `EngineCore` in its own thread; `generate()` and `abort()` are safe from asyncio, and
+    `stats` is the snapshot the thread published after its latest step (an `EngineClient`)."""
 
     def __init__(self, core: EngineCore, observer: RequestObserver | None = None) -> None:
         self.core = core

@@ -51,7 +51,8 @@ class ChatStream(SessionApis):
     Without `use_mock_response`, `model` is a transformers model (used where it is), a local
     directory, a hub id, `"smollm2"`, or a recording (replayed); `engine_options` are
     `EngineConfig` fields and `dtype`. `record_to` (or `probe_mode_enabled=True`) records every
-    generation for replay.
+    generation for replay, into `recording_dir`. `engine` is the running engine as an
+    `EngineClient` (None with `use_mock_response`).
     """
 
     def __init__(

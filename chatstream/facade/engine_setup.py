@@ -10,6 +10,7 @@ the facade lets run at once, and starts the engine's thread.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,7 +37,7 @@ class StartedEngine:
 
 def start_engine(
     model: ModelArg | MockTransformer, tokenizer: TokenizerArg, device: DeviceArg, seed: int | None, max_running: int,
-    engine_options: dict[str, Any], record_to: RecordTo = None,
+    engine_options: Mapping[str, Any], record_to: RecordTo = None,
 ) -> StartedEngine:
     """Build the engine for `model` and start its thread.
 

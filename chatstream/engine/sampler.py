@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 
 from chatstream.engine.penalties import RowPenalty, apply_penalties, token_counts
-from chatstream.sampling_params import PENALTY_NAMES, SamplingParams
+from chatstream.engine.sampling_params import PENALTY_NAMES, SamplingParams
 
 # Below this temperature, logits / temperature can overflow float32 and the softmax turns
 # into nan; such rows are sampled as greedy, which is what they converge to anyway.

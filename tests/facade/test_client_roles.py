@@ -1,4 +1,4 @@
-"""Tests for chatstream.http.client_roles: role validation, browser sessions, agent headers."""
+"""Tests for chatstream.facade.client_roles: role validation, browser sessions, agent headers."""
 
 import hashlib
 from typing import Any
@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastsession import FastSessionMiddleware, MemoryStore
 from starlette.testclient import TestClient
 
-from chatstream.http.client_roles import (
+from chatstream.facade.client_roles import (
     API_NAMES,
     AUTH_HEADER,
     SESSION_ROLE_KEY,

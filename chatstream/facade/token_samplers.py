@@ -15,7 +15,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from chatstream.sampling_params import SamplingParams
+from chatstream.engine.sampling_params import SamplingParams
 
 
 class TokenSamplerHft:

@@ -16,10 +16,13 @@ from __future__ import annotations
 import asyncio
 import math
 import unicodedata
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
 
-from chatstream.chat_output import ReplyFormatter
+from chatstream.facade.chat_output import GenerateOptions, ReplyChunk, ReplyFormatter
+
+if TYPE_CHECKING:
+    from chatstream.chat_prompt.abstract_chat_prompt import AbstractChatPrompt
 
 MOCK_TYPES = ("round", "long", "echo")
 DEFAULT_MOCK_TYPE = "round"
@@ -127,7 +130,7 @@ class MockChatGenerator:
     def abort(self, message_id: str) -> None:
         """Nothing to stop: a mock reply ends when its consumer stops reading."""
 
-    def reply_for(self, chat_prompt: Any) -> str:
+    def reply_for(self, chat_prompt: AbstractChatPrompt) -> str:
         """The full canned reply for this prompt's current turn."""
         if self.mock_type == "echo":
             return chat_prompt.get_requester_last_msg() or ""
@@ -135,8 +138,9 @@ class MockChatGenerator:
             return LONG_REPLY
         return ROUND_REPLIES[(chat_prompt.get_turn() - 1) % len(ROUND_REPLIES)]
 
-    async def generate(self, chat_prompt: Any, opts: dict[str, Any] | None = None) -> AsyncIterator[Any]:
-        """Stream the reply in `opts["output_type"]` chunks (see `chatstream.chat_output`).
+    async def generate(self, chat_prompt: AbstractChatPrompt,
+                       opts: GenerateOptions | None = None) -> AsyncIterator[ReplyChunk]:
+        """Stream the reply in `opts["output_type"]` chunks (see `chatstream.facade.chat_output`).
 
         The history is updated after every token, so a stream that the consumer stops early keeps its partial
         reply; cancellation is not caught here. `post_process_callback("success")` is awaited once the last chunk
@@ -144,7 +148,7 @@ class MockChatGenerator:
         """
         opts = opts or {}
         formatter = ReplyFormatter(opts.get("output_type", "response_text"))
-        callback: Callable[[str], Awaitable[Any]] | None = opts.get("post_process_callback")
+        callback = opts.get("post_process_callback")
         message_id = opts.get("message_id")
 
         def record(text: str) -> None:

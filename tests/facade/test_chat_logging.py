@@ -9,7 +9,7 @@ import logging
 from fastapi import FastAPI
 
 from chatstream import ChatPromptTogetherRedPajamaINCITEChat, ChatStream
-from chatstream.chat_logging import LOG_FORMAT, LOGGER_NAME, RequestLabelFilter
+from chatstream.facade.chat_logging import LOG_FORMAT, LOGGER_NAME, RequestLabelFilter
 from live_server import LiveServer, read_chat_stream, session_client
 
 

@@ -1,4 +1,4 @@
-"""Tests for chatstream.mock.generator_mock: reply choice per type, English and Japanese tokenization, the three
+"""Tests for chatstream.facade.generator_mock: reply choice per type, English and Japanese tokenization, the three
 output types, the configured waits (recorded, never measured), partial history on early stop, cancellation,
 parameter validation, and an import free of torch."""
 
@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from chatstream.chat_output import DEFAULT_FINISH_TOKEN
+from chatstream.facade.chat_output import DEFAULT_FINISH_TOKEN
 from chatstream.mock import MockChatGenerator
-from chatstream.mock import generator_mock
-from chatstream.mock.generator_mock import LONG_REPLY, ROUND_REPLIES, is_japanese, tokenize
+from chatstream.facade import generator_mock
+from chatstream.facade.generator_mock import LONG_REPLY, ROUND_REPLIES, is_japanese, tokenize
 
 
 class FakePrompt:
@@ -222,7 +222,7 @@ def test_type_error_message_names_allowed_values() -> None:
 
 def test_import_does_not_load_torch() -> None:
     code = (
-        "import sys, chatstream.mock, chatstream.mock.generator_mock; "
+        "import sys, chatstream.mock, chatstream.facade.generator_mock; "
         "print(any(m in sys.modules for m in ('torch', 'transformers')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -15,13 +15,12 @@ from typing import Any
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from chatstream.config import EngineConfig
+from chatstream.engine.builder import build_engine_core
 from chatstream.engine.engine_core import EngineCore
-from chatstream.mock.recorder import attach_recorder
-from chatstream.mock.transformer_mock import as_replay_model
-from chatstream.model_loader import load_model
-from chatstream.outputs import CompletionOutput, RequestOutput
-from chatstream.sampling_params import SamplingParams
+from chatstream.engine.outputs import CompletionOutput, RequestOutput
+from chatstream.engine.sampling_params import SamplingParams
+from chatstream.mock.recorder import RecordTo, attach_recorder
+from chatstream.mock.transformer_mock import MockTransformer, ReplayModel, as_replay_model
 
 PromptInput = str | Sequence[int]
 
@@ -40,24 +39,15 @@ class LLM:
 
     def __init__(
         self,
-        model: str | PreTrainedModel | Any | None = None,
+        model: str | os.PathLike[str] | PreTrainedModel | MockTransformer | ReplayModel | None = None,
         tokenizer: str | PreTrainedTokenizerBase | None = None,
-        record_to: str | os.PathLike[str] | bool | None = None,
+        record_to: RecordTo = None,
         **engine_options: Any,
     ) -> None:
-        config, rest = EngineConfig.split_options(engine_options)
-        load_options = {k: rest.pop(k) for k in ("dtype", "device") if k in rest}
-        if rest:
-            raise TypeError(f"unknown LLM option(s): {', '.join(sorted(rest))}")
+        # A recording (MockTransformer, ReplayModel or its directory) brings its own runner: no weights.
         replay = as_replay_model(model)
-        if replay is not None:
-            from chatstream.mock.replay import ReplayEngineCore
-
-            # dtype/device do not apply: a recording has no weights to place.
-            self.engine: EngineCore = ReplayEngineCore.from_model(replay, tokenizer, config)
-        else:
-            hf_model, hf_tokenizer = load_model(model, tokenizer, **load_options)
-            self.engine = EngineCore(hf_model, hf_tokenizer, config)
+        self.engine: EngineCore = build_engine_core(replay if replay is not None else model, tokenizer,
+                                                    engine_options, owner="LLM")
         self.recording_dir: Path | None = attach_recorder(self.engine, record_to)
         self._ids = itertools.count()
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from chatstream.sampling_params import SamplingParams
+from chatstream.engine.sampling_params import SamplingParams
 
 
 def test_defaults() -> None:

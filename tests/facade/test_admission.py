@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from chatstream.admission import Admission, QueueFull
+from chatstream.facade.admission import Admission, QueueFull
 
 
 def test_exactly_n_run_q_wait_and_the_rest_are_refused_in_a_burst():

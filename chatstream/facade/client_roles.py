@@ -1,6 +1,6 @@
 """Client roles: who may call which ChatStream API.
 
-This module owns access control for the HTTP layer: the list of default API names, the
+This module owns access control for the default APIs: the list of default API names, the
 validated role table (`ClientRoles`), how a request's role is found, the 403 answer for a
 denied call, and pass-phrase promotion typed into the chat box.
 

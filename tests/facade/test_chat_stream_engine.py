@@ -58,7 +58,7 @@ def test_multi_turn_history_reaches_the_model_and_hits_the_prefix_cache(served, 
             expected = smollm2_tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
             assert sent_prompts[-1] == smollm2_tokenizer.encode(expected, add_special_tokens=False)
             if len(replies) > 1:  # the earlier turns are a prefix of this prompt: cached blocks are reused
-                assert records[-1].num_cached_tokens >= chat_stream.engine.core.config.block_size
+                assert records[-1].num_cached_tokens >= chat_stream.engine.stats.block_size
         prompt = urllib.parse.unquote(client.get("/get_prompt").json()["prompt"])
     assert "Paris" in replies[0] and "Berlin" in replies[1]
     for question, reply in zip(questions, replies):
@@ -76,8 +76,8 @@ def test_session_generation_params_apply_to_the_next_reply(served):
 
 def test_a_disconnect_aborts_the_engine_request_and_keeps_the_partial_reply(served):
     server, chat_stream, _ = served
-    core = chat_stream.engine.core
-    free_before = core.block_manager.num_free_blocks
+    engine = chat_stream.engine  # read through its stats: the snapshot its thread publishes after each step
+    free_before = engine.stats.num_free_kv_blocks
     with session_client(server.url) as client:
         assert client.post("/set_generation_params", json={"max_new_tokens": 400}).status_code == 200
         with client.stream("POST", "/chat_stream",
@@ -86,10 +86,11 @@ def test_a_disconnect_aborts_the_engine_request_and_keeps_the_partial_reply(serv
             seen = next(chunks)
             while seen.count("<::EOS::>") < 3:
                 seen += next(chunks)
-        _wait_for(lambda: not core.requests and chat_stream.admission.num_running == 0)
+        _wait_for(lambda: engine.stats.num_running == engine.stats.num_waiting == 0
+                  and chat_stream.admission.num_running == 0)
         prompt = urllib.parse.unquote(client.get("/get_prompt").json()["prompt"])
     record = chat_stream.chat_generator.records[-1]
     assert record.finish_reason == "abort" and record.num_output_tokens < 400
-    assert core.block_manager.num_free_blocks == free_before  # every block came back (or stays cached)
+    assert engine.stats.num_free_kv_blocks == free_before  # every block came back (or stays cached)
     partial = seen.split("<::EOS::>")[-2]
     assert partial and partial in prompt

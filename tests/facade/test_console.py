@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from chatstream.chat_generator import GenerationRecord
+from chatstream.facade.chat_generator import GenerationRecord
 from chatstream.chat_prompt.presets import ChatPromptDatabricksDolly
-from chatstream.chat_stream import ChatStream
-from chatstream.console import PROMPT, REPLY_PREFIX, ConsoleChat, format_status
+from chatstream.facade.chat_stream import ChatStream
+from chatstream.facade.console import PROMPT, REPLY_PREFIX, ConsoleChat, format_status
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

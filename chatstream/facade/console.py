@@ -21,7 +21,12 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from chatstream.chat_prompt.abstract_chat_prompt import AbstractChatPrompt
+    from chatstream.facade.chat_generator import GenerationRecord
+    from chatstream.facade.chat_stream import ChatStream
 
 PROMPT = "YOU: "
 REPLY_PREFIX = "AI : "
@@ -36,7 +41,7 @@ Ctrl-C during a reply stops it; the partial reply stays in the history."""
 _DIM, _RESET = "\x1b[2m", "\x1b[0m"
 
 
-def format_status(record: Any, interrupted: bool) -> str:
+def format_status(record: GenerationRecord | None, interrupted: bool) -> str:
     """The one-line summary after a reply; `record` is the turn's GenerationRecord, or None (mock)."""
     if record is None:
         return "[interrupted]" if interrupted else "[done; the mock reports no token counts]"
@@ -57,7 +62,7 @@ class ConsoleChat:
     `color`: dim the status lines with ANSI codes (default: when `output` is a terminal).
     """
 
-    def __init__(self, chat_stream: Any, input_fn: Callable[[str], str] = input, output: TextIO | None = None,
+    def __init__(self, chat_stream: ChatStream, input_fn: Callable[[str], str] = input, output: TextIO | None = None,
                  system: str | None = None, color: bool | None = None) -> None:
         self.chat_stream = chat_stream
         self.input_fn = input_fn
@@ -179,7 +184,7 @@ class ConsoleChat:
         clazz = self.chat_stream.chat_prompt_clazz
         return clazz().get_system() if clazz is not None else ""
 
-    def _console_prompt(self) -> Any:
+    def _console_prompt(self) -> AbstractChatPrompt:
         return self.chat_stream.get_console_chat_prompt()
 
     def _write(self, text: str) -> None:
@@ -246,7 +251,7 @@ def add_chat_arguments(parser: argparse.ArgumentParser) -> None:
 def run_chat(args: argparse.Namespace, engine_options: dict[str, Any]) -> int:
     """Build the ChatStream from the parsed arguments and chat until the user leaves."""
     from chatstream.chat_prompt.presets import PRESETS
-    from chatstream.chat_stream import ChatStream
+    from chatstream.facade.chat_stream import ChatStream
 
     with contextlib.suppress(ImportError):
         import readline  # noqa: F401 - line editing and history for input()

@@ -10,16 +10,25 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Awaitable, Callable
 from importlib import resources
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastsession import FastSessionMiddleware, MemoryStore
+from starlette.applications import Starlette
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from chatstream.http.client_roles import API_NAMES
+from chatstream.facade.client_roles import API_NAMES
+
+if TYPE_CHECKING:
+    from chatstream.facade.chat_stream import ChatStream
+    from chatstream.facade.session_apis import SessionApis
+
+# Which ChatStream serves a request: a server's exists only once its model loaded (None until then).
+ChatStreamResolver = Callable[[Request], "ChatStream | None"]
+RouteHandler = Callable[["ChatStream", Request], Awaitable[Response]]
 
 # name -> (method, path)
 ROUTES: dict[str, tuple[str, str]] = {
@@ -48,19 +57,19 @@ def _selected(opts: dict[str, Any]) -> list[str]:
     return list(names)
 
 
-def append_apis(chat_stream: Any, app: Any, opts: dict[str, Any]) -> None:
+def append_apis(chat_stream: ChatStream, app: Starlette, opts: dict[str, Any]) -> None:
     """Register the default routes chosen by `opts` ("include" / "exclude" / "all")."""
     register_routes(app, _selected(opts), lambda request: chat_stream, opts)
 
 
-def register_routes(app: Any, names: list[str], resolve: Callable[[Request], Any], opts: dict[str, Any]) -> None:
+def register_routes(app: Starlette, names: list[str], resolve: ChatStreamResolver, opts: dict[str, Any]) -> None:
     """Add the routes `names`, each calling the ChatStream that `resolve(request)` returns.
 
     A server resolves per request, because its ChatStream exists only once the model loaded;
     `resolve` returns None until then and the route answers 503.
     """
     ui_params = opts.get("web_ui_params")
-    handlers: dict[str, Callable[[Any, Request], Any]] = {
+    handlers: dict[str, RouteHandler] = {
         "chat_stream": lambda cs, r: cs.handle_chat_stream_request(r),
         "clear_context": lambda cs, r: cs.handle_clear_context_request(r),
         "get_prompt": lambda cs, r: cs.handle_get_prompt_request(r),
@@ -75,7 +84,7 @@ def register_routes(app: Any, names: list[str], resolve: Callable[[Request], Any
     for name in names:
         method, path = ROUTES[name]
 
-        async def endpoint(request: Request, handler: Any = handlers[name]) -> Response:
+        async def endpoint(request: Request, handler: RouteHandler = handlers[name]) -> Response:
             chat_stream = resolve(request)
             if chat_stream is None:
                 return JSONResponse({"error": "engine_unavailable", "detail": "the model is still loading"},
@@ -86,7 +95,7 @@ def register_routes(app: Any, names: list[str], resolve: Callable[[Request], Any
         app.router.add_route(path, endpoint, methods=[method], name=name)
 
 
-def append_middlewares(chat_stream: Any, app: Any, opts: dict[str, Any] | None) -> None:
+def append_middlewares(chat_stream: ChatStream, app: Starlette, opts: dict[str, Any] | None) -> None:
     """Add the session middleware and, when `opts["cors"]` is given, CORS for development.
 
     opts: `fast_session`: {secret_key (default: random per process, so cookies end with the
@@ -103,7 +112,7 @@ def append_middlewares(chat_stream: Any, app: Any, opts: dict[str, Any] | None) 
         add_cors_middleware(app, origins)
 
 
-def add_session_middleware(app: Any, options: dict[str, Any] | None = None) -> None:
+def add_session_middleware(app: Starlette, options: dict[str, Any] | None = None) -> None:
     session = dict(options or {})
     app.add_middleware(
         FastSessionMiddleware,
@@ -117,12 +126,13 @@ def add_session_middleware(app: Any, options: dict[str, Any] | None = None) -> N
     )
 
 
-def add_cors_middleware(app: Any, origins: list[str]) -> None:
+def add_cors_middleware(app: Starlette, origins: list[str]) -> None:
     app.add_middleware(CORSMiddleware, allow_origins=origins, allow_credentials=True, allow_methods=["*"],
                        allow_headers=["*"], expose_headers=EXPOSED_HEADERS)
 
 
-def web_page(chat_stream: Any, request: Request, api_name: str, ui_init_params: dict[str, Any] | None) -> Response:
+def web_page(chat_stream: SessionApis, request: Request, api_name: str,
+             ui_init_params: dict[str, Any] | None) -> Response:
     """The bundled chat page (`/`) or its script (`/chatstream.js`), with the right content type."""
     denied = chat_stream.verify_role_for_api(request, api_name)
     if denied is not None:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from starlette.requests import Request
 
 T = TypeVar("T")
-DisconnectWatch = Callable[[], Awaitable[Any]]
+DisconnectWatch = Callable[[], Awaitable[object]]
 
 
 class ClientGone(Exception):

@@ -15,16 +15,23 @@ must make sure `streaming_finished_callback(message)` is called exactly once (a
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from chatstream.http.chat_stream_response import DISCONNECTED_BEFORE_STREAMING, ChatStreamResponse
+from chatstream.facade.chat_stream_response import DISCONNECTED_BEFORE_STREAMING, ChatStreamResponse
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from chatstream.chat_prompt.abstract_chat_prompt import AbstractChatPrompt
+    from chatstream.facade.chat_output import ChatReplyGenerator
 
 CHAT_PROMPT_KEY = "chat_prompt"
 GENERATION_PARAMS_KEY = "generation_params"
@@ -82,16 +89,26 @@ def parse_chat_request(body: bytes | str | dict[str, Any]) -> ChatRequest:
     return ChatRequest(user_input if isinstance(user_input, str) else None, regenerate)
 
 
+class HttpSession(Protocol):
+    """The server-side session of a browser (fastsession's `FastSession`, on `request.state.session`)."""
+
+    def get_session(self) -> MutableMapping[str, Any]: ...
+
+    def save_session(self) -> None: ...
+
+    def get_session_id(self) -> str: ...
+
+
 class AbstractRequestHandler(ABC):
     """Base of request handlers. ChatStream injects `chat_generator`, `chat_prompt_clazz`,
     `tokenizer` and `logger` before the first request."""
 
-    chat_generator: Any = None
-    chat_prompt_clazz: type | None = None
-    tokenizer: Any = None
-    logger: Any = None
+    chat_generator: ChatReplyGenerator | None = None
+    chat_prompt_clazz: type[AbstractChatPrompt] | None = None
+    tokenizer: PreTrainedTokenizerBase | None = None
+    logger: logging.Logger | None = None
 
-    def create_chat_prompt(self) -> Any:
+    def create_chat_prompt(self) -> AbstractChatPrompt:
         if self.chat_prompt_clazz is None:
             raise ChatRequestError(500, "internal_server_error", "no chat_prompt_clazz was given to ChatStream")
         chat_prompt = self.chat_prompt_clazz()
@@ -100,15 +117,19 @@ class AbstractRequestHandler(ABC):
         chat_prompt.build_initial_prompt(chat_prompt)
         return chat_prompt
 
-    def stream_reply(self, chat_prompt: Any, message_id: str, generation_params: dict[str, Any] | None,
-                     on_close: Callable[[str], None]) -> ChatStreamResponse:
+    def stream_reply(self, chat_prompt: AbstractChatPrompt, message_id: str,
+                     generation_params: dict[str, Any] | None, on_close: Callable[[str], None]) -> ChatStreamResponse:
         """The streamed reply for the prompt's open responder turn, in the /chat_stream format."""
-        chunks = self.chat_generator.generate(chat_prompt, {
+        generator = self.chat_generator
+        if generator is None:
+            raise ChatRequestError(500, "internal_server_error",
+                                   "the request handler has no chat_generator: give it to ChatStream(request_handler=...)")
+        chunks = generator.generate(chat_prompt, {
             "output_type": "response_text", "message_id": message_id, "generation_params": generation_params})
         return ChatStreamResponse(chunks, on_close, headers={MESSAGE_ID_HEADER: message_id})
 
     @staticmethod
-    def start_turn(chat_prompt: Any, chat_request: ChatRequest) -> None:
+    def start_turn(chat_prompt: AbstractChatPrompt, chat_request: ChatRequest) -> None:
         """Open the responder turn this request generates: a new exchange, or the last one again."""
         if chat_request.regenerate:
             if chat_prompt.is_empty():
@@ -121,7 +142,7 @@ class AbstractRequestHandler(ABC):
             chat_prompt.add_responder_msg(None)
 
     @staticmethod
-    def undo_unstarted_turn(chat_prompt: Any, chat_request: ChatRequest) -> None:
+    def undo_unstarted_turn(chat_prompt: AbstractChatPrompt, chat_request: ChatRequest) -> None:
         """A reply that never started leaves no half-open exchange in the history."""
         if chat_request.regenerate or chat_prompt.get_responder_last_msg():
             return
@@ -142,7 +163,7 @@ class AbstractRequestHandler(ABC):
         return None
 
 
-def session_of(request: Request) -> Any:
+def session_of(request: Request) -> HttpSession:
     session = getattr(request.state, "session", None)
     if session is None:
         raise ChatRequestError(
@@ -177,7 +198,8 @@ class SimpleSessionRequestHandler(AbstractRequestHandler):
         def on_close(message: str) -> None:
             if message == DISCONNECTED_BEFORE_STREAMING:
                 self.undo_unstarted_turn(chat_prompt, chat_request)
-            self.chat_generator.abort(message_id)  # no-op when the reply finished
+            if self.chat_generator is not None:
+                self.chat_generator.abort(message_id)  # no-op when the reply finished
             session.save_session()  # the (partial) reply stays in the history
             streaming_finished_callback(message)
 

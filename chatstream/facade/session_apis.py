@@ -8,21 +8,34 @@ session say so when the request handler keeps conversations elsewhere.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import urllib.parse
-from collections.abc import Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec
 
 import psutil
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from chatstream.chat_output import DEFAULT_FINISH_TOKEN
-from chatstream.generation_params import GenerationParamError, merge_params, public_params, validate_overrides
-from chatstream.request_handler import CHAT_PROMPT_KEY, GENERATION_PARAMS_KEY
+from chatstream.facade import default_routes
+from chatstream.facade.chat_output import DEFAULT_FINISH_TOKEN
+from chatstream.facade.client_roles import promotion_stream_text
+from chatstream.facade.generation_params import GenerationParamError, merge_params, public_params, validate_overrides
+from chatstream.facade.request_handler import CHAT_PROMPT_KEY, GENERATION_PARAMS_KEY
+
+if TYPE_CHECKING:
+    import torch
+    from starlette.applications import Starlette
+
+    from chatstream.engine.engine_client import EngineClient
+    from chatstream.facade.admission import Admission
+    from chatstream.facade.client_roles import ClientRoles
+    from chatstream.facade.request_handler import AbstractRequestHandler
 
 GIB = 1024 ** 3
+P = ParamSpec("P")
 
 
 def _ok(**fields: Any) -> JSONResponse:
@@ -40,18 +53,38 @@ async def _json_body(request: Request) -> Any:
         return None
 
 
+def role_checked(api_name: str) -> Callable[
+        [Callable[Concatenate[SessionApis, Request, P], Awaitable[Response]]],
+        Callable[Concatenate[SessionApis, Request, P], Awaitable[Response]]]:
+    """The one role check of the default APIs: the handler runs only if the caller's role allows
+    `api_name`; otherwise the answer is the 403 of `ClientRoles.verify`."""
+
+    def decorate(handler: Callable[Concatenate[SessionApis, Request, P], Awaitable[Response]]
+                 ) -> Callable[Concatenate[SessionApis, Request, P], Awaitable[Response]]:
+        @functools.wraps(handler)
+        async def checked(self: SessionApis, request: Request, *args: P.args, **kwargs: P.kwargs) -> Response:
+            denied = self.verify_role_for_api(request, api_name)
+            if denied is not None:
+                return denied
+            return await handler(self, request, *args, **kwargs)
+
+        return checked
+
+    return decorate
+
+
 class SessionApis:
     """Mixed into `ChatStream`; relies on its `client_roles`, `request_handler`, `params`,
     `admission`, `engine`, `name`, `num_gpus` and `device`."""
 
-    client_roles: Any
-    request_handler: Any
+    client_roles: ClientRoles
+    request_handler: AbstractRequestHandler
     params: dict[str, Any]
-    admission: Any
-    engine: Any
+    admission: Admission
+    engine: EngineClient | None
     name: str
     num_gpus: int | None
-    device: Any
+    device: torch.device | str | None
 
     def verify_role_for_api(self, request: Request, api_name: str) -> Response | None:
         return self.client_roles.verify(request, api_name)
@@ -63,11 +96,9 @@ class SessionApis:
     def _not_http_session(self) -> bool:
         return self.request_handler.get_request_handler_type() != "http_session"
 
+    @role_checked("clear_context")
     async def handle_clear_context_request(self, request: Request, request_body: bytes | None = None,
                                            callback: Callable[..., Any] | None = None) -> Response:
-        denied = self.verify_role_for_api(request, "clear_context")
-        if denied is not None:
-            return denied
         if self._not_http_session():
             return _fail("Not supported on current request_handler type.")
         store = self._session_store(request)
@@ -76,10 +107,8 @@ class SessionApis:
         request.state.session.save_session()
         return JSONResponse({"success": True, "message": "Context successfully cleared"})
 
+    @role_checked("get_prompt")
     async def handle_get_prompt_request(self, request: Request) -> Response:
-        denied = self.verify_role_for_api(request, "get_prompt")
-        if denied is not None:
-            return denied
         if self._not_http_session():
             return _fail("Not supported on current request_handler type.")
         store = self._session_store(request) or {}
@@ -88,10 +117,8 @@ class SessionApis:
             return JSONResponse({"success": True, "message": "no prompt", "prompt": None})
         return _ok(prompt=urllib.parse.quote(chat_prompt.create_prompt()))
 
+    @role_checked("set_generation_params")
     async def handle_set_generation_params_request(self, request: Request) -> Response:
-        denied = self.verify_role_for_api(request, "set_generation_params")
-        if denied is not None:
-            return denied
         store = self._session_store(request)
         if store is None:
             return _fail("no session", status_code=400, generation_params=None)
@@ -104,20 +131,16 @@ class SessionApis:
         request.state.session.save_session()
         return _ok(generation_params=public_params(merge_params(self.params, stored), stored))
 
+    @role_checked("get_generation_params")
     async def handle_get_generation_params_request(self, request: Request) -> Response:
-        denied = self.verify_role_for_api(request, "get_generation_params")
-        if denied is not None:
-            return denied
         store = self._session_store(request)
         if store is None:
             return _fail("no session", generation_params=None)
         stored = store.get(GENERATION_PARAMS_KEY)
         return _ok(generation_params=public_params(merge_params(self.params, stored), stored))
 
+    @role_checked("set_feedback")
     async def handle_set_feedback_request(self, request: Request, opts: dict[str, Any] | None = None) -> Response:
-        denied = self.verify_role_for_api(request, "set_feedback")
-        if denied is not None:
-            return denied
         if self._not_http_session():
             return _fail("Not supported on current request_handler type.")
         body = await _json_body(request)
@@ -152,9 +175,9 @@ class SessionApis:
                 "_num_of_next_queue": 0, "_num_of_request_queue": waiting,
                 "max_processing": self.admission.max_running, "max_waiting": self.admission.max_waiting}
 
+    @role_checked("get_load")
     async def handle_get_load_request(self, request: Request) -> Response:
-        denied = self.verify_role_for_api(request, "get_load")
-        return denied if denied is not None else _ok(chatstream_workers=[self.get_load()])
+        return _ok(chatstream_workers=[self.get_load()])
 
     def get_resource_usage(self) -> dict[str, Any]:
         gpus = []
@@ -168,44 +191,32 @@ class SessionApis:
                "used_memory": round(psutil.Process().memory_info().rss / GIB, 2)}
         return {"name": self.name, "num_gpus": len(gpus), "gpus": gpus, "cpu": cpu}
 
+    @role_checked("get_resource_usage")
     async def handle_get_resource_usage_request(self, request: Request) -> Response:
-        denied = self.verify_role_for_api(request, "get_resource_usage")
-        return denied if denied is not None else _ok(memory_usage=[self.get_resource_usage()])
+        return _ok(memory_usage=[self.get_resource_usage()])
 
     def client_roles_promotion_response(self, request: Request, role: str) -> Response:
         """The reply to a pass phrase typed into the chat: a short stream, no model call."""
-        from chatstream.http.client_roles import promotion_stream_text
-
         text = promotion_stream_text(role)
         headers = {"X-ChatStream-API-DevTool-Enabled": "enabled"} if self.client_roles.dev_tool_enabled(
             request) else None
 
-        async def chunks():  # noqa: ANN202
+        async def chunks() -> AsyncIterator[str]:
             for end in range(1, len(text) + 1):
                 yield text[:end] + DEFAULT_FINISH_TOKEN
 
-        from starlette.responses import StreamingResponse
-
         return StreamingResponse(chunks(), media_type="text/plain", headers=headers)
 
-    # -- app setup (the implementations live in chatstream.http.default_routes) -------------------
-    def append_apis(self, app: Any, opts: dict[str, Any] | None = None) -> None:
-        from chatstream.http.default_routes import append_apis
+    # -- app setup (the implementations live in chatstream.facade.default_routes) -------------------
+    def append_apis(self, app: Starlette, opts: dict[str, Any] | None = None) -> None:
+        default_routes.append_apis(self, app, opts or {})
 
-        append_apis(self, app, opts or {})
-
-    def append_middlewares(self, app: Any, opts: dict[str, Any] | None = None) -> None:
-        from chatstream.http.default_routes import append_middlewares
-
-        append_middlewares(self, app, opts)
+    def append_middlewares(self, app: Starlette, opts: dict[str, Any] | None = None) -> None:
+        default_routes.append_middlewares(self, app, opts)
 
     async def index(self, request: Request, response: Response | None = None,
                     opts: dict[str, Any] | None = None) -> Response:
-        from chatstream.http.default_routes import web_page
-
-        return web_page(self, request, "webui_index", (opts or {}).get("ui_init_params"))
+        return default_routes.web_page(self, request, "webui_index", (opts or {}).get("ui_init_params"))
 
     async def js(self, request: Request, response: Response | None = None) -> Response:
-        from chatstream.http.default_routes import web_page
-
-        return web_page(self, request, "webui_js", None)
+        return default_routes.web_page(self, request, "webui_js", None)

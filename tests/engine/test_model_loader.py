@@ -1,4 +1,4 @@
-"""Tests for chatstream.model_loader: local directories, already loaded models, dtype/device rules, and the bundled
+"""Tests for chatstream.engine.model_loader: local directories, already loaded models, dtype/device rules, and the bundled
 SmolLM2 conversion (atomic cache writes are checked with a stand-in converter; the real conversion runs at most once,
 through the shared `smollm2_dir` fixture)."""
 
@@ -11,8 +11,8 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from chatstream import model_loader
-from chatstream.model_loader import load_model, resolve_dtype
+from chatstream.engine import model_loader
+from chatstream.engine.model_loader import load_model, resolve_dtype
 
 
 def _tiny_tokenizer() -> PreTrainedTokenizerFast:

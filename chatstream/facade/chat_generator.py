@@ -2,7 +2,7 @@
 
 `ChatGenerator.generate(chat_prompt, opts)` renders the prompt, tokenizes it, sends the token ids
 with `SamplingParams` to the `AsyncEngine`, and streams the reply in the original's formats
-(`chatstream.chat_output`). It sits between the facade (chat semantics) and the engine (tokens):
+(`chatstream.facade.chat_output`). It sits between the facade (chat semantics) and the engine (tokens):
 
 - The engine decodes only the generated ids, incrementally, and cuts stop strings there, so no
   echo of the prompt is ever sliced off by character count and stop strings already present in
@@ -19,13 +19,20 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import deque
+from collections.abc import AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from typing import TYPE_CHECKING, Any
 
-from chatstream.chat_output import ReplyFormatter
-from chatstream.generation_params import merge_params, to_sampling_params
-from chatstream.output_replacement import visible_reply
+from chatstream.facade.chat_output import GenerateOptions, ReplyChunk, ReplyFormatter
+from chatstream.facade.generation_params import merge_params, to_sampling_params
+from chatstream.facade.output_replacement import visible_reply
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from chatstream.chat_prompt.abstract_chat_prompt import AbstractChatPrompt
+    from chatstream.engine.engine_client import EngineClient
 
 
 @dataclass(frozen=True)
@@ -43,10 +50,10 @@ class GenerationRecord:
 class ChatGenerator:
     """Streams ChatPrompt replies from an `AsyncEngine`."""
 
-    def __init__(self, engine: Any, tokenizer: Any, params: dict[str, Any], logger: logging.Logger,
-                 token_sampler: Any = None) -> None:
+    def __init__(self, engine: EngineClient, tokenizer: PreTrainedTokenizerBase, params: dict[str, Any],
+                 logger: logging.Logger, token_sampler: object | None = None) -> None:
         self.engine = engine
-        self.token_sampler = token_sampler  # a preset of chatstream.token_samplers adjusts each request
+        self.token_sampler = token_sampler  # a preset of chatstream.facade.token_samplers adjusts each request
         self.tokenizer = tokenizer
         self.params = params
         self.logger = logger
@@ -60,7 +67,8 @@ class ChatGenerator:
         """Stop the reply with this message id in the engine (idempotent; safe from sync code)."""
         self.engine.abort(self.request_id(message_id))
 
-    def encode_prompt(self, chat_prompt: Any, params: dict[str, Any], opts: dict[str, Any] | None = None) -> list[int]:
+    def encode_prompt(self, chat_prompt: AbstractChatPrompt, params: dict[str, Any],
+                      opts: dict[str, Any] | None = None) -> list[int]:
         prompt = chat_prompt.create_prompt(opts) if opts else chat_prompt.create_prompt()
         add_special = params.get("add_special_tokens")
         if add_special is None:
@@ -69,7 +77,7 @@ class ChatGenerator:
             return list(self.tokenizer(prompt)["input_ids"])
         return list(self.tokenizer.encode(prompt, add_special_tokens=add_special))
 
-    def stop_token_ids(self, chat_prompt: Any) -> list[int]:
+    def stop_token_ids(self, chat_prompt: AbstractChatPrompt) -> list[int]:
         """Token ids of the prompt's end-of-turn tokens that exist in this tokenizer (EOS is implied)."""
         ids = []
         unk = getattr(self.tokenizer, "unk_token_id", None)
@@ -79,7 +87,8 @@ class ChatGenerator:
                 ids.append(token_id)
         return ids
 
-    def fit_prompt(self, chat_prompt: Any, params: dict[str, Any], max_prompt: int) -> tuple[list[int], bool]:
+    def fit_prompt(self, chat_prompt: AbstractChatPrompt, params: dict[str, Any],
+                   max_prompt: int) -> tuple[list[int], bool]:
         """The prompt's token ids within `max_prompt`, and whether anything was left out.
 
         Whole exchanges go first, oldest first, so the system text and the latest turns stay; only
@@ -101,11 +110,13 @@ class ChatGenerator:
 
     def context_budget(self, params: dict[str, Any]) -> tuple[int, int]:
         """(the most prompt tokens, the most new tokens) for one generation."""
-        context_len = min(int(params["context_len"] or self.engine.core.max_model_len), self.engine.core.max_model_len)
+        max_model_len = self.engine.max_model_len
+        context_len = min(int(params["context_len"] or max_model_len), max_model_len)
         max_new = min(int(params["max_new_tokens"]), context_len - 1)
         return context_len - max_new, max_new
 
-    async def generate(self, chat_prompt: Any, opts: dict[str, Any] | None = None) -> AsyncIterator[Any]:
+    async def generate(self, chat_prompt: AbstractChatPrompt,
+                       opts: GenerateOptions | None = None) -> AsyncIterator[ReplyChunk]:
         opts = opts or {}
         formatter = ReplyFormatter(opts.get("output_type", "response_text"))
         message_id = opts.get("message_id")

@@ -7,7 +7,7 @@ import asyncio
 import torch
 
 from chatstream import ChatPromptTogetherRedPajamaINCITEChat, ChatStream, TokenSamplerHft, TokenSamplerIsok
-from chatstream.sampling_params import SamplingParams
+from chatstream.engine.sampling_params import SamplingParams
 
 
 def test_do_sample_follows_the_original_arguments():

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from chatstream.sampling_params import SamplingParams
+from chatstream.engine.sampling_params import SamplingParams
 
 
 class GenerationParamError(ValueError):

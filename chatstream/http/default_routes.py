@@ -21,10 +21,10 @@ from chatstream.http.client_roles import API_NAMES
 from chatstream.web.page import ASSET_PREFIX, asset_response, index_response, normalize_locale
 
 _POSTS = ("chat_stream", "clear_context", "set_generation_params", "set_feedback", "set_system_prompt")
+_PATHS = {"webui_index": "/", "webui_js": "/chatstream.js"}
 # name -> (method, path)
 ROUTES: dict[str, tuple[str, str]] = {
-    name: ("POST" if name in _POSTS else "GET", {"webui_index": "/", "webui_js": "/chatstream.js"}.get(name, "/" + name))
-    for name in API_NAMES
+    name: ("POST" if name in _POSTS else "GET", _PATHS.get(name, "/" + name)) for name in API_NAMES
 }
 # The page and its files are served while the model loads too (the page then waits for /health).
 _PAGE_NAMES = ("webui_index", "webui_js")

@@ -79,12 +79,15 @@ export class ChatApi {
     const resp = await this.fetch(endpoint, init);
     if (!resp.ok) throw await errorFromResponse(resp);
     const body = await resp.json().catch(() => ({}));
-    if (body && body.success === false) throw new ApiError(resp.status, body.message || "failed", { field: body.field, body });
+    if (body && body.success === false) {
+      throw new ApiError(resp.status, body.message || "failed", { field: body.field, body });
+    }
     return body;
   }
 
   postJson(endpoint, body) {
-    return this.json(endpoint, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+    const headers = { "Content-Type": "application/json" };
+    return this.json(endpoint, { method: "POST", headers, body: JSON.stringify(body) });
   }
 
   streamReply(body, signal) { return this.post(this.endpoints.stream, body, signal); }

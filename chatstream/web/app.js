@@ -94,7 +94,8 @@ export class ChatApp {
     try {
       await this.conversation.reset();
     } catch (e) {
-      this.notice.show("error", this.turns.errorText(e), [{ label: this.t("dismiss"), onClick: () => this.dismissNotice() }]);
+      const dismiss = { label: this.t("dismiss"), onClick: () => this.dismissNotice() };
+      this.notice.show("error", this.turns.errorText(e), [dismiss]);
     }
   }
 

@@ -144,7 +144,9 @@ export class SettingsPanel {
     let firstBad = null;
     for (const [key, field] of this.fields) {
       if (!this.check(key)) firstBad = firstBad || field.input;
-      else if (field.input.value !== this.loaded[key] && field.input.value.trim() !== "") changes[key] = Number(field.input.value);
+      else if (field.input.value !== this.loaded[key] && field.input.value.trim() !== "") {
+        changes[key] = Number(field.input.value);
+      }
     }
     if (firstBad) {
       this.setStatus(this.t("fixErrors"), true);

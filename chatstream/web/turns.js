@@ -14,8 +14,8 @@
 import { DroppedError, followReply } from "./reply_stream.js";
 
 const MAX_BUSY_RETRIES = 30;
-const STATS_POLL_MS = 100;
-const STATS_POLL_TRIES = 100;
+const STATS_POLL_MS = 100; // the first wait; each next one is 100 ms longer, up to a second
+const STATS_POLL_TRIES = 60; // about a minute in all
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -203,7 +203,7 @@ export class TurnRunner {
         this.ui.messages.scrollToEnd();
         return;
       }
-      await sleep(STATS_POLL_MS);
+      await sleep(Math.min(1000, STATS_POLL_MS * (tries + 1)));
     }
   }
 

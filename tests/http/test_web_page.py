@@ -51,8 +51,8 @@ def test_markdown_renders_while_streaming_with_highlighted_code_and_copy_buttons
             const reply = document.querySelector('#cs-messages > .cs-assistant:last-child[data-streaming="true"]');
             if (reply && reply.querySelector('.cs-content h1, .cs-content li')) window.__renderedWhileStreaming = true;
             // The streaming reply sits in the live region, marked busy so it is read once, whole.
-            if (reply && reply.getAttribute('aria-busy') === 'true' && reply.closest('[role="log"][aria-live="polite"]'))
-                window.__busyInLiveRegion = true;
+            const live = reply && reply.closest('[role="log"][aria-live="polite"]');
+            if (live && reply.getAttribute('aria-busy') === 'true') window.__busyInLiveRegion = true;
         }).observe(document.getElementById('cs-messages'), {subtree: true, childList: true});
     }""")
     send(page, MARKDOWN)

@@ -25,7 +25,7 @@ HELD_TEXT = " ".join(["held"] * 3000)
 
 def _statuses(page: Any) -> list[int]:
     seen: list[int] = []
-    page.on("response", lambda response: seen.append(response.status) if response.url.endswith("/chat_stream") else None)
+    page.on("response", lambda r: seen.append(r.status) if r.url.endswith("/chat_stream") else None)
     return seen
 
 
@@ -44,7 +44,8 @@ def test_a_full_server_retries_on_its_own_and_keeps_the_message(page_on, artifac
                 notice.wait_for()
                 assert notice.get_attribute("role") == "status"
                 # The countdown starts from the server's Retry-After.
-                assert re.fullmatch(r"The server is busy\. Retrying in [12] s…", notice.locator(".cs-notice-text").inner_text())
+                countdown = notice.locator(".cs-notice-text").inner_text()
+                assert re.fullmatch(r"The server is busy\. Retrying in [12] s…", countdown)
                 assert page.locator("#cs-messages > .cs-user .cs-content").inner_text() == "Are you **there**?"
                 assert page.input_value("#cs-input") == ""
                 assert page.is_visible("#cs-stop") and page.is_disabled("#cs-send")

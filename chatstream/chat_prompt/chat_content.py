@@ -68,13 +68,14 @@ class ChatContent:
     # -- serialisation ------------------------------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able form; the role type is stored by enum name ("REQUESTER")."""
+        """Plain JSON-able form, the original's record: the role type by enum name ("REQUESTER"), and
+        `child_messages` null when there are none."""
         return {
             "role": self.role,
             "role_type": self.role_type.name,
             "message": self.message,
             "message_id": self.message_id,
-            "child_messages": list(self.child_messages),
+            "child_messages": list(self.child_messages) or None,
         }
 
     @classmethod

@@ -4,8 +4,9 @@ This module owns `ChatHistory`, the history half of `AbstractChatPrompt`: append
 prompt renders (`get_contents`: SINGLE_TURN, omit-last-message, cut-at-message-id) and (de)serialisation of the
 history. It knows nothing about how a model formats turns; that is the prompt classes' business.
 
-The per-side message lists of the original API (`requester_messages`, `responder_messages`) are derived from
-`chat_contents` rather than kept alongside it, so the three can never disagree after an edit.
+The per-side lists of the original API (`requester_messages`, `responder_messages`: the `ChatContent`s of each side,
+so `requester_messages[-1].get_message()` works as it did) are derived from `chat_contents` rather than kept
+alongside it, so the three can never disagree after an edit.
 """
 
 from __future__ import annotations
@@ -44,16 +45,28 @@ class ChatHistory:
 
     # -- derived views ------------------------------------------------------------------------------------------------
 
-    def _messages_of(self, role_type: RoleType) -> list[str | None]:
-        return [c.get_message() for c in self.chat_contents if c.get_role_type() == role_type]
+    def _contents_of(self, role_type: RoleType) -> list[ChatContent]:
+        return [c for c in self.chat_contents if c.get_role_type() == role_type]
+
+    # The lists are views: a new list of the history's own ChatContent objects on every read (so editing a content
+    # edits the history). Assigning them, as the original's `from_dict` did, is accepted and has no effect.
+    @property
+    def requester_messages(self) -> list[ChatContent]:
+        """The user turns, oldest first."""
+        return self._contents_of(RoleType.REQUESTER)
+
+    @requester_messages.setter
+    def requester_messages(self, _value: object) -> None:
+        pass
 
     @property
-    def requester_messages(self) -> list[str | None]:
-        return self._messages_of(RoleType.REQUESTER)
+    def responder_messages(self) -> list[ChatContent]:
+        """The model turns, oldest first."""
+        return self._contents_of(RoleType.RESPONDER)
 
-    @property
-    def responder_messages(self) -> list[str | None]:
-        return self._messages_of(RoleType.RESPONDER)
+    @responder_messages.setter
+    def responder_messages(self, _value: object) -> None:
+        pass
 
     def _last_content_of(self, role_type: RoleType) -> ChatContent | None:
         for content in reversed(self.chat_contents):
@@ -116,7 +129,7 @@ class ChatHistory:
 
     def get_turn(self) -> int:
         """Number of user turns: one question and its answer count as one turn."""
-        return len(self.requester_messages)
+        return len(self._contents_of(RoleType.REQUESTER))
 
     def is_empty(self) -> bool:
         return not self.chat_contents
@@ -131,7 +144,7 @@ class ChatHistory:
     def get_contents(self, opts: dict[str, Any] | None = None) -> list[ChatContent]:
         """The turns a prompt renders, in order. Prompt classes must iterate this, not `chat_contents`, so that:
 
-        - `"to_message_id": id` stops after the turn with that ID (ValueError if there is none);
+        - `"to_message_id": id` stops after the turn with that ID (an unknown ID keeps them all, as in the original);
         - SINGLE_TURN keeps the last exchange: from the last user turn on. (The reference kept the last two
           entries, which picks up the previous answer when the history ends with a user turn.)
         - `"omit_last_message": True` replaces the last turn by a copy whose message is None, i.e. the prompt as it
@@ -149,8 +162,6 @@ class ChatHistory:
                 if content.get_message_id() == to_message_id:
                     contents = contents[: index + 1]
                     break
-            else:
-                raise ValueError(f"no chat content has message_id {to_message_id!r}")
         skip = int(opts.get("skip_exchanges") or 0)
         if skip > 0:
             starts = [i for i, c in enumerate(contents) if c.get_role_type() == RoleType.REQUESTER]
@@ -215,12 +226,14 @@ class ChatHistory:
     def _history_to_dict(self) -> dict[str, Any]:
         return {
             "chat_contents": [c.to_dict() for c in self.chat_contents],
-            # Redundant with chat_contents; written for readers of the reference's record format.
-            "requester_messages": self.requester_messages,
-            "responder_messages": self.responder_messages,
+            # Redundant with chat_contents, written because the original's from_dict reads them (as content records).
+            "responder_messages": [c.to_dict() for c in self.responder_messages],
+            "requester_messages": [c.to_dict() for c in self.requester_messages],
         }
 
     def _history_from_dict(self, data: dict[str, Any]) -> None:
+        # chat_contents is the whole history; the per-side lists (content records in the original's format, plain
+        # strings in records this package wrote before it matched that format) are views of it and are not read.
         contents = [ChatContent.from_dict(d) for d in data.get("chat_contents") or []]
         for content in contents:
             # Records without role types: recover the side from the role label where the labels differ.

@@ -6,11 +6,11 @@ question, one answer), for task-style prompts such as "translate this" where ear
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import Enum, auto
 
 
 class PromptTTL(Enum):
-    """Lifetime of a turn inside the prompt."""
+    """Lifetime of a turn inside the prompt (values as in the original: 1, 2)."""
 
-    MULTI_TURN = "multi_turn"
-    SINGLE_TURN = "single_turn"
+    MULTI_TURN = auto()
+    SINGLE_TURN = auto()

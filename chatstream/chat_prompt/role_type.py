@@ -6,12 +6,14 @@ be empty for both sides (Llama-2), so each turn also records which side it belon
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import Enum, auto
 
 
 class RoleType(Enum):
-    """The side a `ChatContent` belongs to: the user (REQUESTER) or the model (RESPONDER)."""
+    """The side a `ChatContent` belongs to: the user (REQUESTER) or the model (RESPONDER).
 
-    REQUESTER = "requester"
-    RESPONDER = "responder"
-    UNKNOWN = "unknown"
+    The values are the original's (1, 2, 3); records store the member's name ("REQUESTER")."""
+
+    REQUESTER = auto()
+    RESPONDER = auto()
+    UNKNOWN = auto()

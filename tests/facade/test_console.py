@@ -97,10 +97,10 @@ def test_clear_starts_a_new_conversation() -> None:
 def test_history_grows_until_clear() -> None:
     console, _ = run_console(["first", "second"])
     prompt = console.chat_stream.console_chat_prompt
-    assert prompt.requester_messages == ["first", "second"]
+    assert [c.get_message() for c in prompt.requester_messages] == ["first", "second"]
 
     console, _ = run_console(["first", "/clear", "second"])
-    assert console.chat_stream.console_chat_prompt.requester_messages == ["second"]
+    assert [c.get_message() for c in console.chat_stream.console_chat_prompt.requester_messages] == ["second"]
 
 
 def test_system_changes_the_current_conversations_prompt() -> None:
@@ -210,7 +210,7 @@ def _assert_reply_stopped(console: ConsoleChat, out: str) -> str:
     assert shown.startswith("one two") and shown != LONG_INPUT
     assert f"{REPLY_PREFIX}next\n" in out  # back at the prompt, the chat goes on
     prompt = console.chat_stream.console_chat_prompt
-    assert prompt.responder_messages == [shown, "next"]  # the partial reply stays in the history
+    assert [c.get_message() for c in prompt.responder_messages] == [shown, "next"]  # the partial reply stays in the history
     return shown
 
 

@@ -42,6 +42,11 @@ class LiveServer:
         self.sock.close()
 
 
+# A role table that opens every API to every browser. Without one, `get_prompt`, `get_load` and
+# `get_resource_usage` answer 403 (the default policy); tests that read them give this.
+OPEN_ROLES = {"user": {"apis": {"allow": "all", "auth_method": "nothing", "use_session": True}}}
+
+
 def session_client(url: str, **kwargs: Any) -> httpx.Client:
     """An httpx client for `url` that acts like one browser: the cookies the server sets (even
     `Secure` ones, which a cookie jar would not send over plain HTTP) go back on every request."""

@@ -215,10 +215,11 @@ def test_one_line_setup_server_serves_the_page_and_the_apis(example_workdir: Pat
             assert script.headers["content-type"].startswith("text/javascript")
             headers, _, segments = _stream_chat(client, "Hello")
             final = _check_real_model_reply(headers, segments)
-            prompt = urllib.parse.unquote(client.get("/get_prompt").json()["prompt"])
-            assert "<human>: Hello" in prompt and final in prompt
-            load = client.get("/get_load").json()
-            assert load["success"] is True
+            assert final
+            # Without client_roles, a server's prompts and load are not public (README: Migrating ...).
+            for path in ("/get_prompt", "/get_load", "/get_resource_usage"):
+                denied = client.get(path)
+                assert denied.status_code == 403 and denied.json()["message"] == "Forbidden"
 
 
 # -- the console example ----------------------------------------------------------------------------------------------

@@ -2,7 +2,10 @@
 
 `ChatGenerator.generate(chat_prompt, opts)` renders the prompt, tokenizes it, sends the token ids
 with `SamplingParams` to the `AsyncEngine`, and streams the reply in the original's formats
-(`chatstream.facade.chat_output`). It sits between the facade (chat semantics) and the engine (tokens):
+(`chatstream.facade.chat_output`). It sits between the facade (chat semantics) and the engine (tokens).
+It runs in two parts: `prepare` (the ChatPrompt's hooks, tokenization, parameters: everything that
+can fail because of a user's prompt class, decided before a response starts) and `stream`.
+
 
 - The engine decodes only the generated ids, incrementally, and cuts stop strings there, so no
   echo of the prompt is ever sliced off by character count and stop strings already present in
@@ -19,7 +22,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -27,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from chatstream.facade.chat_output import GenerateOptions, ReplyChunk, ReplyFormatter
 from chatstream.facade.generation_params import merge_params, to_sampling_params
 from chatstream.facade.output_replacement import visible_reply
+from chatstream.facade.prompt_hooks import HookResultError, checked_pairs, checked_strings, prompt_hooks
 from chatstream.facade.reply_log import GenerationRecord, ReplyLog, ReplyTimer
 
 if TYPE_CHECKING:
@@ -34,8 +38,24 @@ if TYPE_CHECKING:
 
     from chatstream.chat_prompt.abstract_chat_prompt import AbstractChatPrompt
     from chatstream.engine.engine_client import EngineClient
+    from chatstream.engine.sampling_params import SamplingParams
 
-__all__ = ["ChatGenerator", "GenerationRecord"]
+__all__ = ["ChatGenerator", "GenerationRecord", "PreparedReply"]
+
+
+@dataclass(frozen=True)
+class PreparedReply:
+    """One reply, ready to stream: what `ChatGenerator.prepare` decided."""
+
+    chat_prompt: AbstractChatPrompt
+    formatter: ReplyFormatter
+    message_id: str | None
+    ids: list[int]
+    truncated: bool
+    sampling: SamplingParams
+    replacements: list[tuple[str, str]] | None
+    request_id: str
+    post_process_callback: Callable[[str], Awaitable[object]] | None
 
 
 class ChatGenerator:
@@ -62,6 +82,8 @@ class ChatGenerator:
     def encode_prompt(self, chat_prompt: AbstractChatPrompt, params: dict[str, Any],
                       opts: dict[str, Any] | None = None) -> list[int]:
         prompt = chat_prompt.create_prompt(opts) if opts else chat_prompt.create_prompt()
+        if not isinstance(prompt, str):
+            raise HookResultError("create_prompt", f"{type(prompt).__name__}, not a str")
         add_special = params.get("add_special_tokens")
         if add_special is None:
             add_special = getattr(chat_prompt, "get_add_special_tokens", lambda: None)()
@@ -73,7 +95,8 @@ class ChatGenerator:
         """Token ids of the prompt's end-of-turn tokens that exist in this tokenizer (EOS is implied)."""
         ids = []
         unk = getattr(self.tokenizer, "unk_token_id", None)
-        for token in getattr(chat_prompt, "get_stop_tokens", lambda: [])() or []:
+        tokens = checked_strings(getattr(chat_prompt, "get_stop_tokens", lambda: [])(), "get_stop_tokens")
+        for token in tokens or []:
             token_id = self.tokenizer.convert_tokens_to_ids(token)
             if isinstance(token_id, int) and token_id != unk:
                 ids.append(token_id)
@@ -107,33 +130,49 @@ class ChatGenerator:
         max_new = min(int(params["max_new_tokens"]), context_len - 1)
         return context_len - max_new, max_new
 
-    async def generate(self, chat_prompt: AbstractChatPrompt,
-                       opts: GenerateOptions | None = None) -> AsyncIterator[ReplyChunk]:
+    def prepare(self, chat_prompt: AbstractChatPrompt, opts: GenerateOptions | None = None) -> PreparedReply:
+        """Everything about one reply that can be decided before it streams: the rendered and
+        tokenized prompt, the sampling parameters, the stop strings and output replacements.
+
+        The ChatPrompt's hooks run here, so a hook that raises, or returns something unusable,
+        fails now (`PromptHookError`, naming the hook), before any response has started."""
         opts = opts or {}
         formatter = ReplyFormatter(opts.get("output_type", "response_text"))
-        message_id = opts.get("message_id")
         params = merge_params(self.params, opts.get("generation_params"))
-        chat_mode = chat_prompt.is_chat_mode_enabled()
         max_prompt, max_new = self.context_budget(params)
-        ids, truncated = self.fit_prompt(chat_prompt, params, max_prompt)
-        sampling = to_sampling_params(
-            params, max_tokens=max_new,
-            stop=chat_prompt.get_final_stop_strs() if chat_mode else None,
-            stop_token_ids=self.stop_token_ids(chat_prompt),
-        )
+        with prompt_hooks(chat_prompt):
+            chat_mode = chat_prompt.is_chat_mode_enabled()
+            ids, truncated = self.fit_prompt(chat_prompt, params, max_prompt)
+            stop = None
+            if chat_mode:
+                checked_strings(chat_prompt.get_stop_strs(), "get_stop_strs")
+                stop = chat_prompt.get_final_stop_strs()
+            stop_token_ids = self.stop_token_ids(chat_prompt)
+            replacements = checked_pairs(chat_prompt.get_replacement_when_output()) if chat_mode else None
+        sampling = to_sampling_params(params, max_tokens=max_new, stop=stop, stop_token_ids=stop_token_ids)
         adjust = getattr(self.token_sampler, "engine_params", None)
         if adjust is not None:
             sampling = adjust(sampling)
-        replacements = chat_prompt.get_replacement_when_output() if chat_mode else None
-        request_id = self.request_id(message_id or uuid.uuid4().hex)
-        self.logger.debug("generate %s: %d prompt tokens, %s", request_id, len(ids), sampling)
-        native, shown, last = "", "", None
+        message_id = opts.get("message_id")
+        return PreparedReply(chat_prompt, formatter, message_id, ids, truncated, sampling, replacements,
+                             self.request_id(message_id or uuid.uuid4().hex), opts.get("post_process_callback"))
+
+    def generate(self, chat_prompt: AbstractChatPrompt,
+                 opts: GenerateOptions | None = None) -> AsyncIterator[ReplyChunk]:
+        """`stream(prepare(chat_prompt, opts))`: preparation errors raise here, at the call."""
+        return self.stream(self.prepare(chat_prompt, opts))
+
+    async def stream(self, reply: PreparedReply) -> AsyncIterator[ReplyChunk]:
+        """Generate a prepared reply, yielding its chunks and updating its ChatPrompt as it grows."""
+        chat_prompt, message_id, formatter = reply.chat_prompt, reply.message_id, reply.formatter
+        self.logger.debug("generate %s: %d prompt tokens, %s", reply.request_id, len(reply.ids), reply.sampling)
+        native, shown, last, failed = "", "", None, False
         timer = ReplyTimer()
         self.replies.begin(message_id)
         try:
             # aclosing: when our consumer leaves early, the engine stream closes now (and aborts the
             # request), not whenever the garbage collector finalizes it.
-            async with aclosing(self.engine.generate(ids, sampling, request_id=request_id)) as stream:
+            async with aclosing(self.engine.generate(reply.ids, reply.sampling, request_id=reply.request_id)) as stream:
                 async for delta in stream:
                     last = delta
                     if delta.new_token_ids:
@@ -144,23 +183,26 @@ class ChatGenerator:
                         chat_prompt.set_responder_last_msg_id(message_id)
                     if delta.finished:
                         break
-                    text = visible_reply(native, replacements, final=False).strip()
+                    text = visible_reply(native, reply.replacements, final=False).strip()
                     if text != shown:
                         shown = text
                         yield formatter.chunk(text)
+        except Exception:
+            failed = True
+            raise
         finally:
-            text = visible_reply(native, replacements, final=True).strip()
+            text = visible_reply(native, reply.replacements, final=True).strip()
+            reason = "error" if failed else (last.finish_reason if last and last.finished else "abort")
             record = GenerationRecord(
-                message_id, last.num_prompt_tokens if last else len(ids), last.num_cached_tokens if last else 0,
-                last.num_output_tokens if last else 0, last.finish_reason if last and last.finished else "abort",
-                truncated, text, timer.time_to_first_token_sec, timer.decode_sec)
+                message_id, last.num_prompt_tokens if last else len(reply.ids), last.num_cached_tokens if last else 0,
+                last.num_output_tokens if last else 0, reason, reply.truncated, text,
+                timer.time_to_first_token_sec, timer.decode_sec)
             self.replies.end(record)
             if last is not None:
                 self.records.append(record)
                 self.logger.debug("%s done: finish_reason=%s, %d prompt tokens (%d cached), %d generated",
-                                  request_id, last.finish_reason, last.num_prompt_tokens, last.num_cached_tokens,
+                                  reply.request_id, reason, last.num_prompt_tokens, last.num_cached_tokens,
                                   last.num_output_tokens)
         yield formatter.chunk(text, last=True)
-        callback = opts.get("post_process_callback")
-        if callback is not None:
-            await callback("success")
+        if reply.post_process_callback is not None:
+            await reply.post_process_callback("success")

@@ -45,3 +45,17 @@ def label_for(session_id: str | None) -> str:
     if session_id:
         return f"req_id_{str(session_id)[-4:]}"
     return f"req_id_NOSESSION_{uuid.uuid4().hex[:4]}"
+
+
+def log_failure_once(logger: logging.Logger, exc: BaseException, what: str) -> None:
+    """Log `exc` with its traceback unless it was logged already on its way up.
+
+    A user hook's exception may pass several guards (the handler's stream, the response, the
+    request); each of them may log it, and only the first one does."""
+    if getattr(exc, "_chatstream_logged", False):
+        return
+    logger.error("%s: %s: %s", what, type(exc).__name__, exc, exc_info=exc)
+    try:
+        exc._chatstream_logged = True  # type: ignore[attr-defined]
+    except AttributeError:  # an exception type with __slots__: logged, maybe again later
+        pass

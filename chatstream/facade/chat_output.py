@@ -50,9 +50,15 @@ class GenerateOptions(TypedDict, total=False):
 class ChatReplyGenerator(Protocol):
     """Writes the open responder turn of a ChatPrompt, streaming it in an `output_type`'s chunks.
 
-    generate(): updates the prompt's last responder message as the reply grows (so a reply cut
-    short stays in the history). abort(message_id): stops that reply (idempotent).
+    prepare(): runs the ChatPrompt's hooks and decides everything before streaming (raises
+    `PromptHookError` for a failing hook). stream(prepared): updates the prompt's last responder
+    message as the reply grows (so a reply cut short stays in the history). generate() is
+    `stream(prepare(...))`. abort(message_id): stops that reply (idempotent).
     """
+
+    def prepare(self, chat_prompt: AbstractChatPrompt, opts: GenerateOptions | None = None) -> object: ...
+
+    def stream(self, reply: Any) -> AsyncIterator[ReplyChunk]: ...
 
     def generate(self, chat_prompt: AbstractChatPrompt,
                  opts: GenerateOptions | None = None) -> AsyncIterator[ReplyChunk]: ...

@@ -10,29 +10,42 @@ conversation at a time) -> a run slot (or 429) -> the request handler opens the 
 a streaming response -> when the stream ends, for whatever reason, the slot and the lock are
 released and the callback is called once. Requests refused before they got a slot (400, 403,
 429, 503) do not call the callback.
+
+The request handler, its callback, the ChatPrompt class and the finish callback are user code:
+whatever they raise, return or forget, the slot and the lock are released (`FinishReport`,
+`GuardedResponse`), the client gets an error it can read, the traceback is logged once and the
+next request is served.
+
+`ChatStream()` may be built with no model and configured later (`configure(model=...)`); until
+then /chat_stream answers 503.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from chatstream.facade.admission import Admission, QueueFull
-from chatstream.facade.chat_logging import chat_logger, label_for, request_label
+from chatstream.facade.chat_logging import chat_logger, label_for, log_failure_once, request_label
 from chatstream.facade.chat_output import ChatReplyGenerator, ReplyChunk
 from chatstream.facade.chat_stream_response import DISCONNECTED_BEFORE_STREAMING
 from chatstream.facade.client_roles import ClientRoles
 from chatstream.facade.disconnect import ClientGone, disconnect_watch, unless_disconnected
+from chatstream.facade.finish_report import FinishReport, GuardedResponse
 from chatstream.facade.generation_params import build_params
-from chatstream.facade.request_handler import (
-    AbstractRequestHandler, ChatRequestError, SimpleSessionRequestHandler, parse_chat_request)
+from chatstream.facade.engine_options import check_engine_options
+from chatstream.facade.log_locale import EasyLocale
+from chatstream.facade.request_handler import AbstractRequestHandler, ChatRequestError, parse_chat_request
 from chatstream.facade.session_apis import SessionApis
 from chatstream.facade.session_locks import SessionLocks
+from chatstream.facade.session_request_handler import SimpleSessionRequestHandler
 
 if TYPE_CHECKING:
     from chatstream.chat_prompt.abstract_chat_prompt import AbstractChatPrompt
@@ -50,16 +63,17 @@ class ChatStream(SessionApis):
 
     Without `use_mock_response`, `model` is a transformers model (used where it is), a local
     directory, a hub id, `"smollm2"`, or a recording (replayed); `engine_options` are
-    `EngineConfig` fields and `dtype`. `record_to` (or `probe_mode_enabled=True`) records every
-    generation for replay, into `recording_dir`. `engine` is the running engine as an
-    `EngineClient` (None with `use_mock_response`).
+    `EngineConfig` fields and `dtype` (an unknown keyword is a TypeError, with or without a
+    model). `record_to` (or `probe_mode_enabled=True`) records every generation for replay,
+    into `recording_dir`. `engine` is the running engine as an `EngineClient` (None with
+    `use_mock_response`, or before a model is configured).
     """
 
     def __init__(
         self, name: str = "node:0", model: ModelArg | MockTransformer = None, tokenizer: TokenizerArg = None,
         token_sampler: object | None = None, num_gpus: int | None = None, device: DeviceArg = None,
         num_of_concurrent_executions: int = 2, max_queue_size: int = 5, too_many_request_as_http_error: bool = True,
-        use_mock_response: bool = False, mock_params: dict[str, Any] | None = None,
+        use_mock_response: bool = False, mock_params: dict[Any, Any] | None = None,
         chat_prompt_clazz: type[AbstractChatPrompt] | None = None,
         max_new_tokens: int = 256, context_len: int | None = 1024, temperature: float = 1.0, top_k: int | None = None,
         top_p: float | None = 1.0, repetition_penalty: float | None = 1.0,
@@ -70,17 +84,19 @@ class ChatStream(SessionApis):
         probe_mode_enabled: bool = False, record_to: RecordTo = None, retry_after_sec: int = 1,
         **engine_options: Any,
     ) -> None:
+        check_engine_options(engine_options)  # the same TypeError with a model, a mock, or neither
         self.name = name
         self.logger = chat_logger(logger)
         self.locale = locale
-        self.chat_prompt_clazz = chat_prompt_clazz
-        self.use_mock_response = use_mock_response
+        self.eloc = EasyLocale({"locale": locale})
         self.too_many_request_as_http_error = too_many_request_as_http_error
         self.retry_after_sec = retry_after_sec
         self.token_sampler = token_sampler
         self.client_roles = ClientRoles(client_roles)
         self.admission = Admission(num_of_concurrent_executions, max_queue_size)
         self._session_locks = SessionLocks()
+        self._callback_tasks: set[asyncio.Task[object]] = set()
+        self._warned_handlers: set[str] = set()
         self.params = build_params(
             temperature=temperature, max_new_tokens=max_new_tokens, context_len=context_len, top_k=top_k,
             top_p=top_p, repetition_penalty=repetition_penalty, repetition_penalty_method=repetition_penalty_method,
@@ -88,33 +104,92 @@ class ChatStream(SessionApis):
             add_special_tokens=add_special_tokens, seed=seed, probe_mode_enabled=probe_mode_enabled)
         self.engine: EngineClient | None = None
         self.recording_dir: Path | None = None
-        self.chat_generator: ChatReplyGenerator
+        self.use_mock_response = False
+        self.chat_generator: ChatReplyGenerator | None = None
+        self.tokenizer: Any = tokenizer
+        self.device: Any = device
+        self.num_gpus: int | None = num_gpus
+        self._chat_prompt_clazz = chat_prompt_clazz
+        self._request_handler = request_handler or SimpleSessionRequestHandler()
+        self._console_prompt: AbstractChatPrompt | None = None
+        if use_mock_response or model is not None:
+            self.configure(model, tokenizer, device, use_mock_response=use_mock_response, mock_params=mock_params,
+                           num_gpus=num_gpus, record_to=record_to, **engine_options)
+        else:
+            self._inject_handler()
+
+    def configure(
+        self, model: ModelArg | MockTransformer = None, tokenizer: TokenizerArg = None, device: DeviceArg = None, *,
+        use_mock_response: bool = False, mock_params: dict[Any, Any] | None = None, num_gpus: int | None = None,
+        record_to: RecordTo = None, **engine_options: Any,
+    ) -> None:
+        """Give a ChatStream built without a model its model (or the generator mock) and start it.
+
+        The same arguments as the constructor's; a ChatStream that already has one is refused."""
+        if self.chat_generator is not None:
+            raise RuntimeError("this ChatStream already has a model (or the mock); build a new ChatStream instead")
+        check_engine_options(engine_options)
         if use_mock_response:
+            self.use_mock_response = True
+            self.tokenizer, self.device, self.num_gpus = tokenizer, device, 0
             from chatstream.facade.generator_mock import MockChatGenerator
 
-            self.tokenizer, self.device, self.num_gpus = tokenizer, device, 0
             self.chat_generator = MockChatGenerator(mock_params)
         else:
+            if model is None:
+                raise ValueError("ChatStream.configure needs a model (or use_mock_response=True)")
             from chatstream.facade.chat_generator import ChatGenerator
             from chatstream.facade.engine_setup import recording_requested, start_engine
 
-            started = start_engine(model, tokenizer, device, seed, num_of_concurrent_executions, engine_options,
-                                   recording_requested(probe_mode_enabled, record_to))
+            started = start_engine(model, tokenizer, device, self.params["seed"], self.admission.max_running,
+                                   engine_options, recording_requested(self.params["probe_mode_enabled"], record_to))
             self.engine, self.tokenizer, self.device = started.engine, started.tokenizer, started.device
             self.recording_dir = started.recording_dir
+            if self.recording_dir is not None:
+                self.logger.info("recording every generation into %s (replay: MockTransformer(%r))",
+                                 self.recording_dir, self.recording_dir.name)
             # Resource reports show the GPUs the model is on without extra configuration.
             self.num_gpus = (1 if num_gpus is None else num_gpus) if self.device.type == "cuda" else 0
             self.chat_generator = ChatGenerator(started.engine, self.tokenizer, self.params, self.logger,
-                                                token_sampler)
-        self.request_handler = request_handler or SimpleSessionRequestHandler()
-        for attr, value in (("chat_generator", self.chat_generator), ("chat_prompt_clazz", chat_prompt_clazz),
-                            ("tokenizer", self.tokenizer), ("logger", self.logger)):
-            setattr(self.request_handler, attr, value)
-        self._console_prompt: AbstractChatPrompt | None = None
+                                                self.token_sampler)
+        self._inject_handler()
+
+    # -- what the request handler is given -----------------------------------------------------------
+    @property
+    def chat_prompt_clazz(self) -> type[AbstractChatPrompt] | None:
+        return self._chat_prompt_clazz
+
+    @chat_prompt_clazz.setter
+    def chat_prompt_clazz(self, clazz: type[AbstractChatPrompt] | None) -> None:
+        self._chat_prompt_clazz = clazz
+        self._inject_handler()
+
+    @property
+    def request_handler(self) -> AbstractRequestHandler:
+        return self._request_handler
+
+    @request_handler.setter
+    def request_handler(self, handler: AbstractRequestHandler) -> None:
+        self._request_handler = handler
+        self._inject_handler()
+
+    @property
+    def client_role_wrapper(self) -> ClientRoles:
+        """The original's name for the role table."""
+        return self.client_roles
+
+    def _inject_handler(self) -> None:
+        handler = self._request_handler
+        for attr, value in (("chat_generator", self.chat_generator), ("chat_prompt_clazz", self._chat_prompt_clazz),
+                            ("tokenizer", self.tokenizer), ("logger", self.logger), ("eloc", self.eloc),
+                            ("client_role_wrapper", self.client_roles)):
+            setattr(handler, attr, value)
 
     # -- lifecycle -------------------------------------------------------------------------------
     @property
     def is_ready(self) -> bool:
+        if self.chat_generator is None:
+            return False
         return self.engine is None or self.engine.is_running
 
     async def start_queue_worker(self) -> None:
@@ -138,7 +213,12 @@ class ChatStream(SessionApis):
         denied = self.client_roles.verify(request, "chat_stream")
         if denied is not None:
             return denied
-        key = self.request_handler.conversation_key(request)
+        handler_name = type(self.request_handler).__name__
+        try:
+            key = self.request_handler.conversation_key(request)
+        except Exception as exc:  # noqa: BLE001 - a user's handler must not take the server down
+            log_failure_once(self.logger, exc, f"{handler_name}.conversation_key failed")
+            return _internal_error(f"{handler_name}.conversation_key failed (see the server log)")
         request_label.set(label_for(key))
         if request_body is None:
             request_body = await request.body()
@@ -151,8 +231,7 @@ class ChatStream(SessionApis):
             if role is not None:
                 return self.client_roles_promotion_response(request, role)
         if not self.is_ready:
-            return JSONResponse({"error": "engine_unavailable", "detail": "the engine is not running"},
-                                status_code=503)
+            return self._unavailable()
         await self._session_locks.acquire(key)
         try:
             admitted = await self._admit(request)
@@ -168,17 +247,41 @@ class ChatStream(SessionApis):
             self._session_locks.release(key)
             self._notify(callback, request, DISCONNECTED_BEFORE_STREAMING)
             return Response(status_code=499)
-        finished = self._finish_once(request, key, callback)
+        report = FinishReport(lambda message: self._finished(request, key, callback, message))
         self.logger.debug("admitted: %d running, %d waiting", self.admission.num_running, self.admission.num_waiting)
+        response = await self._run_handler(request, request_body, report, handler_name)
+        if report.done:
+            return response
+        return GuardedResponse(response, report, self.logger, handler_name, self._warned_handlers)
+
+    async def _run_handler(self, request: Request, request_body: bytes, report: FinishReport,
+                           handler_name: str) -> Response:
+        """The handler's response; any failure is reported (the slot goes back) and answered here."""
+
+        async def process() -> object:
+            result = self.request_handler.process_request(request, request_body, report)
+            return await result if inspect.isawaitable(result) else result
+
         try:
-            return await self.request_handler.process_request(request, request_body, finished)
+            response = await unless_disconnected(process(), disconnect_watch(request))
         except ChatRequestError as exc:
-            finished(exc.callback_message)
+            report(exc.callback_message)
             return exc.response()
-        except Exception:
-            self.logger.exception("process_request failed")
-            finished("unknown_error_occurred,while process_request")
-            return JSONResponse({"error": "internal_server_error", "detail": "process_request"}, status_code=500)
+        except (ClientGone, ClientDisconnect):
+            report(DISCONNECTED_BEFORE_STREAMING)
+            return Response(status_code=499)
+        except Exception as exc:  # noqa: BLE001 - a user's handler must not take the server down
+            log_failure_once(self.logger, exc, f"{handler_name}.process_request failed")
+            report("unknown_error_occurred,while process_request")
+            return _internal_error(f"{handler_name}.process_request failed (see the server log)")
+        if not isinstance(response, Response):
+            self.logger.error("%s.process_request returned %s, not a Response", handler_name,
+                              type(response).__name__)
+            await _discard(response)
+            report("unknown_error_occurred,while process_request")
+            return _internal_error(f"{handler_name}.process_request returned {type(response).__name__}, "
+                                   "not a Response")
+        return response
 
     async def _admit(self, request: Request) -> bool:
         """Wait for a run slot; False if the client went away while waiting (it then holds none).
@@ -193,28 +296,34 @@ class ChatStream(SessionApis):
             return False
         return True
 
-    def _finish_once(self, request: Request, key: str | None,
-                     callback: FinishCallback | None) -> Callable[[str], None]:
-        done = False
-
-        def finished(message: str) -> None:
-            nonlocal done
-            if done:
-                return
-            done = True
-            self.admission.release()
-            self._session_locks.release(key)
-            self._notify(callback, request, message)
-
-        return finished
+    def _finished(self, request: Request, key: str | None, callback: FinishCallback | None, message: str) -> None:
+        self.admission.release()
+        self._session_locks.release(key)
+        self._notify(callback, request, message)
 
     def _notify(self, callback: FinishCallback | None, request: Request, message: str) -> None:
         self.logger.debug("finished: %s", message)
-        if callback is not None:
-            try:
-                callback(request, message)
-            except Exception:  # noqa: BLE001 - a user callback must not break the server
-                self.logger.exception("the finish callback raised")
+        if callback is None:
+            return
+        try:
+            result = callback(request, message)
+        except Exception as exc:  # noqa: BLE001 - a user callback must not break the server
+            log_failure_once(self.logger, exc, "the finish callback raised")
+            return
+        if inspect.isawaitable(result):  # an async callback: run it, report its failure
+            task = asyncio.ensure_future(result)
+            self._callback_tasks.add(task)
+            task.add_done_callback(self._callback_done)
+
+    def _callback_done(self, task: asyncio.Future[object]) -> None:
+        self._callback_tasks.discard(task)  # type: ignore[arg-type]
+        if not task.cancelled() and task.exception() is not None:
+            log_failure_once(self.logger, task.exception(), "the finish callback raised")  # type: ignore[arg-type]
+
+    def _unavailable(self) -> JSONResponse:
+        detail = ("no model: this ChatStream was built without one; call chat_stream.configure(model=...)"
+                  if self.chat_generator is None else "the engine is not running")
+        return JSONResponse({"error": "engine_unavailable", "detail": detail}, status_code=503)
 
     def _too_many_requests(self) -> JSONResponse:
         status = 429 if self.too_many_request_as_http_error else 200
@@ -227,6 +336,8 @@ class ChatStream(SessionApis):
     # -- console ------------------------------------------------------------------------------------
     async def handle_console_input(self, user_input: str) -> AsyncIterator[ReplyChunk]:
         """One console turn: yields `(response_text, updated_text, pos)` tuples (no queue, no session)."""
+        if self.chat_generator is None:
+            raise RuntimeError("no model: call chat_stream.configure(model=...) first")
         chat_prompt = self.get_console_chat_prompt()
         chat_prompt.add_requester_msg(user_input)
         chat_prompt.add_responder_msg(None)
@@ -236,7 +347,7 @@ class ChatStream(SessionApis):
     def get_console_chat_prompt(self) -> AbstractChatPrompt:
         """The console conversation, created (with `build_initial_prompt`) if there is none yet."""
         if self._console_prompt is None:
-            self._console_prompt = self.request_handler.create_chat_prompt()
+            self._console_prompt = self.request_handler.new_chat_prompt()
         return self._console_prompt
 
     def clear_console_context(self) -> None:
@@ -246,3 +357,16 @@ class ChatStream(SessionApis):
     def console_chat_prompt(self) -> AbstractChatPrompt | None:
         return self._console_prompt
 
+
+def _internal_error(detail: str) -> JSONResponse:
+    return JSONResponse({"error": "internal_server_error", "detail": detail}, status_code=500)
+
+
+async def _discard(value: object) -> None:
+    """Close what a handler returned instead of a Response, if it holds anything (a stream)."""
+    close = getattr(value, "aclose", None)
+    if close is not None:
+        try:
+            await close()
+        except Exception:  # noqa: BLE001 - it was wrong already; the error is logged by the caller
+            pass

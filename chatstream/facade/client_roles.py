@@ -13,9 +13,14 @@ Two kinds of client exist:
   is decided per request: a role whose header phrase matches `X-ChatStream-Auth-Header`,
   else the agent default role, else none (denied).
 
-`client_roles=None` turns access control off: every API is allowed for everyone. When it is
-on, a request without a role and an unknown API name are denied, never crash. Secrets are
-compared in constant time.
+`client_roles=None` is the default policy: every API is open to everyone except
+`DENIED_BY_DEFAULT` (`get_prompt`, `get_load`, `get_resource_usage`: a server's prompts and its
+load and memory are the operator's business, not the public's). The original's default role
+allowed only `chat_stream`, `clear_context` and `set_feedback`, which also shut out its own web
+page; ours keeps the page and the per-conversation APIs (each touches only the caller's own
+conversation) open. A role table opens the rest to whom it names. With a role table, a request
+without a role and an unknown API name are denied, never crash. Secrets are compared in
+constant time.
 
 Role table format, `{role_name: {"apis": {...}}}` where `apis` holds:
 ``allow`` ("all" or a list of `API_NAMES`), ``auth_method`` (one of `AUTH_METHODS`),
@@ -60,6 +65,9 @@ AUTH_METHODS: tuple[str, ...] = (
     "header_phrase",
     "header_phrase_sha256",
 )
+
+# Without a role table, these answer 403 (see the module docstring).
+DENIED_BY_DEFAULT: tuple[str, ...] = ("get_prompt", "get_load", "get_resource_usage")
 
 SESSION_ROLE_KEY = "chat_stream_client_role"
 AUTH_HEADER = "X-ChatStream-Auth-Header"
@@ -230,7 +238,7 @@ class ClientRoles:
 
     @property
     def enabled(self) -> bool:
-        """False when built with `client_roles=None`: everything is allowed."""
+        """False when built with `client_roles=None`: the default policy applies (no roles)."""
         return bool(self._roles)
 
     @property
@@ -254,7 +262,8 @@ class ClientRoles:
     def verify(self, request: Request, api_name: str) -> JSONResponse | None:
         """None when the request may call `api_name`, otherwise the 403 response to send."""
         if not self.enabled:
-            return None
+            allowed = api_name in API_NAMES and api_name not in DENIED_BY_DEFAULT
+            return None if allowed else forbidden_response()
         name = self.role_for(request)
         role = self._roles.get(name) if name is not None else None
         if role is None or not role.allows(api_name):
@@ -272,6 +281,12 @@ class ClientRoles:
                 self._store(session, data, role.name)
                 return role.name
         return None
+
+    def describe(self, role_name: str) -> dict[str, Any]:
+        """A role as the original described it: `{client_role_name, allowed_apis, enable_dev_tool}`."""
+        role = self._roles[role_name]
+        apis = "all" if role.allowed_apis is None else [n for n in API_NAMES if n in role.allowed_apis]
+        return {"client_role_name": role.name, "allowed_apis": apis, "enable_dev_tool": role.enable_dev_tool}
 
     def dev_tool_enabled(self, request: Request) -> bool:
         """Whether this request's role turns on the web UI's developer tools."""

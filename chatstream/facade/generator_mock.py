@@ -5,7 +5,7 @@ engine-backed one, its canned texts, and its word/character tokenization. Start-
 restart a server or drive a client while developing without loading any weights. No torch or transformers here.
 
 `mock_params`:
-- `type`: "round" (default) numbered sentences in turn, reply number (turn - 1) mod 12; "long" one long
+- `type` (or the builtin `type` as the key, as the original's docs write it): "round" (default) numbered sentences in turn, reply number (turn - 1) mod 12; "long" one long
   multi-paragraph story; "echo" the user's last input;
 - `initial_wait_sec` (default 0): sleep before the first token;
 - `time_per_token_sec` (default 0.1): sleep before each token.
@@ -16,14 +16,28 @@ from __future__ import annotations
 import asyncio
 import math
 import unicodedata
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from chatstream.facade.chat_output import GenerateOptions, ReplyChunk, ReplyFormatter
+from chatstream.facade.prompt_hooks import prompt_hooks
 from chatstream.facade.reply_log import GenerationRecord, ReplyLog, ReplyTimer
 
 if TYPE_CHECKING:
     from chatstream.chat_prompt.abstract_chat_prompt import AbstractChatPrompt
+
+
+@dataclass(frozen=True)
+class PreparedMockReply:
+    """One canned reply, ready to stream."""
+
+    chat_prompt: AbstractChatPrompt
+    formatter: ReplyFormatter
+    message_id: str | None
+    tokens: list[str]
+    joiner: str
+    post_process_callback: Callable[[str], Awaitable[object]] | None
 
 MOCK_TYPES = ("round", "long", "echo")
 DEFAULT_MOCK_TYPE = "round"
@@ -113,9 +127,11 @@ def _check_seconds(params: dict[str, Any], key: str, default: float) -> float:
 class MockChatGenerator:
     """A chat generator that streams canned replies; see the module docstring for `mock_params`."""
 
-    def __init__(self, mock_params: dict[str, Any] | None = None) -> None:
-        params = dict(mock_params or {})
-        unknown = sorted(set(params) - set(_PARAM_KEYS))
+    def __init__(self, mock_params: Mapping[Any, Any] | None = None) -> None:
+        # The original's docs and default write the key as the builtin `type` ({type: "round"}), which its
+        # code then missed (its mock answered "long"); here that key means what it was meant to.
+        params = {"type" if key is type else key: value for key, value in (mock_params or {}).items()}
+        unknown = sorted(repr(key) for key in set(params) - set(_PARAM_KEYS))
         if unknown:
             # e.g. the original's stale `mock_type=` spelling: better an error than a silently ignored setting
             raise ValueError(f"unknown mock_params keys {unknown}; allowed keys are {list(_PARAM_KEYS)}")
@@ -140,18 +156,29 @@ class MockChatGenerator:
             return LONG_REPLY
         return ROUND_REPLIES[(chat_prompt.get_turn() - 1) % len(ROUND_REPLIES)]
 
-    async def generate(self, chat_prompt: AbstractChatPrompt,
-                       opts: GenerateOptions | None = None) -> AsyncIterator[ReplyChunk]:
+    def prepare(self, chat_prompt: AbstractChatPrompt, opts: GenerateOptions | None = None) -> PreparedMockReply:
+        """Pick the canned reply for this turn (the ChatPrompt's hooks run here, so a failing one
+        fails before any response started)."""
+        opts = opts or {}
+        formatter = ReplyFormatter(opts.get("output_type", "response_text"))
+        with prompt_hooks(chat_prompt):
+            tokens, joiner = tokenize(self.reply_for(chat_prompt))
+        return PreparedMockReply(chat_prompt, formatter, opts.get("message_id"), tokens, joiner,
+                                 opts.get("post_process_callback"))
+
+    def generate(self, chat_prompt: AbstractChatPrompt,
+                 opts: GenerateOptions | None = None) -> AsyncIterator[ReplyChunk]:
         """Stream the reply in `opts["output_type"]` chunks (see `chatstream.facade.chat_output`).
 
         The history is updated after every token, so a stream that the consumer stops early keeps its partial
         reply; cancellation is not caught here. `post_process_callback("success")` is awaited once the last chunk
         has been taken, i.e. when the consumer runs the stream to its end. `generation_params` is ignored.
         """
-        opts = opts or {}
-        formatter = ReplyFormatter(opts.get("output_type", "response_text"))
-        callback = opts.get("post_process_callback")
-        message_id = opts.get("message_id")
+        return self.stream(self.prepare(chat_prompt, opts))
+
+    async def stream(self, reply: PreparedMockReply) -> AsyncIterator[ReplyChunk]:
+        chat_prompt, message_id, formatter, tokens, joiner = (
+            reply.chat_prompt, reply.message_id, reply.formatter, reply.tokens, reply.joiner)
 
         def record(text: str) -> None:
             # Same order as the engine-backed generator: the text, then the ID on the message that now holds it.
@@ -159,10 +186,9 @@ class MockChatGenerator:
             if message_id is not None:
                 chat_prompt.set_responder_last_msg_id(message_id)
 
-        tokens, joiner = tokenize(self.reply_for(chat_prompt))
         timer = ReplyTimer()
         self.replies.begin(message_id)
-        text, num_sent, finished = "", 0, False
+        text, num_sent, finished, failed = "", 0, False, False
         try:
             await asyncio.sleep(self.initial_wait_sec)
             if not tokens:  # an empty echo still ends the reply properly
@@ -177,9 +203,12 @@ class MockChatGenerator:
                 num_sent = index + 1
                 finished = num_sent == len(tokens)
                 yield formatter.chunk(text, last=finished)
+        except Exception:
+            failed = True
+            raise
         finally:
+            reason = "error" if failed else ("stop" if finished else "abort")
             self.replies.end(GenerationRecord(
-                message_id, 0, 0, num_sent, "stop" if finished else "abort", False, text,
-                timer.time_to_first_token_sec, timer.decode_sec))
-        if callback is not None:
-            await callback("success")
+                message_id, 0, 0, num_sent, reason, False, text, timer.time_to_first_token_sec, timer.decode_sec))
+        if reply.post_process_callback is not None:
+            await reply.post_process_callback("success")

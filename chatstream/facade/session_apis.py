@@ -106,9 +106,11 @@ class SessionApis:
         if self._not_http_session():
             return _fail("Not supported on current request_handler type.")
         store = self._session_store(request)
-        if store is None or store.pop(CHAT_PROMPT_KEY, None) is None:
+        if store is None:
             return _fail("no context.")
-        request.state.session.save_session()
+        # As in the original: a session with nothing to clear is cleared successfully too.
+        if store.pop(CHAT_PROMPT_KEY, None) is not None:
+            request.state.session.save_session()
         return JSONResponse({"success": True, "message": "Context successfully cleared"})
 
     @role_checked("get_prompt")
@@ -160,10 +162,12 @@ class SessionApis:
             return _fail("no session", 400)
         chat_prompt = store.get(CHAT_PROMPT_KEY)
         if chat_prompt is None:
-            chat_prompt = store[CHAT_PROMPT_KEY] = self.request_handler.create_chat_prompt()
-        chat_prompt.set_system(text if text.strip() else self.request_handler.create_chat_prompt().get_system())
+            chat_prompt = store[CHAT_PROMPT_KEY] = self.request_handler.new_chat_prompt()
+        chat_prompt.set_system(text if text.strip() else self.request_handler.new_chat_prompt().get_system())
         request.state.session.save_session()
-        return _ok(system_prompt=chat_prompt.get_system())
+        # The text given, not the preset's own when restoring it: a server's system prompt is not
+        # shown to its users (see client_roles.DENIED_BY_DEFAULT).
+        return _ok(system_prompt=text if text.strip() else "")
 
     @role_checked("get_reply_stats")
     async def handle_get_reply_stats_request(self, request: Request) -> Response:

@@ -10,7 +10,7 @@ import pytest
 from fastapi import FastAPI
 
 from chatstream import ChatPromptChatTemplate, ChatStream
-from live_server import LiveServer, read_chat_stream, session_client
+from live_server import OPEN_ROLES, LiveServer, read_chat_stream, session_client
 
 pytestmark = pytest.mark.slow
 
@@ -18,7 +18,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def served(smollm2_dir):
     chat_stream = ChatStream(model=str(smollm2_dir), chat_prompt_clazz=ChatPromptChatTemplate, temperature=0.0,
-                             max_new_tokens=48, context_len=2048, num_kv_blocks=256)
+                             max_new_tokens=48, context_len=2048, num_kv_blocks=256,
+                             client_roles=OPEN_ROLES)
     sent_prompts: list[list[int]] = []
     generate = chat_stream.engine.generate
 

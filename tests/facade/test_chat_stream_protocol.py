@@ -12,7 +12,7 @@ import pytest
 from fastapi import FastAPI, Request
 
 from chatstream import ChatPromptTogetherRedPajamaINCITEChat, ChatStream
-from live_server import LiveServer, read_chat_stream, session_client
+from live_server import OPEN_ROLES, LiveServer, read_chat_stream, session_client
 
 
 def _wait_for(predicate, timeout: float = 10.0) -> None:
@@ -27,7 +27,7 @@ def server_and_calls():
     calls: list[str] = []
     chat_stream = ChatStream(use_mock_response=True, chat_prompt_clazz=ChatPromptTogetherRedPajamaINCITEChat,
                              num_of_concurrent_executions=1, max_queue_size=1,
-                             mock_params={"type": "echo", "time_per_token_sec": 0.01})
+                             mock_params={"type": "echo", "time_per_token_sec": 0.01}, client_roles=OPEN_ROLES)
     app = FastAPI()
     chat_stream.append_middlewares(app)
     chat_stream.append_apis(app, {"exclude": ["chat_stream"]})

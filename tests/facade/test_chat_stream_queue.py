@@ -10,10 +10,11 @@ import httpx
 from fastapi import FastAPI, Request
 
 from chatstream import ChatPromptTogetherRedPajamaINCITEChat, ChatStream
-from live_server import LiveServer, read_chat_stream, session_client
+from live_server import OPEN_ROLES, LiveServer, read_chat_stream, session_client
 
 
 def _app(**kwargs) -> tuple[FastAPI, ChatStream]:
+    kwargs.setdefault("client_roles", OPEN_ROLES)  # /get_load is read below
     chat_stream = ChatStream(use_mock_response=True, chat_prompt_clazz=ChatPromptTogetherRedPajamaINCITEChat,
                              **kwargs)
     app = FastAPI()

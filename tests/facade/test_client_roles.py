@@ -11,6 +11,7 @@ from starlette.testclient import TestClient
 from chatstream.facade.client_roles import (
     API_NAMES,
     AUTH_HEADER,
+    DENIED_BY_DEFAULT,
     SESSION_ROLE_KEY,
     ClientRoles,
     promotion_stream_text,
@@ -84,17 +85,20 @@ def promote(client: TestClient, text: str, headers: dict[str, str] | None = None
     return client.post("/chat", json={"user_input": text}, headers=headers).json()
 
 
-# --- access control off --------------------------------------------------------------------
+# --- no role table: the default policy ----------------------------------------------------------
 
 
 @pytest.mark.parametrize("with_session", [True, False])
-def test_no_roles_allows_everything(with_session: bool) -> None:
+def test_no_roles_opens_everything_but_the_servers_prompts_load_and_memory(with_session: bool) -> None:
     roles = ClientRoles(None)
     assert not roles.enabled
     client = TestClient(make_app(roles, with_session=with_session))
+    assert DENIED_BY_DEFAULT == ("get_prompt", "get_load", "get_resource_usage")
     for api in API_NAMES:
-        assert status(client, api) == 200
-        assert status(client, api, SKIP) == 200
+        expected = 403 if api in DENIED_BY_DEFAULT else 200
+        assert status(client, api) == expected, api
+        assert status(client, api, SKIP) == expected, api
+    assert status(client, "no_such_api") == 403
     assert client.get("/api?name=chat_stream").json() == {"success": True, "role": None, "dev_tool": False}
     assert promote(client, "open sesame")["granted"] is None
 

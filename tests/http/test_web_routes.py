@@ -22,14 +22,14 @@ from chatstream.http import app as app_module
 from chatstream.http.app import ServerConfig
 from chatstream.http.serve import add_serve_arguments, config_from_args
 from chatstream.facade.session_apis import MAX_SYSTEM_PROMPT_CHARS
-from live_server import LiveServer, read_chat_stream, session_client
+from live_server import OPEN_ROLES, LiveServer, read_chat_stream, session_client
 
 MESSAGE_ID = "X-ChatStream-Last-Generated-Message-Id"
 
 
 def _chat_stream(**options: Any) -> ChatStream:
     return ChatStream(use_mock_response=True, chat_prompt_clazz=ChatPromptTogetherRedPajamaINCITEChat,
-                      mock_params={"type": "echo", "time_per_token_sec": 0.01}, **options)
+                      mock_params={"type": "echo", "time_per_token_sec": 0.01}, client_roles=OPEN_ROLES, **options)
 
 
 def _app(chat_stream: ChatStream, **opts: Any) -> FastAPI:
@@ -149,7 +149,7 @@ def test_reply_stats_are_the_servers_and_only_for_the_own_session(server) -> Non
 
 def test_a_reply_still_streaming_is_not_finished_and_a_stopped_one_keeps_its_text() -> None:
     chat_stream = ChatStream(use_mock_response=True, chat_prompt_clazz=ChatPromptTogetherRedPajamaINCITEChat,
-                             mock_params={"type": "echo", "time_per_token_sec": 0.05})
+                             mock_params={"type": "echo", "time_per_token_sec": 0.05}, client_roles=OPEN_ROLES)
     with LiveServer(_app(chat_stream)) as live, session_client(live.url) as client:
         words = " ".join(f"w{i}" for i in range(200))
         with client.stream("POST", "/chat_stream", json={"user_input": words}) as response:

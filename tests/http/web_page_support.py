@@ -20,6 +20,7 @@ import pytest
 from fastapi import FastAPI
 
 from chatstream import ChatPromptTogetherRedPajamaINCITEChat, ChatStream
+from live_server import OPEN_ROLES
 
 TIMEOUT_MS = 60_000
 WELCOME = "Hello! Ask me anything."
@@ -75,7 +76,9 @@ def page_app(chat_stream: ChatStream, **opts: Any) -> FastAPI:
 
 
 def echo_chat_stream(time_per_token_sec: float = 0.01, **options: Any) -> ChatStream:
-    """The generator mock that streams the user's own text back, a word at a time."""
+    """The generator mock that streams the user's own text back, a word at a time (every API open,
+    so a test may read the prompt)."""
+    options.setdefault("client_roles", OPEN_ROLES)
     return ChatStream(use_mock_response=True, mock_params={"type": "echo", "time_per_token_sec": time_per_token_sec},
                       chat_prompt_clazz=ChatPromptTogetherRedPajamaINCITEChat, **options)
 

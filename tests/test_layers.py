@@ -8,7 +8,10 @@ wherever it is written. The rules (ARCHITECTURE.md explains them):
 - `chatstream.mock` (the Transformer Mock: an engine plug-in) adds only the engine;
 - `chatstream.chat_prompt`, the conversation store and the web page's files (`chatstream.web`) import no floor;
 - `chatstream.facade` (floor 2) may import everything below it, never `chatstream.http`;
-- nothing below `chatstream.http` (floor 3) imports it.
+- nothing below `chatstream.http` (floor 3) imports it;
+- the original 0.3.0's module paths (`COMPAT_SHIMS`: root modules and packages that only re-export
+  our implementation) may import the facade and everything below it, never the server; no floor
+  imports them.
 
 Package `__init__` files that only map public names to modules (`importlib` by string) are
 name indexes, not imports, and are not followed.
@@ -39,6 +42,21 @@ ALLOWED: dict[str, tuple[str, ...]] = {
                           "chatstream.conversations", "chatstream.web", *SHARED),
 }
 SHARED_ALLOWED: tuple[str, ...] = SHARED
+
+# The original ChatStream 0.3.0's module paths, kept as thin re-exports (tests/compat/test_module_paths.py lists
+# every one). `chatstream.chat_prompt` and `chatstream.mock` are floors of their own that also serve their paths.
+COMPAT_SHIMS: tuple[str, ...] = (
+    "chatstream.access_control", "chatstream.chat_core", "chatstream.chat_process", "chatstream.chat_process_mock",
+    "chatstream.chat_prompt_presets", "chatstream.chat_stream", "chatstream.chat_stream_api_appender",
+    "chatstream.chat_stream_middleware_appender", "chatstream.data", "chatstream.default_api_names",
+    "chatstream.default_api_names_to_path", "chatstream.default_finish_token", "chatstream.easy_locale",
+    "chatstream.merge_dic", "chatstream.mock_response_example_text", "chatstream.request_handler",
+    "chatstream.resource_usage", "chatstream.token_samplers", "chatstream.util_create_streaming_response",
+    "chatstream.util_ensure_torch_device", "chatstream.util_request_id", "chatstream.util_resource_file_response",
+)
+COMPAT_ALLOWED: tuple[str, ...] = (*COMPAT_SHIMS, *ALLOWED["chatstream.facade"], "chatstream.facade")
+for _shim in COMPAT_SHIMS:
+    ALLOWED[_shim] = COMPAT_ALLOWED
 
 
 def module_name(path: Path) -> str:
@@ -137,7 +155,18 @@ def test_the_floors_exist_where_the_rules_say() -> None:
         assert _is_module(package), package
     # The package root holds the public names, the CLI, shared modules and compatibility paths only.
     root = sorted(p.stem for p in PACKAGE_DIR.glob("*.py"))
-    assert root == ["__init__", "cache_dir", "chat_stream", "cli", "loadtime", "testing"]
+    shims = sorted(m.rpartition(".")[2] for m in COMPAT_SHIMS if (PACKAGE_DIR / (m.rpartition(".")[2] + ".py")).is_file())
+    assert root == sorted(["__init__", "cache_dir", "cli", "loadtime", "testing", *shims])
+    assert all(_is_module(shim) for shim in COMPAT_SHIMS)
+
+
+def test_compat_shims_only_re_export() -> None:
+    # A shim holds no implementation of its own: imports, names bound to imported objects, thin adapters that call
+    # into the package. Its body stays small, so a copy of the original's code cannot hide in one.
+    for module, path in all_modules():
+        if any(_within(module, shim) for shim in COMPAT_SHIMS):
+            lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+            assert len(lines) <= 40, f"{module} is {len(lines)} lines: a shim only re-exports"
 
 
 @pytest.mark.parametrize("package, forbidden", [

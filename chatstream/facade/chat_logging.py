@@ -40,6 +40,13 @@ def chat_logger(logger: logging.Logger | None = None) -> logging.Logger:
     return logger
 
 
+def req_id(request: object) -> str:
+    """The short request id of `request` (the original's `req_id(request)`), from its session id."""
+    session = getattr(getattr(request, "state", None), "session", None)
+    get_id = getattr(session, "get_session_id", None)
+    return label_for(get_id() if callable(get_id) else None)
+
+
 def label_for(session_id: str | None) -> str:
     """The short request id the original printed: the session id's last 4 characters."""
     if session_id:

@@ -41,6 +41,7 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 API_NAMES: tuple[str, ...] = (
     "chat_stream",
@@ -70,6 +71,7 @@ AUTH_METHODS: tuple[str, ...] = (
 DENIED_BY_DEFAULT: tuple[str, ...] = ("get_prompt", "get_load", "get_resource_usage")
 
 SESSION_ROLE_KEY = "chat_stream_client_role"
+CHAT_STREAM_CLIENT_ROLE = SESSION_ROLE_KEY  # the original's name
 AUTH_HEADER = "X-ChatStream-Auth-Header"
 
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
@@ -315,3 +317,19 @@ class ClientRoles:
         save = getattr(session, "save_session", None)
         if callable(save):
             save()
+
+
+class DefaultClientRoleGrantMiddleware:
+    """Gives each new browser session its default role, as the original's middleware of this name
+    did (`app.add_middleware(DefaultClientRoleGrantMiddleware, chat_stream=chat_stream)`, inside the
+    session middleware). Not needed here: every role check finds (and stores) the role itself;
+    kept so apps written for the original start unchanged."""
+
+    def __init__(self, app: ASGIApp, chat_stream: Any = None) -> None:
+        self.app = app
+        self.roles: ClientRoles | None = getattr(chat_stream, "client_roles", None)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.roles is not None and self.roles.enabled:
+            self.roles.role_for(Request(scope))
+        await self.app(scope, receive, send)

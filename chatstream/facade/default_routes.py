@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from fastapi.routing import APIRouter
 from fastsession import FastSessionMiddleware, MemoryStore
 from starlette.applications import Starlette
 from starlette.middleware.cors import CORSMiddleware
@@ -38,6 +39,32 @@ ROUTES: dict[str, tuple[str, str]] = {
 # The page and its files are served while the model loads too (the page then waits for /health).
 _PAGE_NAMES = ("webui_index", "webui_js")
 EXPOSED_HEADERS = ["X-ChatStream-API-DevTool-Enabled", "X-ChatStream-Last-Generated-Message-Id"]
+
+
+def to_web_api_path(api_name: str) -> str:
+    """The URL path of a default API ("/" for the page, "/chatstream.js" for its script)."""
+    if api_name not in ROUTES:
+        raise ValueError(f"Unknown API name:'{api_name}'")
+    return ROUTES[api_name][1]
+
+
+class DefaultApiNames:
+    """The original's constants for the default APIs: one per name, `API_NAMES` and `API_METHODS`."""
+
+    CHAT_STREAM = "chat_stream"
+    CLEAR_CONTEXT = "clear_context"
+    GET_PROMPT = "get_prompt"
+    SET_FEEDBACK = "set_feedback"
+    SET_GENERATION_PARAMS = "set_generation_params"
+    GET_GENERATION_PARAMS = "get_generation_params"
+    GET_LOAD = "get_load"
+    GET_RESOURCE_USAGE = "get_resource_usage"
+    WEBUI_INDEX = "webui_index"
+    WEBUI_JS = "webui_js"
+    SET_SYSTEM_PROMPT = "set_system_prompt"
+    GET_REPLY_STATS = "get_reply_stats"
+    API_NAMES = list(API_NAMES)
+    API_METHODS = {name: method for name, (method, _) in ROUTES.items()}
 SKIP_SESSION_HEADER = {"header_name": "X-FastSession-Skip", "header_value": "skip"}
 
 
@@ -57,7 +84,8 @@ def _selected(opts: dict[str, Any]) -> list[str]:
 
 
 def append_apis(chat_stream: ChatStream, app: Starlette, opts: dict[str, Any]) -> None:
-    """Register the default routes chosen by `opts` ("include" / "exclude" / "all").
+    """Register the default routes chosen by `opts` ("include" / "exclude" / "all"). On a FastAPI
+    app they are API routes, listed in its /openapi.json like the app's own.
 
     Other opts: `web_ui_params` (the page's options), `locale` ("en" / "ja": the page's language;
     default: the browser's), `set_feedback_opts` ({"on_feedback_received": fn})."""
@@ -93,19 +121,29 @@ def register_routes(app: Starlette, names: list[str], resolve: ChatStreamResolve
         routes.append(("webui_js", "GET", ASSET_PREFIX + "{path:path}"))
     for name, method, path in routes:
 
-        async def endpoint(request: Request, name: str = name, handler: RouteHandler = handlers[name]) -> Response:
-            chat_stream = resolve(request)
-            if chat_stream is None:
-                if name in _PAGE_NAMES:  # no role check yet: the page holds no data, the APIs stay guarded
-                    return web_page(None, request, name, ui_params, locale)
-                return JSONResponse({"error": "engine_unavailable", "detail": "the model is still loading"},
-                                    status_code=503)
-            if "path" in request.path_params:
-                return web_page(chat_stream, request, name, None)
-            return await handler(chat_stream, request)
+        def make_endpoint(name: str, handler: RouteHandler) -> Callable[[Request], Awaitable[Response]]:
+            # Only `request` in the signature: FastAPI reads nothing else from the request for us.
+            async def endpoint(request: Request) -> Response:
+                chat_stream = resolve(request)
+                if chat_stream is None:
+                    if name in _PAGE_NAMES:  # no role check yet: the page holds no data, the APIs stay guarded
+                        return web_page(None, request, name, ui_params, locale)
+                    return JSONResponse({"error": "engine_unavailable", "detail": "the model is still loading"},
+                                        status_code=503)
+                if "path" in request.path_params:
+                    return web_page(chat_stream, request, name, None)
+                return await handler(chat_stream, request)
 
-        endpoint.__name__ = name
-        app.router.add_route(path, endpoint, methods=[method], name=name if "{" not in path else name + "_files")
+            endpoint.__name__ = name
+            return endpoint
+
+        endpoint = make_endpoint(name, handlers[name])
+        route_name = name if "{" not in path else name + "_files"
+        if isinstance(app.router, APIRouter):
+            app.router.add_api_route(path, endpoint, methods=[method], name=route_name,
+                                     include_in_schema="{" not in path, response_class=Response)
+        else:
+            app.router.add_route(path, endpoint, methods=[method], name=route_name)
 
 
 def append_middlewares(chat_stream: ChatStream, app: Starlette, opts: dict[str, Any] | None) -> None:

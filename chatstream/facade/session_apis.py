@@ -13,15 +13,15 @@ import functools
 import json
 import sys
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec
 
 import psutil
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 
 from chatstream.facade import default_routes
-from chatstream.facade.chat_output import DEFAULT_FINISH_TOKEN
+from chatstream.facade.chat_stream_response import fixed_text_response
 from chatstream.facade.client_roles import promotion_stream_text
 from chatstream.facade.generation_params import (
     GenerationParamError, merge_params, param_ranges, public_params, validate_overrides)
@@ -39,6 +39,21 @@ if TYPE_CHECKING:
 GIB = 1024 ** 3
 MAX_SYSTEM_PROMPT_CHARS = 20_000
 P = ParamSpec("P")
+
+
+def resource_usage(num_gpus: int | None) -> dict[str, Any]:
+    """This process's memory (RSS, of the machine's total) and, when a model made torch load
+    them and `num_gpus` is set, each GPU's used and total memory, in GB with 2 decimals."""
+    gpus = []
+    torch = sys.modules.get("torch")  # only report GPUs when a model made torch load them
+    if torch is not None and num_gpus and torch.cuda.is_available():
+        for index in range(torch.cuda.device_count()):
+            free, total = torch.cuda.mem_get_info(index)
+            gpus.append({"index": index, "total_memory": round(total / GIB, 2),
+                         "used_memory": round((total - free) / GIB, 2)})
+    cpu = {"total_memory": round(psutil.virtual_memory().total / GIB, 2),
+           "used_memory": round(psutil.Process().memory_info().rss / GIB, 2)}
+    return {"num_gpus": len(gpus), "gpus": gpus, "cpu": cpu}
 
 
 def _ok(**fields: Any) -> JSONResponse:
@@ -228,16 +243,7 @@ class SessionApis:
         return _ok(chatstream_workers=[self.get_load()])
 
     def get_resource_usage(self) -> dict[str, Any]:
-        gpus = []
-        torch = sys.modules.get("torch")  # only report GPUs when a model made torch load them
-        if torch is not None and self.num_gpus and torch.cuda.is_available():
-            for index in range(torch.cuda.device_count()):
-                free, total = torch.cuda.mem_get_info(index)
-                gpus.append({"index": index, "total_memory": round(total / GIB, 2),
-                             "used_memory": round((total - free) / GIB, 2)})
-        cpu = {"total_memory": round(psutil.virtual_memory().total / GIB, 2),
-               "used_memory": round(psutil.Process().memory_info().rss / GIB, 2)}
-        return {"name": self.name, "num_gpus": len(gpus), "gpus": gpus, "cpu": cpu}
+        return {"name": self.name, **resource_usage(self.num_gpus)}
 
     @role_checked("get_resource_usage")
     async def handle_get_resource_usage_request(self, request: Request) -> Response:
@@ -245,15 +251,9 @@ class SessionApis:
 
     def client_roles_promotion_response(self, request: Request, role: str) -> Response:
         """The reply to a pass phrase typed into the chat: a short stream, no model call."""
-        text = promotion_stream_text(role)
         headers = {"X-ChatStream-API-DevTool-Enabled": "enabled"} if self.client_roles.dev_tool_enabled(
             request) else None
-
-        async def chunks() -> AsyncIterator[str]:
-            for end in range(1, len(text) + 1):
-                yield text[:end] + DEFAULT_FINISH_TOKEN
-
-        return StreamingResponse(chunks(), media_type="text/plain", headers=headers)
+        return fixed_text_response(request, promotion_stream_text(role), lambda *_: None, headers)
 
     # -- app setup (the implementations live in chatstream.facade.default_routes) -------------------
     def append_apis(self, app: Starlette, opts: dict[str, Any] | None = None) -> None:

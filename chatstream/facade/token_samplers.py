@@ -2,7 +2,9 @@
 
 `TokenSamplerHft` ("like HuggingFace transformers": penalty -> temperature -> top-k -> top-p ->
 sample) is the order our engine's `Sampler` always uses, and `TokenSamplerIsok` ("isolated
-top-k": penalty -> temperature -> sample among the top-k only, no top-p). Passed to
+top-k": penalty -> temperature -> sample among the top-k only, no top-p). `TokenSamplerHftInverse`
+(the original's top-p before top-k) is accepted and samples like `TokenSamplerHft`: the engine
+has one order for the whole batch. `TokenSamplerBase` is their common base. Passed to
 `ChatStream(token_sampler=...)`, a preset adjusts each request's `SamplingParams`
 (`engine_params`); the engine then samples the whole batch at once. `do_sample(logits, ...)`
 samples one token from one logits vector with the original's arguments, for code that called it
@@ -18,8 +20,8 @@ from typing import Any
 from chatstream.engine.sampling_params import SamplingParams
 
 
-class TokenSamplerHft:
-    """penalty -> temperature -> top-k -> top-p -> sample (temperature below 1e-4: greedy)."""
+class TokenSamplerBase:
+    """A sampling preset: `engine_params` adjusts a request's parameters; `do_sample` samples one row."""
 
     uses_top_p = True
 
@@ -45,7 +47,16 @@ class TokenSamplerHft:
         return int(sample[0])
 
 
-class TokenSamplerIsok(TokenSamplerHft):
+class TokenSamplerHft(TokenSamplerBase):
+    """penalty -> temperature -> top-k -> top-p -> sample (temperature below 1e-4: greedy)."""
+
+
+class TokenSamplerHftInverse(TokenSamplerHft):
+    """The original's top-p-before-top-k preset; samples like `TokenSamplerHft` (top-k first): the
+    engine applies one order to the whole batch. Top-k first keeps the same tokens or fewer."""
+
+
+class TokenSamplerIsok(TokenSamplerBase):
     """penalty -> temperature -> sample among the top-k tokens only (top-p is not used)."""
 
     uses_top_p = False

@@ -1,0 +1,6 @@
+"""The original ChatStream 0.3.0's module path `chatstream.chat_prompt_presets.chat_prompt_stabilityai_gpt_neox`, kept so code written for it imports unchanged.
+"""
+
+from chatstream.chat_prompt.presets.stabilityai_jp import ChatPromptStabilityAiJpGptNeoxInstSft
+
+__all__ = ["ChatPromptStabilityAiJpGptNeoxInstSft"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import json
 import os
 import socket
 import subprocess
@@ -172,6 +173,40 @@ def test_mock_server_echoes_word_by_word():
         # a second turn of the same session
         _, _, segments = _stream_chat(client, "again please")
         assert segments[-1] == "again please"
+
+
+def test_custom_persistence_server_keeps_conversations_in_sqlite_by_header(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch):
+    """The custom request handler example: history in SQLite under the X-Conversation-Id header, surviving a
+    restart of the server (a second app built from the same file), one conversation per key."""
+    import sqlite3
+
+    database = tmp_path / "history.sqlite3"
+    monkeypatch.setenv("CHAT_HISTORY_DB", str(database))
+
+    def turn(client: httpx.Client, key: str, text: str, regenerate: bool = False) -> list[str]:
+        response = client.post("/chat_stream", headers={"X-Conversation-Id": key},
+                               json={"user_input": None if regenerate else text, "regenerate": regenerate})
+        assert response.status_code == 200 and response.headers["x-chatstream-last-generated-message-id"]
+        return [s for s in response.text.split(FINISH_TOKEN)[:-1]]
+
+    with LiveServer(_load_example("custom_persistence_server").app) as server, httpx.Client(base_url=server.url,
+                                                                                           timeout=60) as client:
+        assert turn(client, "alice", "hello there")[-1] == "hello there"
+        assert turn(client, "bob", "good morning")[-1] == "good morning"
+        missing = client.post("/chat_stream", json={"user_input": "who am I?"})
+        assert missing.status_code == 400 and missing.json()["field"] == "X-Conversation-Id"
+    restarted = _load_example("custom_persistence_server")
+    with LiveServer(restarted.app) as server, httpx.Client(base_url=server.url, timeout=60) as client:
+        assert turn(client, "alice", "second turn")[-1] == "second turn"
+        assert turn(client, "alice", "", regenerate=True)[-1] == "second turn"
+    with sqlite3.connect(database) as db:
+        records = dict(db.execute("SELECT key, record FROM conversations"))
+    alice = restarted.ChatPrompt.from_dict(json.loads(records["alice"]))
+    assert [c.get_message() for c in alice.requester_messages] == ["hello there", "second turn"]
+    assert [c.get_message() for c in alice.responder_messages] == ["hello there", "second turn"]
+    assert json.loads(records["bob"])["requester_messages"][0]["message"] == "good morning"
+    assert restarted.chat_stream.admission.num_running == 0
 
 
 # -- the servers with a real model ------------------------------------------------------------------------------------

@@ -27,6 +27,8 @@ _EXPORTS = {
     "ReplayModel": "chatstream.mock.transformer_mock",
     "attach_recorder": "chatstream.mock.recorder",
     "default_recording_dir": "chatstream.mock.recording",
+    "find_recording": "chatstream.mock.recording",
+    "recordings_root": "chatstream.mock.recording",
 }
 
 __all__ = sorted(_EXPORTS)

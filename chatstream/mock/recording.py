@@ -118,11 +118,32 @@ class RecordedRequest:
         return f"{self.seq:06d}.safetensors"
 
 
+def recordings_root() -> Path:
+    """Where recordings go unless told otherwise: `cache_dir()/recordings`."""
+    return cache_dir() / "recordings"
+
+
+def find_recording(dirname: str | os.PathLike[str]) -> Path:
+    """The recording `dirname` names: a path (absolute, or relative to the working directory) to a
+    recording, else the recording of that name under `recordings_root()`, where probe mode records
+    (so `MockTransformer("20240101-120000")` finds what `probe_mode_enabled=True` wrote, as in the
+    original). A `RecordingError` names both places when neither holds one."""
+    path = Path(dirname)
+    if is_recording_dir(path):
+        return path
+    stored = recordings_root() / path
+    if not path.is_absolute() and is_recording_dir(stored):
+        return stored
+    if path.is_dir():
+        return path  # a directory that is not a recording: Recording.load says what is wrong with it
+    raise RecordingError(f"no recording named {os.fspath(dirname)!r}: neither {path.resolve()} nor {stored} is one")
+
+
 def default_recording_dir() -> Path:
-    """A new `cache_dir()/recordings/<YYYYmmdd-HHMMSS>` (then `-2`, `-3`, ... if taken).
+    """A new `recordings_root()/<YYYYmmdd-HHMMSS>` (then `-2`, `-3`, ... if taken).
 
     The directory is created here, so two processes starting in the same second get two."""
-    parent = cache_dir() / "recordings"
+    parent = recordings_root()
     parent.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     for n in range(1, 10_000):

@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from chatstream.mock.recording import Recording, is_recording_dir
+from chatstream.mock.recording import Recording, find_recording, is_recording_dir
 
 if TYPE_CHECKING:
     import torch
@@ -92,13 +92,15 @@ class MockTokenSampler:
 
 
 class MockTransformer:
-    """A recorded model: `dirname` (absolute, or relative to the working directory), or
-    `parent_dir_path/dirname` when `parent_dir_path` is given. `wait_sec` sleeps once per engine
+    """A recorded model: `parent_dir_path/dirname` when `parent_dir_path` is given; otherwise
+    `dirname` as a path (absolute, or relative to the working directory), or the name of a
+    recording in the default place, where `probe_mode_enabled=True` records (the original's usage:
+    probe, then `MockTransformer("<the recording's name>")`). `wait_sec` sleeps once per engine
     step, to emulate a model's latency."""
 
     def __init__(self, dirname: str | os.PathLike[str], parent_dir_path: str | os.PathLike[str] | None = None,
                  wait_sec: float | None = None) -> None:
-        self.path = Path(dirname) if parent_dir_path is None else Path(parent_dir_path) / dirname
+        self.path = find_recording(dirname) if parent_dir_path is None else Path(parent_dir_path) / dirname
         self.recording = Recording.load(self.path)
         self.wait_sec = wait_sec
         self._model = ReplayModel(self.recording, wait_sec)

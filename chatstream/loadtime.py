@@ -73,12 +73,14 @@ class _Display:
     """
 
     def __init__(
-        self, description: str, expected: float | None, fn_print: Callable[[str], Any] | None, interval: float
+        self, description: str, expected: float | None, fn_print: Callable[[str], Any] | None, interval: float,
+        bar: bool = True,
     ) -> None:
         self.description = description
         self.expected = expected
         self.fn_print = fn_print
         self.interval = interval
+        self.bar = bar  # False: the times only, no bar and no percentage
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="chatstream-loadtime", daemon=True)
         self._bar: tqdm | None = None
@@ -87,7 +89,10 @@ class _Display:
     def start(self) -> None:
         self._t0 = time.perf_counter()
         if self.fn_print is None:
-            self._bar = self._open_bar()
+            if self.bar:
+                self._bar = self._open_bar()
+            else:
+                self.fn_print = self._write_line
         self._draw(0.0)
         self._thread.start()
 
@@ -105,6 +110,12 @@ class _Display:
             except Exception:  # the display is cosmetic: a broken fn_print must not break the load it watches
                 logger.warning("Load-time display stopped after an error", exc_info=True)
                 return
+
+    def _write_line(self, line: str) -> None:
+        # The plain-text display on stderr: each frame overwrites the line; the final one ends it.
+        final = self._stop.is_set()
+        sys.stderr.write("\r" + line + ("\n" if final else ""))
+        sys.stderr.flush()
 
     def _open_bar(self) -> tqdm:
         common = {"desc": self.description, "file": sys.stderr, "leave": True, "smoothing": 0}
@@ -141,6 +152,8 @@ class _Display:
             return f"{prefix} (failed)"
         if self.expected is None:
             return f"{prefix} (load time recorded)" if final else f"{prefix} {RECORDING_NOTE}"
+        if not self.bar:
+            return f"{prefix}/{_format_interval(self.expected)}"
         fraction = 1.0 if final else min(elapsed / self.expected, 1.0)
         filled = math.floor(fraction * BAR_CELLS)
         cells = "█" * filled + " " * (BAR_CELLS - filled)
@@ -151,7 +164,7 @@ class LoadTime:
     """Runs `fn` once with a load-time display and returns its result.
 
     `name` keys the stored time; `message` replaces the default description `Loading "<name>"`; `pbar=False` shows
-    nothing (the time is still recorded); `dirname` is the folder under the cache dir; `hf=True` marks `name` as a
+    the times without the bar and the percentage (as the original did); `dirname` is the folder under the cache dir; `hf=True` marks `name` as a
     HuggingFace hub id: while it is not in the local hub cache, the run shows nothing (HF's download bars need the
     terminal) and records nothing (the time would include the download). `fn_print` receives plain text lines
     instead of the bar. `interval` is the refresh period in seconds.
@@ -214,8 +227,8 @@ class LoadTime:
         """Run `fn` in this thread with the display running beside it; return its result, or re-raise its error."""
         downloading = self.hf and not _in_hf_cache(self.name)
         display = None
-        if self.pbar and not downloading:
-            display = _Display(self.description, self.stored_time(), self.fn_print, self.interval)
+        if not downloading:
+            display = _Display(self.description, self.stored_time(), self.fn_print, self.interval, bar=self.pbar)
         t0 = time.perf_counter()
         if display is not None:
             display.start()

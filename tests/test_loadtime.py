@@ -86,11 +86,19 @@ def test_message_replaces_description(cache: Path) -> None:
     assert lines[0].startswith("Warming up ... ")
 
 
-def test_pbar_false_shows_nothing_but_records(cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    lines: list[str] = []
-    assert _timed("m", lines, result=42, pbar=False)() == 42
-    assert lines == [] and capsys.readouterr().err == ""
+def test_pbar_false_shows_the_times_without_the_bar(cache: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # As the original: fn_print still gets the elapsed time (against the stored one), with no bar or percentage.
+    first: list[str] = []
+    assert _timed("m", first, result=42, pbar=False)() == 42
+    assert first[0] == f'Loading "m" ... 00:00 {RECORDING_NOTE}'
     assert (cache / "loadtime" / "m.json").is_file()
+    second: list[str] = []
+    _timed("m", second, pbar=False)()
+    assert second[0] == 'Loading "m" ... 00:00/00:00' and second[-1] == 'Loading "m" ... 00:00/00:00'
+    assert not any("█" in line or "%" in line for line in second)
+    LoadTime(name="m", fn=lambda: 1, pbar=False, interval=SLOW)()  # without fn_print: plain lines on stderr
+    err = capsys.readouterr().err
+    assert 'Loading "m" ... 00:00/00:00' in err and "%" not in err and err.endswith("\n")
 
 
 def test_exception_is_reraised_and_nothing_stored(cache: Path) -> None:

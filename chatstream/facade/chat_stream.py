@@ -23,26 +23,20 @@ then /chat_stream answers 503.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from starlette.requests import ClientDisconnect, Request
-from starlette.responses import JSONResponse, Response
-
-from chatstream.facade.admission import Admission, QueueFull
-from chatstream.facade.chat_logging import chat_logger, label_for, log_failure_once, request_label
+from chatstream.facade.admission import Admission
+from chatstream.facade.chat_logging import chat_logger
 from chatstream.facade.chat_output import ChatReplyGenerator, ReplyChunk
-from chatstream.facade.chat_stream_response import DISCONNECTED_BEFORE_STREAMING
+from chatstream.facade.chat_stream_requests import ChatStreamRequests, FinishCallback
 from chatstream.facade.client_roles import ClientRoles
-from chatstream.facade.disconnect import ClientGone, disconnect_watch, unless_disconnected
-from chatstream.facade.finish_report import FinishReport, GuardedResponse
-from chatstream.facade.generation_params import build_params
 from chatstream.facade.engine_options import check_engine_options
+from chatstream.facade.generation_params import build_params
 from chatstream.facade.log_locale import EasyLocale
-from chatstream.facade.request_handler import AbstractRequestHandler, ChatRequestError, parse_chat_request
+from chatstream.facade.request_handler import AbstractRequestHandler
 from chatstream.facade.session_apis import SessionApis
 from chatstream.facade.session_locks import SessionLocks
 from chatstream.facade.session_request_handler import SimpleSessionRequestHandler
@@ -54,11 +48,10 @@ if TYPE_CHECKING:
     from chatstream.mock.recorder import RecordTo
     from chatstream.mock.transformer_mock import MockTransformer
 
-# The finish callback of a /chat_stream request: (request, the original's callback message).
-FinishCallback = Callable[[Request, str], object]
+__all__ = ["ChatStream", "FinishCallback"]
 
 
-class ChatStream(SessionApis):
+class ChatStream(ChatStreamRequests, SessionApis):
     """The original ChatStream's constructor and handlers, served by our engine.
 
     Without `use_mock_response`, `model` is a transformers model (used where it is), a local
@@ -205,134 +198,6 @@ class ChatStream(SessionApis):
         if self.engine is not None:
             self.engine.shutdown()
 
-    # -- /chat_stream -----------------------------------------------------------------------------
-    async def handle_chat_stream_request(
-        self, request: Request, request_body: bytes | None = None,
-        callback: FinishCallback | None = None,
-    ) -> Response:
-        denied = self.client_roles.verify(request, "chat_stream")
-        if denied is not None:
-            return denied
-        handler_name = type(self.request_handler).__name__
-        try:
-            key = self.request_handler.conversation_key(request)
-        except Exception as exc:  # noqa: BLE001 - a user's handler must not take the server down
-            log_failure_once(self.logger, exc, f"{handler_name}.conversation_key failed")
-            return _internal_error(f"{handler_name}.conversation_key failed (see the server log)")
-        request_label.set(label_for(key))
-        if request_body is None:
-            request_body = await request.body()
-        try:
-            chat_request = parse_chat_request(request_body)
-        except ChatRequestError as exc:
-            return exc.response()
-        if not chat_request.regenerate:
-            role = self.client_roles.try_promote(request, chat_request.user_input or "")
-            if role is not None:
-                return self.client_roles_promotion_response(request, role)
-        if not self.is_ready:
-            return self._unavailable()
-        await self._session_locks.acquire(key)
-        try:
-            admitted = await self._admit(request)
-        except QueueFull:
-            self._session_locks.release(key)
-            self.logger.info("queue full: %d running, %d waiting", self.admission.num_running,
-                             self.admission.num_waiting)
-            return self._too_many_requests()
-        except BaseException:
-            self._session_locks.release(key)
-            raise
-        if not admitted:  # the client left while waiting in line; it never held a slot
-            self._session_locks.release(key)
-            self._notify(callback, request, DISCONNECTED_BEFORE_STREAMING)
-            return Response(status_code=499)
-        report = FinishReport(lambda message: self._finished(request, key, callback, message))
-        self.logger.debug("admitted: %d running, %d waiting", self.admission.num_running, self.admission.num_waiting)
-        response = await self._run_handler(request, request_body, report, handler_name)
-        if report.done:
-            return response
-        return GuardedResponse(response, report, self.logger, handler_name, self._warned_handlers)
-
-    async def _run_handler(self, request: Request, request_body: bytes, report: FinishReport,
-                           handler_name: str) -> Response:
-        """The handler's response; any failure is reported (the slot goes back) and answered here."""
-
-        async def process() -> object:
-            result = self.request_handler.process_request(request, request_body, report)
-            return await result if inspect.isawaitable(result) else result
-
-        try:
-            response = await unless_disconnected(process(), disconnect_watch(request))
-        except ChatRequestError as exc:
-            report(exc.callback_message)
-            return exc.response()
-        except (ClientGone, ClientDisconnect):
-            report(DISCONNECTED_BEFORE_STREAMING)
-            return Response(status_code=499)
-        except Exception as exc:  # noqa: BLE001 - a user's handler must not take the server down
-            log_failure_once(self.logger, exc, f"{handler_name}.process_request failed")
-            report("unknown_error_occurred,while process_request")
-            return _internal_error(f"{handler_name}.process_request failed (see the server log)")
-        if not isinstance(response, Response):
-            self.logger.error("%s.process_request returned %s, not a Response", handler_name,
-                              type(response).__name__)
-            await _discard(response)
-            report("unknown_error_occurred,while process_request")
-            return _internal_error(f"{handler_name}.process_request returned {type(response).__name__}, "
-                                   "not a Response")
-        return response
-
-    async def _admit(self, request: Request) -> bool:
-        """Wait for a run slot; False if the client went away while waiting (it then holds none).
-
-        Raises `QueueFull` when the line is full.
-        """
-        if self.admission.try_acquire():
-            return True
-        try:
-            await unless_disconnected(self.admission.acquire(), disconnect_watch(request))
-        except ClientGone:
-            return False
-        return True
-
-    def _finished(self, request: Request, key: str | None, callback: FinishCallback | None, message: str) -> None:
-        self.admission.release()
-        self._session_locks.release(key)
-        self._notify(callback, request, message)
-
-    def _notify(self, callback: FinishCallback | None, request: Request, message: str) -> None:
-        self.logger.debug("finished: %s", message)
-        if callback is None:
-            return
-        try:
-            result = callback(request, message)
-        except Exception as exc:  # noqa: BLE001 - a user callback must not break the server
-            log_failure_once(self.logger, exc, "the finish callback raised")
-            return
-        if inspect.isawaitable(result):  # an async callback: run it, report its failure
-            task = asyncio.ensure_future(result)
-            self._callback_tasks.add(task)
-            task.add_done_callback(self._callback_done)
-
-    def _callback_done(self, task: asyncio.Future[object]) -> None:
-        self._callback_tasks.discard(task)  # type: ignore[arg-type]
-        if not task.cancelled() and task.exception() is not None:
-            log_failure_once(self.logger, task.exception(), "the finish callback raised")  # type: ignore[arg-type]
-
-    def _unavailable(self) -> JSONResponse:
-        detail = ("no model: this ChatStream was built without one; call chat_stream.configure(model=...)"
-                  if self.chat_generator is None else "the engine is not running")
-        return JSONResponse({"error": "engine_unavailable", "detail": detail}, status_code=503)
-
-    def _too_many_requests(self) -> JSONResponse:
-        status = 429 if self.too_many_request_as_http_error else 200
-        headers = {"Retry-After": str(self.retry_after_sec)} if status == 429 else None
-        return JSONResponse({"error": "too_many_requests",
-                             "detail": f"{self.admission.max_running} requests are running and "
-                                       f"{self.admission.max_waiting} are waiting; retry later"},
-                            status_code=status, headers=headers)
-
     # -- console ------------------------------------------------------------------------------------
     async def handle_console_input(self, user_input: str) -> AsyncIterator[ReplyChunk]:
         """One console turn: yields `(response_text, updated_text, pos)` tuples (no queue, no session)."""
@@ -357,16 +222,3 @@ class ChatStream(SessionApis):
     def console_chat_prompt(self) -> AbstractChatPrompt | None:
         return self._console_prompt
 
-
-def _internal_error(detail: str) -> JSONResponse:
-    return JSONResponse({"error": "internal_server_error", "detail": detail}, status_code=500)
-
-
-async def _discard(value: object) -> None:
-    """Close what a handler returned instead of a Response, if it holds anything (a stream)."""
-    close = getattr(value, "aclose", None)
-    if close is not None:
-        try:
-            await close()
-        except Exception:  # noqa: BLE001 - it was wrong already; the error is logged by the caller
-            pass

@@ -41,7 +41,6 @@ from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 API_NAMES: tuple[str, ...] = (
     "chat_stream",
@@ -318,18 +317,3 @@ class ClientRoles:
         if callable(save):
             save()
 
-
-class DefaultClientRoleGrantMiddleware:
-    """Gives each new browser session its default role, as the original's middleware of this name
-    did (`app.add_middleware(DefaultClientRoleGrantMiddleware, chat_stream=chat_stream)`, inside the
-    session middleware). Not needed here: every role check finds (and stores) the role itself;
-    kept so apps written for the original start unchanged."""
-
-    def __init__(self, app: ASGIApp, chat_stream: Any = None) -> None:
-        self.app = app
-        self.roles: ClientRoles | None = getattr(chat_stream, "client_roles", None)
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self.roles is not None and self.roles.enabled:
-            self.roles.role_for(Request(scope))
-        await self.app(scope, receive, send)

@@ -1,5 +1,6 @@
 """One-line app setup: `append_apis` registers the default routes, `append_middlewares` adds
-sessions and CORS, and `web_page` serves the bundled chat page (`chatstream.web.page`).
+sessions and CORS, and `web_page` serves the bundled chat page (`chatstream.web.page`). Also the
+original's names for the routes (`DefaultApiNames`, `to_web_api_path`) and its role middleware.
 
 Routes are plain Starlette routes added to `app.router`, so this works for FastAPI and Starlette
 apps alike. Sessions use fastsession's `FastSessionMiddleware` (the one the original's docs add by
@@ -18,8 +19,9 @@ from starlette.applications import Starlette
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from chatstream.facade.client_roles import API_NAMES
+from chatstream.facade.client_roles import API_NAMES, ClientRoles
 from chatstream.web.page import ASSET_PREFIX, asset_response, index_response, normalize_locale
 
 if TYPE_CHECKING:
@@ -198,3 +200,19 @@ def web_page(chat_stream: SessionApis | None, request: Request, api_name: str,
                 locale = None
         return index_response(ui_init_params, locale, loading=chat_stream is None)
     return asset_response(request.path_params.get("path", "chatstream.js"))
+
+
+class DefaultClientRoleGrantMiddleware:
+    """Gives each new browser session its default role, as the original's middleware of this name
+    did (`app.add_middleware(DefaultClientRoleGrantMiddleware, chat_stream=chat_stream)`, inside the
+    session middleware). Not needed here: every role check finds (and stores) the role itself;
+    kept so apps written for the original start unchanged."""
+
+    def __init__(self, app: ASGIApp, chat_stream: Any = None) -> None:
+        self.app = app
+        self.roles: ClientRoles | None = getattr(chat_stream, "client_roles", None)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.roles is not None and self.roles.enabled:
+            self.roles.role_for(Request(scope))
+        await self.app(scope, receive, send)

@@ -41,7 +41,7 @@ PROVIDED: dict[str, dict[str, str]] = {
     "chatstream.access_control.client_role_verifier": {},
     "chatstream.access_control.client_role_wrapper": {},
     "chatstream.access_control.default_client_role_grant_middleware": {
-        "DefaultClientRoleGrantMiddleware": "chatstream.facade.client_roles:DefaultClientRoleGrantMiddleware",
+        "DefaultClientRoleGrantMiddleware": "chatstream.facade.default_routes:DefaultClientRoleGrantMiddleware",
         "CHAT_STREAM_CLIENT_ROLE": "chatstream.facade.client_roles:SESSION_ROLE_KEY",
     },
     "chatstream.access_control.role_def_to_client_role": {},

@@ -10,7 +10,8 @@ exactly once, with one of the original's callback messages:
 - "client_disconnected_while_streaming": the client left after the first byte;
 - "client_disconnected_before_streaming": the body never started;
 - "unknown_error_occurred,while generating response": generation raised (logged once; the stream
-  ends with a last chunk that adds `STREAM_ERROR_NOTICE` to the reply so far).
+  ends, for /chat_stream with a last chunk that adds `STREAM_ERROR_NOTICE` to the reply so far:
+  `on_error=error_chunk`).
 
 `on_close` is synchronous on purpose: it may run inside a cancelled scope, where nothing can be
 awaited.
@@ -47,9 +48,11 @@ class ChatStreamResponse(StreamingResponse):
         chunks: AsyncIterator[str],
         on_close: Callable[[str], None],
         headers: Mapping[str, str] | None = None,
+        on_error: Callable[[str], str] | None = None,
     ) -> None:
         self._chunks = chunks
         self._on_close = on_close
+        self._on_error = on_error  # the last chunk after a failure, from the last one sent (e.g. `error_chunk`)
         self._started = False
         self._closed = False
         super().__init__(self._body(), media_type="text/plain", headers=headers)
@@ -71,7 +74,8 @@ class ChatStreamResponse(StreamingResponse):
         except Exception as exc:  # noqa: BLE001 - the headers are sent: end the stream, saying why
             log_failure_once(logger, exc, "generation failed while streaming")
             message = ERROR_WHILE_GENERATING
-            yield error_chunk(last if isinstance(last, str) else "")
+            if self._on_error is not None:
+                yield self._on_error(last)
         finally:
             self._close(message)
             await _aclose(self._chunks)

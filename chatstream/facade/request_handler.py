@@ -34,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from chatstream.facade.chat_logging import log_failure_once
-from chatstream.facade.chat_stream_response import ChatStreamResponse, fixed_text_response
+from chatstream.facade.chat_stream_response import ChatStreamResponse, error_chunk, fixed_text_response
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -198,7 +198,8 @@ class AbstractRequestHandler(ABC):
         (prepared now: a failing ChatPrompt hook raises here)."""
         generator = self._generator()
         prepared = self._prepare(generator, chat_prompt, message_id, generation_params)
-        return ChatStreamResponse(generator.stream(prepared), on_close, headers={MESSAGE_ID_HEADER: message_id})
+        return ChatStreamResponse(generator.stream(prepared), on_close, headers={MESSAGE_ID_HEADER: message_id},
+                                  on_error=error_chunk)
 
     def _prepare(self, generator: ChatReplyGenerator, chat_prompt: AbstractChatPrompt, message_id: str | None,
                  generation_params: dict[str, Any] | None) -> object:

@@ -20,10 +20,10 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from chatstream.config import EngineConfig
 from chatstream.engine.block_manager import BlockManager
-from chatstream.engine.cpu_weights import prepack_linear_weights
 from chatstream.engine.detokenizer import IncrementalDetokenizer
-from chatstream.engine.kv_cache import GIB, KVCache, KVCacheSpec, default_kv_budget_bytes
+from chatstream.engine.kv_cache import GIB, KVCache, KVCacheSpec, default_kv_budget
 from chatstream.engine.model_runner import ModelRunner
+from chatstream.engine.model_weights import prepare_weights
 from chatstream.engine.request import Request
 from chatstream.engine.sampler import Sampler, SamplingRow
 from chatstream.engine.scheduler import Scheduler
@@ -60,29 +60,33 @@ class EngineCore:
         self.model = model
         self.tokenizer = tokenizer
         text_config = model.config.get_text_config()
+        vocab_size = model.get_output_embeddings().weight.shape[0]  # read before the weights are swapped
+        # Weights first: prepacking and quantizing change how much memory is left for the KV cache.
+        matmuls = prepare_weights(model, config.quantization, config.cpu_prepack_weights)
         spec = KVCacheSpec.from_config(text_config, model.dtype)
         model_len = self._model_len(text_config)
+        budget_note = "num_kv_blocks"
         if config.num_kv_blocks is not None:
             num_blocks = config.num_kv_blocks
         else:
-            budget = (int(config.kv_cache_memory_gb * GIB) if config.kv_cache_memory_gb
-                      else default_kv_budget_bytes(model.device))
+            if config.kv_cache_memory_gb:
+                budget, budget_note = int(config.kv_cache_memory_gb * GIB), "kv_cache_memory_gb"
+            else:
+                budget, budget_note = default_kv_budget(model.device)
             num_blocks = KVCache.num_blocks_for(spec, config.block_size, budget)
             # More blocks than every sequence slot can fill at full context would only cost memory.
             num_blocks = min(num_blocks, -(-config.max_num_seqs * model_len // config.block_size))
         if num_blocks < 1:
             raise ValueError("the KV cache budget is too small for a single block")
         self.kv_cache = KVCache(spec, num_blocks, config.block_size, model.device)
-        self._init_scheduling(num_blocks, model.get_output_embeddings().weight.shape[0],
-                              _eos_token_ids(model, tokenizer), model_len)
-        if config.cpu_prepack_weights and model.device.type == "cpu":
-            prepack_linear_weights(model)
+        self._init_scheduling(num_blocks, vocab_size, _eos_token_ids(model, tokenizer), model_len)
         self.runner = ModelRunner(model, self.kv_cache, use_cpu_kernel=config.cpu_attention_kernel)
+        logger.info("%s; decode attention: %s", matmuls, self.runner.decode_path)
         logger.info(
-            "KV cache: %d blocks x %d tokens = %d tokens, %.2f GiB (%s, %s); max_model_len=%d, "
+            "KV cache: %d blocks x %d tokens = %d tokens, %.2f GiB (%s, %s; budget from %s); max_model_len=%d, "
             "so %.1f sequences of full length fit at once",
             num_blocks, config.block_size, num_blocks * config.block_size, self.kv_cache.size_bytes / GIB,
-            model.device, str(model.dtype).removeprefix("torch."), self.max_model_len,
+            model.device, str(model.dtype).removeprefix("torch."), budget_note, self.max_model_len,
             num_blocks * config.block_size / self.max_model_len,
         )
 

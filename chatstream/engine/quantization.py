@@ -1,0 +1,84 @@
+"""Weight-only int8 quantization of a model's linear layers (`quantization="int8"`).
+
+One request at a time, a decode step reads every weight once for a single row of activations,
+so its speed is bound by how many bytes the weights take. Storing them as int8 (a quarter of
+fp32, half of bf16) with one scale per output channel makes that read 4x smaller.
+
+Quantization: symmetric, per output channel: `scale[o] = max|W[o, :]| / 127`,
+`q[o, i] = round(W[o, i] / scale[o])`, so `W ≈ q * scale[:, None]`. Activations stay in floating
+point (weight-only): `y = (x @ q.T) * scale`.
+
+Kernels (both maintained in PyTorch itself):
+- CPU: `torch._weight_int8pack_mm`. Its vectorized path takes bf16 activations (fp32 input is
+  several times slower there), so fp32 activations are rounded to bf16 for the product and the
+  result is returned in fp32. It is made for few rows: beyond about 16 rows per step a dense
+  bf16 or fp32 product is faster, so int8 suits one or a few concurrent requests.
+- CUDA and elsewhere: the int8 weight is converted to the activations' dtype inside the call
+  (`F.linear(x, q.to(dtype)) * scale`): the memory at rest is int8, the product runs in cuBLAS.
+
+The input embedding stays in floating point (a lookup reads one row per token); an LM head tied
+to it gets its own int8 copy. The dense weights are dropped (`weight_swap.py`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from chatstream.engine.weight_swap import dense_weight_of, linear_modules, shared_weight_ids, swap_weight
+
+QUANTIZATIONS = ("int8",)
+QUANT_MAX = 127
+
+
+def quantize_per_channel(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(int8 `[out, in]`, fp32 scales `[out]`) with `weight ≈ q * scale[:, None]`."""
+    w = weight.detach().float()
+    scale = w.abs().amax(dim=1).clamp(min=torch.finfo(torch.float32).tiny) / QUANT_MAX
+    q = torch.round(w / scale[:, None]).clamp_(-QUANT_MAX, QUANT_MAX).to(torch.int8)
+    return q, scale
+
+
+def int8_product_cpu(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """`x @ (q * scale).T` with PyTorch's CPU int8 weight kernel; `scales` in bf16."""
+    rows = x.reshape(-1, x.shape[-1])
+    compute = rows if rows.dtype in (torch.bfloat16, torch.float16) else rows.to(torch.bfloat16)
+    out = torch._weight_int8pack_mm(compute.contiguous(), qweight, scales.to(compute.dtype))
+    return out.to(x.dtype).reshape(*x.shape[:-1], -1)
+
+
+def int8_product_dequantized(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """The same product with the weight converted to `x`'s dtype for the call (any device)."""
+    return F.linear(x, qweight.to(x.dtype)) * scales.to(x.dtype)
+
+
+class Int8Weight:
+    """One weight `[out, in]` as per-channel int8 (a `LinearKernel`)."""
+
+    def __init__(self, weight: torch.Tensor) -> None:
+        self.qweight, scales = quantize_per_channel(weight)
+        self.dtype = weight.dtype
+        on_cpu = weight.device.type == "cpu"
+        # The CPU kernel wants its scales in the activations' (bf16) dtype; keep them ready.
+        self.scales = scales.to(torch.bfloat16) if on_cpu else scales.to(weight.dtype)
+        self._product = int8_product_cpu if on_cpu else int8_product_dequantized
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self._product(x, self.qweight, self.scales)
+
+    def dense_weight(self) -> torch.Tensor:
+        return (self.qweight.float() * self.scales.float()[:, None]).to(self.dtype)
+
+
+def quantize_int8(model: nn.Module) -> int:
+    """Quantize every floating-point linear weight of `model` in place; returns how many."""
+    shared = shared_weight_ids(model)
+    count = 0
+    with torch.no_grad():
+        for _name, module in list(linear_modules(model)):
+            if not module.weight.is_floating_point():
+                continue  # already quantized by someone else (e.g. bitsandbytes): leave it
+            swap_weight(module, Int8Weight(dense_weight_of(module)), shared)
+            count += 1
+    return count

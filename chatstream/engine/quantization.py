@@ -34,7 +34,7 @@ QUANT_MAX = 127
 
 def quantize_per_channel(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(int8 `[out, in]`, fp32 scales `[out]`) with `weight ≈ q * scale[:, None]`."""
-    w = weight.detach().float()
+    w = weight.detach().float().contiguous()
     scale = w.abs().amax(dim=1).clamp(min=torch.finfo(torch.float32).tiny) / QUANT_MAX
     q = torch.round(w / scale[:, None]).clamp_(-QUANT_MAX, QUANT_MAX).to(torch.int8)
     return q, scale

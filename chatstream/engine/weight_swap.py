@@ -50,7 +50,7 @@ _TIED = "_chatstream_tied_weight"
 
 def is_conv1d(module: nn.Module) -> bool:
     # transformers' Conv1D (GPT-2): y = x @ W + b with W stored as [in, out].
-    return type(module).__name__ == "Conv1D" and getattr(module, "weight", None) is not None
+    return any(cls.__name__ == "Conv1D" for cls in type(module).__mro__)
 
 
 def is_swapped(module: nn.Module) -> bool:

@@ -7,9 +7,8 @@ layers' projections 1.7 ms instead of 2.7 ms per layer, the 49152-row LM head 11
 28 ms) instead of on every call. In bf16, oneDNN uses the CPU's AMX tiles or AVX512-BF16
 instructions where it has them (about 4x the fp32 rate for 32 rows on a Sapphire Rapids core).
 
-Sibling projections that read the same input are packed as one matrix and multiplied once:
-q/k/v of an attention block and gate/up of a gated MLP (about 10 % less time than three and two
-separate products of the same total size, at 1 to 64 rows). Each member returns its slice.
+Sibling projections that read the same input (q/k/v, gate/up) are packed as one matrix and
+multiplied once (`linear_fusion.py`).
 
 The original dense weights are dropped once packed (see `weight_swap.py`: `weight` and
 `state_dict` still work, rebuilt from the packed copy), so prepacking costs no extra memory,
@@ -25,13 +24,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from chatstream.engine.linear_fusion import FusedMember, FusedProduct, sibling_groups
 from chatstream.engine.weight_swap import dense_weight_of, linear_modules, shared_weight_ids, swap_weight
 
 logger = logging.getLogger("chatstream.engine")
 
 PACKABLE_DTYPES = (torch.float32, torch.bfloat16)
-# Siblings in one parent module that HF models call on the same input tensor.
-FUSABLE_GROUPS: tuple[tuple[str, ...], ...] = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
 
 
 def _packed_product(x: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
@@ -62,49 +60,6 @@ class PackedWeight:
         return _unpack(self.packed, self.in_features)
 
 
-class FusedPackedWeight:
-    """Several weights with one input, packed as one `[sum(out), in]` matrix.
-
-    The first member called with an input computes every member's output; the others take their
-    slice for that same input tensor. A member asking twice, or for another input, recomputes."""
-
-    def __init__(self, weights: list[torch.Tensor]) -> None:
-        self.sizes = [w.shape[0] for w in weights]
-        self.in_features = weights[0].shape[1]
-        self.packed = torch.ops.mkldnn._reorder_linear_weight(torch.cat([w.detach() for w in weights]))
-        self._input: torch.Tensor | None = None
-        self._parts: tuple[torch.Tensor, ...] = ()
-        self._taken: set[int] = set()
-
-    def output(self, x: torch.Tensor, index: int) -> torch.Tensor:
-        if self._input is not x or index in self._taken:
-            self._parts = _packed_product(x, self.packed).split(self.sizes, dim=-1)
-            self._input, self._taken = x, set()
-        self._taken.add(index)
-        part = self._parts[index]
-        if len(self._taken) == len(self.sizes):  # every member served: hold no tensors between steps
-            self._input, self._parts = None, ()
-        return part
-
-    def dense_rows(self, index: int) -> torch.Tensor:
-        start = sum(self.sizes[:index])
-        return _unpack(self.packed, self.in_features)[start:start + self.sizes[index]]
-
-
-class FusedMember:
-    """One member of a `FusedPackedWeight` (a `LinearKernel`)."""
-
-    def __init__(self, group: FusedPackedWeight, index: int) -> None:
-        self.group = group
-        self.index = index
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return self.group.output(x, self.index)
-
-    def dense_weight(self) -> torch.Tensor:
-        return self.group.dense_rows(self.index)
-
-
 def prepacking_works(dtype: torch.dtype = torch.float32) -> bool:
     """The op is private to PyTorch; check it exists and agrees with F.linear before relying on it."""
     if not torch.backends.mkldnn.is_available():
@@ -116,17 +71,6 @@ def prepacking_works(dtype: torch.dtype = torch.float32) -> bool:
         return torch.allclose(got, F.linear(x, weight).float(), atol=tol, rtol=tol)
     except (RuntimeError, AttributeError, NotImplementedError):
         return False
-
-
-def _fusable(modules: list[nn.Module | None], shared: set[int]) -> bool:
-    if any(m is None or not isinstance(m, nn.Linear) for m in modules):
-        return False
-    first = modules[0]
-    return all(
-        m.weight.shape[1] == first.weight.shape[1] and m.weight.dtype == first.weight.dtype
-        and id(m.weight) not in shared and (m.bias is None) == (first.bias is None)
-        for m in modules  # type: ignore[union-attr]
-    )
 
 
 def prepack_linear_weights(model: nn.Module, fuse: bool = True) -> int:
@@ -142,17 +86,14 @@ def prepack_linear_weights(model: nn.Module, fuse: bool = True) -> int:
     count = 0
     with torch.no_grad():
         if fuse:
-            for parent_name, parent in model.named_modules():
-                for group in FUSABLE_GROUPS:
-                    names = [f"{parent_name}.{n}" if parent_name else n for n in group]
-                    members = [by_name.get(n) for n in names]
-                    if not _fusable(members, shared) or getattr(parent, group[0], None) is not members[0]:
-                        continue
-                    fused = FusedPackedWeight([m.weight for m in members])  # type: ignore[union-attr]
-                    for index, (name, module) in enumerate(zip(names, members)):
-                        swap_weight(module, FusedMember(fused, index), shared)  # type: ignore[arg-type]
-                        del by_name[name]
-                        count += 1
+            for group in list(sibling_groups(model, by_name, shared)):
+                weights = [m.weight for _, m in group]
+                fused = FusedProduct(PackedWeight(torch.cat([w.detach() for w in weights])),
+                                     [w.shape[0] for w in weights])
+                for index, (name, module) in enumerate(group):
+                    swap_weight(module, FusedMember(fused, index), shared)
+                    del by_name[name]
+                    count += 1
         for module in by_name.values():
             swap_weight(module, PackedWeight(dense_weight_of(module)), shared)
             count += 1

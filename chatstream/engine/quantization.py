@@ -16,7 +16,8 @@ Kernels (both maintained in PyTorch itself):
 - CUDA and elsewhere: the int8 weight is converted to the activations' dtype inside the call
   (`F.linear(x, q.to(dtype)) * scale`): the memory at rest is int8, the product runs in cuBLAS.
 
-The input embedding stays in floating point (a lookup reads one row per token); an LM head tied
+Sibling projections (q/k/v, gate/up) are quantized as one matrix and multiplied once
+(`linear_fusion.py`). The input embedding stays in floating point (a lookup reads one row per token); an LM head tied
 to it gets its own int8 copy. The dense weights are dropped (`weight_swap.py`).
 """
 
@@ -26,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from chatstream.engine.linear_fusion import FusedMember, FusedProduct, sibling_groups
 from chatstream.engine.weight_swap import dense_weight_of, linear_modules, shared_weight_ids, swap_weight
 
 QUANTIZATIONS = ("int8",)
@@ -74,11 +76,18 @@ class Int8Weight:
 def quantize_int8(model: nn.Module) -> int:
     """Quantize every floating-point linear weight of `model` in place; returns how many."""
     shared = shared_weight_ids(model)
+    # Weights already quantized by someone else (e.g. bitsandbytes) are left alone.
+    by_name = {name: m for name, m in linear_modules(model) if m.weight.is_floating_point()}
     count = 0
     with torch.no_grad():
-        for _name, module in list(linear_modules(model)):
-            if not module.weight.is_floating_point():
-                continue  # already quantized by someone else (e.g. bitsandbytes): leave it
+        for group in list(sibling_groups(model, by_name, shared)):
+            weights = [m.weight for _, m in group]
+            fused = FusedProduct(Int8Weight(torch.cat([w.detach() for w in weights])), [w.shape[0] for w in weights])
+            for index, (name, module) in enumerate(group):
+                swap_weight(module, FusedMember(fused, index), shared)
+                del by_name[name]
+                count += 1
+        for module in by_name.values():
             swap_weight(module, Int8Weight(dense_weight_of(module)), shared)
             count += 1
     return count

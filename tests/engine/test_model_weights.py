@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from chatstream.engine.cpu_weights import FusedMember, PackedWeight, prepack_linear_weights, prepacking_works
+from chatstream.engine.cpu_weights import PackedWeight, prepack_linear_weights, prepacking_works
+from chatstream.engine.linear_fusion import FusedMember
 from chatstream.engine.mapped_memory import release_file_pages
 from chatstream.engine.model_weights import cpu_matmul_support, describe_matmuls, prepare_weights
 from chatstream.engine.quantization import int8_product_cpu, int8_product_dequantized, quantize_per_channel

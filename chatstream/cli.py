@@ -100,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="throughput benchmark: our engine against HF and vLLM")
     add_bench_arguments(bench)
     bench.set_defaults(func=run_bench)
+    from chatstream.bench.serve_cli import add_serve_bench_arguments, serve_bench_main
+
+    bench_sub = bench.add_subparsers(dest="bench_command", metavar="{serve}")
+    serve_bench = bench_sub.add_parser("serve", help="serving benchmark over HTTP against OpenAI-compatible servers")
+    add_serve_bench_arguments(serve_bench)
+    serve_bench.set_defaults(func=serve_bench_main)
     return parser
 
 

@@ -45,7 +45,7 @@ def chatstream_command(model: str, dtype: str, extra: list[str]) -> list[str]:
 
 def vllm_command(python: str, model: str, dtype: str, extra: list[str]) -> list[str]:
     return [python, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--dtype", dtype,
-            "--host", "127.0.0.1", "--port", "{port}", "--disable-log-requests", *extra]
+            "--host", "127.0.0.1", "--port", "{port}", *extra]
 
 
 def _ready(base_url: str) -> bool:

@@ -97,10 +97,12 @@ static void decode(const T* qp, const T* kp, const T* vp, const int64_t* tp, con
       });
       for (int64_t g = 0; g < G; ++g) {
         float* sg = scores.data() + g * L;
-        float mx = -std::numeric_limits<float>::infinity();
-        for (int64_t l = 0; l < L; ++l) mx = std::max(mx, sg[l]);
+        float mx = sg[0];
+        for (int64_t l = 1; l < L; ++l) mx = std::max(mx, sg[l]);
         float sum = 0.f;
-        for (int64_t l = 0; l < L; ++l) { sg[l] = std::exp(sg[l] - mx); sum += sg[l]; }
+        // Vectorized exp (libmvec, which needs -ffast-math; nothing here relies on inf or NaN): a scalar exp per score was most of the kernel's time.
+        #pragma omp simd reduction(+ : sum)
+        for (int64_t l = 0; l < L; ++l) { const float e = std::exp(sg[l] - mx); sg[l] = e; sum += e; }
         const float inv = 1.f / sum;
         for (int64_t l = 0; l < L; ++l) sg[l] *= inv;
       }
@@ -154,10 +156,10 @@ def load_decode_kernel() -> DecodeKernel | None:
         from torch.utils.cpp_extension import load_inline
 
         module = load_inline(
-            name="chatstream_paged_decode_v5",
+            name="chatstream_paged_decode_v7",
             cpp_sources=_SOURCE,
             functions=["paged_decode_attention"],
-            extra_cflags=["-O3", "-march=native", "-fopenmp"],
+            extra_cflags=["-O3", "-march=native", "-fopenmp", "-ffast-math"],
             extra_ldflags=["-fopenmp"],
             verbose=bool(os.environ.get("CHATSTREAM_VERBOSE_BUILD")),
         )

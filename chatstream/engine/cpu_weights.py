@@ -32,11 +32,39 @@ logger = logging.getLogger("chatstream.engine")
 PACKABLE_DTYPES = (torch.float32, torch.bfloat16)
 
 
+def row_bucket(num_rows: int) -> int:
+    """The row count a product of `num_rows` rows is padded to (see `padded_rows`)."""
+    if num_rows <= 4:
+        return num_rows
+    if num_rows <= 64:
+        return -(-num_rows // 8) * 8
+    for bucket in (96, 128, 192, 256, 384, 512):
+        if num_rows <= bucket:
+            return bucket
+    return -(-num_rows // 256) * 256
+
+
+def padded_rows(rows: torch.Tensor) -> torch.Tensor:
+    """`rows` with zero rows appended up to `row_bucket(len(rows))`.
+
+    oneDNN builds (JIT-compiles) and caches one primitive per input shape, about 1 MB each and a
+    few ms to build. The engine's row count changes with nearly every step (requests come and go,
+    prompt chunks vary), so unpadded products would grow that cache by hundreds of MB over a
+    server's life (up to its 1024 entries) and pay the build again and again. With the buckets a
+    model has at most 18 shapes per weight; the padding costs at most 7 rows below 64."""
+    bucket = row_bucket(rows.shape[0])
+    if bucket == rows.shape[0]:
+        return rows
+    padded = rows.new_zeros(bucket, rows.shape[1])
+    padded[: rows.shape[0]] = rows
+    return padded
+
+
 def _packed_product(x: torch.Tensor, packed: torch.Tensor) -> torch.Tensor:
     rows = x.reshape(-1, x.shape[-1])
     if rows.dtype != packed.dtype:
         return _packed_product(rows.to(packed.dtype), packed).to(x.dtype).reshape(*x.shape[:-1], -1)
-    out = torch.ops.mkldnn._linear_pointwise(rows, packed, None, "none", [], "")
+    out = torch.ops.mkldnn._linear_pointwise(padded_rows(rows), packed, None, "none", [], "")[: rows.shape[0]]
     return out.reshape(*x.shape[:-1], out.shape[-1])
 
 

@@ -75,3 +75,14 @@ def release_file_pages(tensor: torch.Tensor) -> int:
     if libc.madvise(ctypes.c_void_p(first), last - first, MADV_DONTNEED) != 0:
         return 0
     return last - first
+
+
+def trim_heap() -> None:
+    """Return the C heap's free pages to the kernel (glibc's `malloc_trim`).
+
+    Preparing the weights frees many temporaries of a few MB (concatenated siblings, contiguous
+    copies); glibc keeps such freed memory in its heap, resident, unless asked to give it back."""
+    libc = _libc()
+    trim = getattr(libc, "malloc_trim", None) if libc is not None else None
+    if trim is not None:
+        trim(0)

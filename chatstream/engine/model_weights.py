@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from chatstream.engine.cpu_weights import prepack_linear_weights
+from chatstream.engine.mapped_memory import trim_heap
 from chatstream.engine.quantization import QUANTIZATIONS, quantize_int8
 
 
@@ -84,4 +85,6 @@ def prepare_weights(model: nn.Module, quantization: str | None, prepack: bool) -
         quantize_int8(model)
     elif prepack and device.type == "cpu":
         num_packed = prepack_linear_weights(model)
+    if device.type == "cpu":
+        trim_heap()
     return describe_matmuls(device, dtype, quantization, num_packed)

@@ -13,10 +13,10 @@ so `swap_weight` removes it:
 - a module in training mode, or called with gradients enabled on a weight that requires them,
   computes with that rebuilt dense weight (slow, but right);
 - a weight shared with another module (a tied LM head and embedding) is kept, since the other
-  module still reads it; only the unshared ones are dropped;
+  module still reads it (an embedding only a few rows per step); only the unshared ones are dropped;
 - a weight read from a memory-mapped checkpoint (safetensors loads that way) lives in pages of a
   file mapping that stay resident until the whole mapping goes away; `release_file_pages` hands
-  those pages back to the kernel once their tensor is gone.
+  those pages back to the kernel once the new form is built (a later read maps the file again).
 """
 
 from __future__ import annotations
@@ -132,8 +132,10 @@ def swap_weight(module: nn.Module, kernel: LinearKernel, shared: set[int]) -> No
     setattr(module, _KERNEL, kernel)
     if id(weight) in shared:
         module.__dict__[_TIED] = weight
-    else:
-        release_file_pages(weight)
+    # Building the kernel read every page of the weight. A dropped weight needs none of them; a shared
+    # one (the embedding of a tied LM head) only the rows of the tokens it looks up, which a file
+    # mapping reads back on demand.
+    release_file_pages(weight)
 
 
 def kernel_of(module: nn.Module) -> LinearKernel | None:

@@ -144,3 +144,18 @@ def test_describe_matmuls_names_the_path() -> None:
     assert "int8" in describe_matmuls(torch.device("cuda"), torch.bfloat16, "int8", 0)
     with pytest.raises(ValueError, match="quantization"):
         prepare_weights(torch.nn.Linear(2, 2), "int4", prepack=False)
+
+
+def test_row_buckets_bound_the_shapes_and_padding_is_invisible() -> None:
+    from chatstream.engine.cpu_weights import padded_rows, row_bucket
+
+    buckets = {row_bucket(m) for m in range(1, 513)}
+    assert len(buckets) <= 18 and all(row_bucket(m) >= m for m in range(1, 2000))
+    assert [row_bucket(m) for m in (1, 2, 4, 5, 32, 33, 64, 65, 500, 513)] == [1, 2, 4, 8, 32, 40, 64, 96, 512, 768]
+    assert all(row_bucket(m) - m < 8 for m in range(1, 65))
+    rows = torch.randn(5, 7)
+    padded = padded_rows(rows)
+    assert padded.shape == (8, 7) and torch.equal(padded[:5], rows) and not padded[5:].any()
+    if prepacking_works():
+        weight = torch.randn(11, 7)
+        torch.testing.assert_close(PackedWeight(weight)(rows), F.linear(rows, weight), atol=1e-5, rtol=1e-5)

@@ -159,3 +159,23 @@ def test_row_buckets_bound_the_shapes_and_padding_is_invisible() -> None:
     if prepacking_works():
         weight = torch.randn(11, 7)
         torch.testing.assert_close(PackedWeight(weight)(rows), F.linear(rows, weight), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("tiny_family", ["llama"])
+def test_engine_logs_its_matmul_path_and_kv_budget(tiny_model, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from chatstream import LLM
+    from chatstream.config import EngineConfig
+    from chatstream.engine.kv_cache import FREE_MEMORY_SHARE, default_kv_budget
+
+    with pytest.raises(ValueError, match="quantization"):
+        EngineConfig(quantization="int4")
+    budget, why = default_kv_budget(torch.device("cpu"))
+    assert budget > 0 and f"{FREE_MEMORY_SHARE:.0%} of the" in why and "available" in why
+    model, tokenizer = tiny_model
+    with caplog.at_level(logging.INFO, logger="chatstream.engine"):
+        LLM(model, tokenizer, max_model_len=64)
+    text = caplog.text
+    assert "fp32 matmuls:" in text and "decode attention:" in text
+    assert "budget from 70% of the" in text

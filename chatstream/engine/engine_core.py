@@ -60,7 +60,9 @@ class EngineCore:
         self.model = model
         self.tokenizer = tokenizer
         text_config = model.config.get_text_config()
-        vocab_size = model.get_output_embeddings().weight.shape[0]  # read before the weights are swapped
+        head = model.get_output_embeddings()
+        # out_features, where it exists, needs no dense weight (a head already prepacked by an earlier engine).
+        vocab_size = getattr(head, "out_features", None) or head.weight.shape[0]
         # Weights first: prepacking and quantizing change how much memory is left for the KV cache.
         matmuls = prepare_weights(model, config.quantization, config.cpu_prepack_weights)
         spec = KVCacheSpec.from_config(text_config, model.dtype)

@@ -132,7 +132,8 @@ def test_two_async_engines_on_one_event_loop_each_equal_hf_greedy() -> None:
     engines = {}
     for family in ENGINE_FAMILIES:
         model, tokenizer = build_tiny_model(family)
-        engines[family] = AsyncEngine(EngineCore(model, tokenizer, EngineConfig(**_tight_engine_options(refs[family][0]))))
+        config = EngineConfig(**_tight_engine_options(refs[family][0]))
+        engines[family] = AsyncEngine(EngineCore(model, tokenizer, config))
 
     async def tokens(engine: AsyncEngine, prompt: list[int]) -> list[int]:
         return [t async for d in engine.generate(prompt, GREEDY) for t in d.new_token_ids]

@@ -21,6 +21,7 @@ _EXPORTS = {
     "EngineCore": "chatstream.engine.engine_core",
     "AsyncEngine": "chatstream.engine.async_engine",
     "EngineDeadError": "chatstream.engine.async_engine",
+    "RequestFailedError": "chatstream.engine.async_engine",
     "load_model": "chatstream.model_loader",
     "ChatStream": "chatstream.chat_stream",
     "TokenSamplerHft": "chatstream.token_samplers",

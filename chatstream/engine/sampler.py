@@ -10,6 +10,7 @@ asked for, since this runs on every step of the engine.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -195,14 +196,14 @@ class Sampler:
 
 def _greedy(logits: torch.Tensor) -> torch.Tensor:
     tokens, top = greedy_tokens(logits)
-    if bool(torch.isfinite(top).all()):
+    if math.isfinite(float(top.sum())):  # NaN and inf carry into the sum
         return tokens  # the usual case: one pass
     logits, _, sampleable = drop_non_finite(logits, top)
     return _only_sampleable(greedy_tokens(logits)[0], sampleable)
 
 
-def _only_sampleable(tokens: torch.Tensor, sampleable: torch.Tensor) -> torch.Tensor:
-    return tokens if bool(sampleable.all()) else tokens.masked_fill(~sampleable, NO_TOKEN)
+def _only_sampleable(tokens: torch.Tensor, sampleable: torch.Tensor | None) -> torch.Tensor:
+    return tokens if sampleable is None else tokens.masked_fill(~sampleable, NO_TOKEN)
 
 
 def _assemble(num_rows: int, parts: Sequence[tuple[list[int] | None, torch.Tensor]]) -> torch.Tensor:

@@ -35,7 +35,7 @@ class Candidates:
     (W = vocab_size) and a dropped token has logit -inf. Otherwise the columns are each row's W best
     tokens, best first, `token_ids[b, j]` is the vocabulary id of column j, and row b keeps its first
     `num_kept[b]` columns. `top` [B] is each row's best logit; `sampleable` is False for a row
-    that had no finite logit at all (its draw means nothing). `log_mass` (ranked only, where top-p
+    that had no finite logit at all (its draw means nothing), None when every row had one. `log_mass` (ranked only, where top-p
     needs it) is the log of the total exp(logit) of the tokens the row keeps, including any beyond
     the table's W columns.
     """
@@ -43,7 +43,7 @@ class Candidates:
     logits: torch.Tensor
     vocab_size: int
     top: torch.Tensor
-    sampleable: torch.Tensor  # [B] bool: False where the row had no finite logit (it draws nothing)
+    sampleable: torch.Tensor | None  # [B] bool: False where the row had no finite logit; None: all rows have
     token_ids: torch.Tensor | None = None
     num_kept: torch.Tensor | None = None  # [B] long
     log_mass: torch.Tensor | None = None  # [B] float
@@ -55,19 +55,22 @@ class Candidates:
 
 def drop_non_finite(
     logits: torch.Tensor, top: torch.Tensor | None = None
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """(logits, top, sampleable): NaN becomes -inf and +inf the largest finite value, so neither
     reaches a choice; `top` [B] is each row's best logit afterwards.
 
-    `sampleable` [B] bool is False for a row with no finite logit left (all -inf or NaN): it has no
-    token to choose, and its logits are zeroed so later steps stay free of NaN. Rows are checked with
-    one max per row (`top`, when the caller has it already); only rows that fail it are rewritten.
+    `sampleable` is None when every row has a finite logit (the usual case), else [B] bool, False
+    for a row with none left (all -inf or NaN): it has no token to choose, and its logits are zeroed
+    so later steps stay free of NaN. Rows are checked with one max per row (`top`, when the caller
+    has it already) and one sum; only rows that fail it are rewritten.
     """
     if top is None:
         top = logits.amax(dim=-1)  # NaN if the row has one, +inf if it has one, -inf if nothing is finite
+    if math.isfinite(float(top.sum())):  # NaN and inf carry into the sum
+        return logits, top, None
     finite = torch.isfinite(top)
-    if bool(finite.all()):
-        return logits, top, finite
+    if bool(finite.all()):  # only the sum overflowed
+        return logits, top, None
     rows = (~finite).nonzero()[:, 0]
     fixed = logits[rows].nan_to_num(nan=-math.inf, posinf=torch.finfo(logits.dtype).max, neginf=-math.inf)
     fixed_top = fixed.amax(dim=-1)
@@ -139,16 +142,21 @@ def rank_candidates(
     if not bool(short.any()):
         return [(None, table)]
     rows = short.nonzero()[:, 0]
-    full = _ranked(*logits[rows].topk(vocab, dim=-1), vocab, sampleable[rows], log_mass[rows])
+    full = _ranked(*logits[rows].topk(vocab, dim=-1), vocab, _pick(sampleable, rows), log_mass[rows])
     if len(rows) == len(k):
         return [(None, full)]
     kept = (~short).nonzero()[:, 0]
-    narrow = _ranked(values[kept], token_ids[kept], vocab, sampleable[kept], log_mass[kept])
+    narrow = _ranked(values[kept], token_ids[kept], vocab, _pick(sampleable, kept), log_mass[kept])
     return [(kept.tolist(), narrow), (rows.tolist(), full)]
 
 
+def _pick(sampleable: torch.Tensor | None, rows: torch.Tensor) -> torch.Tensor | None:
+    return None if sampleable is None else sampleable[rows]
+
+
 def _ranked(
-    values: torch.Tensor, token_ids: torch.Tensor, vocab: int, sampleable: torch.Tensor, log_mass: torch.Tensor | None
+    values: torch.Tensor, token_ids: torch.Tensor, vocab: int, sampleable: torch.Tensor | None,
+    log_mass: torch.Tensor | None,
 ) -> Candidates:
     num_kept = torch.full((values.shape[0],), values.shape[1], dtype=torch.long, device=values.device)
     return Candidates(values, vocab, values[:, 0], sampleable, token_ids, num_kept, log_mass)

@@ -255,3 +255,14 @@ def test_dead_reason_after_shutdown(model_and_tokenizer) -> None:
     assert eng.dead_reason is None
     eng.shutdown()
     assert eng.dead_reason == "the engine was shut down"
+
+
+def test_llm_generate_returns_a_failed_request_with_finish_reason_error(model_and_tokenizer, alone) -> None:
+    from chatstream import LLM
+
+    model, tokenizer = model_and_tokenizer
+    llm = LLM(model, tokenizer, num_kv_blocks=64, block_size=4)
+    blocked = SamplingParams(min_tokens=3, stop_token_ids=list(range(llm.engine.vocab_size)), max_tokens=5)
+    outs = llm.generate([HEALTHY["a"], [5, 6], HEALTHY["b"]], [GREEDY, blocked, GREEDY])
+    assert [o.outputs[0].finish_reason for o in outs] == ["length", "error", "length"]
+    assert outs[0].outputs[0].token_ids == alone["a"] and outs[2].outputs[0].token_ids == alone["b"]

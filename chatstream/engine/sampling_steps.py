@@ -35,9 +35,9 @@ class Candidates:
     (W = vocab_size) and a dropped token has logit -inf. Otherwise the columns are each row's W best
     tokens, best first, `token_ids[b, j]` is the vocabulary id of column j, and row b keeps its first
     `num_kept[b]` columns. `top` [B] is each row's best logit; `sampleable` is False for a row
-    that had no finite logit at all (its draw means nothing), None when every row had one. `log_mass` (ranked only, where top-p
-    needs it) is the log of the total exp(logit) of the tokens the row keeps, including any beyond
-    the table's W columns.
+    that had no finite logit at all (its draw means nothing), None when every row had one.
+    `log_mass` (ranked only, where top-p needs it) is the log of the total exp(logit) of the
+    tokens the row keeps, including any beyond the table's W columns.
     """
 
     logits: torch.Tensor

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from chatstream.engine import sampler as current_module
-from chatstream.sampling_params import SamplingParams
+from chatstream.engine.sampling_params import SamplingParams
 
 VOCAB = 49152
 BATCH_SIZES = (1, 8, 32, 64)
@@ -57,6 +57,9 @@ def load_baseline(revision: str) -> ModuleType:
                             check=True, capture_output=True, text=True).stdout
     path = Path(tempfile.mkdtemp()) / "baseline_sampler.py"
     path.write_text(source)
+    # Revisions before the engine's types moved into chatstream.engine import them from the old path.
+    for old, new in (("chatstream.sampling_params", "chatstream.engine.sampling_params"),):
+        sys.modules.setdefault(old, importlib.import_module(new))
     spec = importlib.util.spec_from_file_location("baseline_sampler", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

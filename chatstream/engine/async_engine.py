@@ -27,8 +27,9 @@ from typing import Protocol
 
 from chatstream.engine.confinement import describe
 from chatstream.engine.engine_core import EngineCore
-from chatstream.outputs import RequestDelta
-from chatstream.sampling_params import SamplingParams
+from chatstream.engine.outputs import RequestDelta
+from chatstream.engine.sampling_params import SamplingParams
+from chatstream.engine.stats import EngineStats
 
 logger = logging.getLogger("chatstream.engine")
 
@@ -71,7 +72,8 @@ class _Stream:
 
 
 class AsyncEngine:
-    """Runs an `EngineCore` in its own thread; `generate()` and `abort()` are safe from asyncio."""
+    """Runs an `EngineCore` in its own thread; `generate()` and `abort()` are safe from asyncio, and
+    `stats` is the snapshot the thread published after its latest step (an `EngineClient`)."""
 
     def __init__(self, core: EngineCore, observer: RequestObserver | None = None) -> None:
         self.core = core
@@ -83,6 +85,7 @@ class AsyncEngine:
         self._streams: dict[str, _Stream] = {}
         self._stopping = False
         self.error: BaseException | None = None
+        self._stats = EngineStats.of(core)  # the thread does not run yet: this thread may read the core
         self._thread = threading.Thread(target=self._run, name="chatstream-engine", daemon=True)
         self._thread.start()
 
@@ -104,6 +107,19 @@ class AsyncEngine:
     def tokenizer(self):  # noqa: ANN201 - the HF tokenizer type
         return self.core.tokenizer
 
+    @property
+    def max_model_len(self) -> int:
+        return self.core.max_model_len
+
+    @property
+    def stats(self) -> EngineStats:
+        """The engine's numbers after its latest step, published by the engine thread."""
+        return self._stats
+
+    def validate_prompt(self, ids: Sequence[int]) -> None:
+        """Raise ValueError unless the engine can serve `ids` (reads only start-up values)."""
+        self.core.validate_prompt(ids)
+
     # -- asyncio side --------------------------------------------------------------------------
     async def generate(
         self,
@@ -118,7 +134,7 @@ class AsyncEngine:
         request_id = request_id or uuid.uuid4().hex
         params = params or SamplingParams()
         ids = [int(t) for t in prompt_token_ids]
-        self.core.validate_prompt(ids)  # in the caller, so bad input raises here
+        self.validate_prompt(ids)  # in the caller, so bad input raises here
         stream = _Stream(asyncio.get_running_loop())
         with self._lock:
             if self.error is not None or self._stopping:
@@ -198,6 +214,8 @@ class AsyncEngine:
                     if delta is not None:
                         deltas.append(delta)
                 deltas.extend(core.step())
+                # Published before the deltas, so a consumer that sees its last delta sees this step.
+                self._stats = EngineStats.of(core)
                 self._deliver(deltas)
         except BaseException as exc:  # noqa: BLE001 - any failure kills the engine, loudly
             logger.exception("engine thread died")

@@ -19,7 +19,7 @@ from chatstream.engine.stop_strings import StopStringMatcher
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-    from chatstream.sampling_params import SamplingParams
+    from chatstream.engine.sampling_params import SamplingParams
 
 # Prompt tokens decoded as context before the first output token: decoders that drop the leading space of the first
 # token (SentencePiece's "▁") would otherwise eat the space that starts the completion.

@@ -19,107 +19,64 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from chatstream.config import EngineConfig
+from chatstream.engine.config import EngineConfig
 from chatstream.engine.block_manager import BlockManager
 from chatstream.engine.confinement import RequestFailure, describe, record_step_each, sample_each
-from chatstream.engine.cpu_weights import prepack_linear_weights
 from chatstream.engine.detokenizer import IncrementalDetokenizer
-from chatstream.engine.kv_cache import GIB, KVCache, KVCacheSpec, default_kv_budget_bytes
-from chatstream.engine.model_runner import ModelRunner
+from chatstream.engine.hf_step_runner import HFStepRunner
 from chatstream.engine.request import Request
 from chatstream.engine.sampler import Sampler, SamplingRow
 from chatstream.engine.scheduler import Scheduler
+from chatstream.engine.stats import EngineCounters
 from chatstream.engine.step_recorder import StepRecorder
-from chatstream.outputs import FinishReason, RequestDelta
-from chatstream.sampling_params import SamplingParams
+from chatstream.engine.step_runner import RunnerSource, StepRunner
+from chatstream.engine.outputs import FinishReason, RequestDelta
+from chatstream.engine.sampling_params import SamplingParams
 
 logger = logging.getLogger("chatstream.engine")
 
 
-@dataclass
-class EngineStats:
-    num_prompt_tokens: int = 0
-    num_generation_tokens: int = 0
-    num_finished_requests: int = 0
-
-
-def _eos_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | None) -> frozenset[int]:
-    ids: set[int] = set()
-    gen = getattr(model, "generation_config", None)
-    for source in (getattr(gen, "eos_token_id", None), getattr(tokenizer, "eos_token_id", None)):
-        if isinstance(source, int):
-            ids.add(source)
-        elif source:
-            ids.update(int(i) for i in source)
-    return frozenset(ids)
-
-
 class EngineCore:
-    """Continuous batching over a paged KV cache for one HuggingFace causal LM."""
+    """Continuous batching over a paged KV cache for one model.
 
-    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | None, config: EngineConfig) -> None:
+    `runner` computes each step's logits; by default an `HFStepRunner` over the HuggingFace
+    `model`. Another runner (the Transformer Mock's replay) needs no weights: `model` is then the
+    object that stands for the model, kept for reports.
+    """
+
+    def __init__(self, model: PreTrainedModel | RunnerSource, tokenizer: PreTrainedTokenizerBase | None,
+                 config: EngineConfig, runner: StepRunner | None = None) -> None:
         self.config = config
         self.model = model
         self.tokenizer = tokenizer
-        text_config = model.config.get_text_config()
-        spec = KVCacheSpec.from_config(text_config, model.dtype)
-        model_len = self._model_len(text_config)
-        if config.num_kv_blocks is not None:
-            num_blocks = config.num_kv_blocks
-        else:
-            budget = (int(config.kv_cache_memory_gb * GIB) if config.kv_cache_memory_gb
-                      else default_kv_budget_bytes(model.device))
-            num_blocks = KVCache.num_blocks_for(spec, config.block_size, budget)
-            # More blocks than every sequence slot can fill at full context would only cost memory.
-            num_blocks = min(num_blocks, -(-config.max_num_seqs * model_len // config.block_size))
-        if num_blocks < 1:
-            raise ValueError("the KV cache budget is too small for a single block")
-        self.kv_cache = KVCache(spec, num_blocks, config.block_size, model.device)
-        self._init_scheduling(num_blocks, model.get_output_embeddings().weight.shape[0],
-                              _eos_token_ids(model, tokenizer), model_len)
-        if config.cpu_prepack_weights and model.device.type == "cpu":
-            prepack_linear_weights(model)
-        self.runner = ModelRunner(model, self.kv_cache, use_cpu_kernel=config.cpu_attention_kernel)
-        logger.info(
-            "KV cache: %d blocks x %d tokens = %d tokens, %.2f GiB (%s, %s); max_model_len=%d, "
-            "so %.1f sequences of full length fit at once",
-            num_blocks, config.block_size, num_blocks * config.block_size, self.kv_cache.size_bytes / GIB,
-            model.device, str(model.dtype).removeprefix("torch."), self.max_model_len,
-            num_blocks * config.block_size / self.max_model_len,
-        )
-
-    def _init_scheduling(self, num_blocks: int, vocab_size: int, eos_token_ids: frozenset[int],
-                         model_len: int) -> None:
-        """The parts every engine shares, whatever computes its logits (see `ReplayEngineCore`)."""
-        config = self.config
+        self.runner: StepRunner = (
+            runner if runner is not None else HFStepRunner(model, tokenizer, config))  # type: ignore[arg-type]
+        self.kv_cache = self.runner.kv_cache
+        num_blocks = self.kv_cache.num_blocks
         self.block_manager = BlockManager(num_blocks, config.block_size, config.enable_prefix_caching)
         self.scheduler = Scheduler(self.block_manager, config.max_num_seqs, config.max_num_batched_tokens)
-        self.vocab_size = vocab_size
-        self.sampler = Sampler(vocab_size)
-        self.eos_token_ids = eos_token_ids
+        self.vocab_size = self.runner.vocab_size
+        self.sampler = Sampler(self.vocab_size)
+        self.eos_token_ids = self.runner.eos_token_ids
         # A request must fit in the cache on its own, or it could never be scheduled.
-        self.max_model_len = min(model_len, num_blocks * config.block_size)
+        self.max_model_len = min(self.runner.model_len, num_blocks * config.block_size)
         self.requests: dict[str, Request] = {}
-        self.stats = EngineStats()
+        self.stats = EngineCounters()
         # Set by `chatstream.mock.recorder.attach_recorder`; None costs one check per call site.
         self.recorder: StepRecorder | None = None
         self.recording_dir: Path | None = None
+        logger.info("%s; max_model_len=%d, so %.1f sequences of full length fit at once", self.runner.describe(),
+                    self.max_model_len, num_blocks * config.block_size / self.max_model_len)
 
-    def _model_len(self, text_config: object) -> int:
-        model_len = getattr(text_config, "max_position_embeddings", None) or 2048
-        if self.config.max_model_len is not None:
-            model_len = self.config.max_model_len
-        # Sliding-window attention is not implemented; staying within the window makes full
-        # attention exact.
-        window = getattr(text_config, "sliding_window", None)
-        if window and getattr(text_config, "use_sliding_window", True):
-            model_len = min(model_len, window)
-        return model_len
+    @property
+    def device(self) -> torch.device:
+        """Where the runner computes (the model's device; CPU for a replay)."""
+        return self.runner.device
 
     # -- requests ----------------------------------------------------------------------------
     def add_request(
@@ -138,8 +95,13 @@ class EngineCore:
         max_tokens = room if params.max_tokens is None else min(params.max_tokens, room)
         detok = IncrementalDetokenizer(self.tokenizer, ids, params) if self.tokenizer is not None else None
         request = Request(request_id, ids, params, max_tokens, self.eos_token_ids, prompt, detok)
+        self.runner.admit(request)  # may refuse it (ValueError: nothing is queued) or lower its max_tokens
         if self.recorder is not None:
-            self.recorder.on_add(request)  # before queueing: if it raises, the request was never added
+            try:
+                self.recorder.on_add(request)  # before queueing: if it refuses the request, nothing is queued
+            except BaseException:
+                self.runner.release(request)
+                raise
         self.requests[request_id] = request
         self.scheduler.add_request(request)
         self.stats.num_prompt_tokens += len(ids)
@@ -167,10 +129,7 @@ class EngineCore:
         if request is None:
             return None
         request.finish("abort")
-        try:
-            return self._finish(request, [], None)
-        except Exception as exc:  # noqa: BLE001 - its last text failed: confined to it
-            return self._fail(request, f"ending the request failed: {describe(exc)}", exc)
+        return self._finish(request, [], "")
 
     def has_unfinished_requests(self) -> bool:
         return self.scheduler.has_unfinished_requests()
@@ -234,6 +193,7 @@ class EngineCore:
         if text is None:
             text = request.detokenizer.take_delta(finished=True) if request.detokenizer is not None else ""
         self.scheduler.finish_request(request)
+        self.runner.release(request)
         del self.requests[request.request_id]
         self.stats.num_finished_requests += 1
         if self.recorder is not None:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
-from chatstream.sampling_params import PENALTY_NAMES, SamplingParams
+from chatstream.engine.sampling_params import PENALTY_NAMES, SamplingParams
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from chatstream.outputs import FinishReason
-from chatstream.sampling_params import SamplingParams
+from chatstream.engine.outputs import FinishReason
+from chatstream.engine.sampling_params import SamplingParams
 
 if TYPE_CHECKING:
     from chatstream.engine.detokenizer import IncrementalDetokenizer

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from chatstream.engine.penalties import penalise
+from chatstream.engine.sampling_params import SamplingParams
 from chatstream.engine.sampling_steps import (
     Candidates,
     apply_min_p,
@@ -30,7 +31,6 @@ from chatstream.engine.sampling_steps import (
     greedy_tokens,
     rank_candidates,
 )
-from chatstream.sampling_params import SamplingParams
 
 # Below this temperature, logits / temperature can overflow float32 and the softmax turns
 # into nan; such rows are sampled as greedy, which is what they converge to anyway.

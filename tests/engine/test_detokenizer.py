@@ -18,7 +18,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerFast
 
 from chatstream.engine.detokenizer import IncrementalDetokenizer
-from chatstream.sampling_params import SamplingParams
+from chatstream.engine.sampling_params import SamplingParams
 
 _CORPUS = [
     "Hello world, the quick brown fox jumps over the lazy dog.",

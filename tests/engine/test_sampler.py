@@ -9,7 +9,7 @@ import torch
 
 import chatstream.engine.sampler as sampler_module
 from chatstream.engine.sampler import Sampler, SamplingRow
-from chatstream.sampling_params import SamplingParams
+from chatstream.engine.sampling_params import SamplingParams
 
 V = 16
 

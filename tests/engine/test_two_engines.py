@@ -17,7 +17,7 @@ from test_parity import MAX_TOKENS, _assert_parity, _blocks_for_longest, _hf_gre
 from tiny_models import build_tiny_model
 
 from chatstream import LLM, SamplingParams
-from chatstream.config import EngineConfig
+from chatstream.engine.config import EngineConfig
 from chatstream.engine.async_engine import AsyncEngine
 from chatstream.engine.engine_core import EngineCore
 from chatstream.engine.paged_attention import ATTN_IMPLEMENTATION

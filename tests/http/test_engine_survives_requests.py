@@ -31,7 +31,9 @@ def served(tiny_model_factory) -> Iterator[tuple[LiveServer, ChatStream]]:
     chat_stream = ChatStream(model=model, tokenizer=tokenizer, chat_prompt_clazz=ChatPromptChatTemplate,
                              num_kv_blocks=128, num_of_concurrent_executions=8, max_queue_size=8)
     app = FastAPI()
-    app.state.server = ServerState(model_name="tiny", chat_stream=chat_stream)
+    state = ServerState(model_name="tiny")
+    state.set_ready(chat_stream)
+    app.state.server = state
     add_openai_routes(app)
     add_ops_routes(app)
     with LiveServer(app) as server:

@@ -6,7 +6,7 @@ wherever it is written. The rules (ARCHITECTURE.md explains them):
 
 - `chatstream.engine` (floor 1) imports only itself and the modules every floor shares;
 - `chatstream.mock` (the Transformer Mock: an engine plug-in) adds only the engine;
-- `chatstream.chat_prompt` (and the conversation store, when present) import no floor;
+- `chatstream.chat_prompt`, the conversation store and the web page's files (`chatstream.web`) import no floor;
 - `chatstream.facade` (floor 2) may import everything below it, never `chatstream.http`;
 - nothing below `chatstream.http` (floor 3) imports it.
 
@@ -34,8 +34,9 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "chatstream.mock": ("chatstream.mock", "chatstream.engine", *SHARED),
     "chatstream.chat_prompt": ("chatstream.chat_prompt", *SHARED),
     "chatstream.conversations": ("chatstream.conversations", "chatstream.chat_prompt", *SHARED),
+    "chatstream.web": ("chatstream.web", *SHARED),  # the page's files and how they are served
     "chatstream.facade": ("chatstream.facade", "chatstream.engine", "chatstream.mock", "chatstream.chat_prompt",
-                          "chatstream.conversations", *SHARED),
+                          "chatstream.conversations", "chatstream.web", *SHARED),
 }
 SHARED_ALLOWED: tuple[str, ...] = SHARED
 

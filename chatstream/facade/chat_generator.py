@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from chatstream.facade.chat_output import GenerateOptions, ReplyChunk, ReplyFormatter
 from chatstream.facade.generation_params import merge_params, to_sampling_params
 from chatstream.facade.output_replacement import visible_reply
+from chatstream.facade.reply_log import GenerationRecord, ReplyLog, ReplyTimer
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -34,17 +35,7 @@ if TYPE_CHECKING:
     from chatstream.chat_prompt.abstract_chat_prompt import AbstractChatPrompt
     from chatstream.engine.engine_client import EngineClient
 
-
-@dataclass(frozen=True)
-class GenerationRecord:
-    """What one finished (or aborted) generation cost; the newest few are kept for inspection."""
-
-    message_id: str | None
-    num_prompt_tokens: int
-    num_cached_tokens: int
-    num_output_tokens: int
-    finish_reason: str | None
-    truncated_prompt: bool
+__all__ = ["ChatGenerator", "GenerationRecord"]
 
 
 class ChatGenerator:
@@ -58,6 +49,7 @@ class ChatGenerator:
         self.params = params
         self.logger = logger
         self.records: deque[GenerationRecord] = deque(maxlen=256)
+        self.replies = ReplyLog()  # by message id, for /get_reply_stats
 
     @staticmethod
     def request_id(message_id: str) -> str:
@@ -136,12 +128,16 @@ class ChatGenerator:
         request_id = self.request_id(message_id or uuid.uuid4().hex)
         self.logger.debug("generate %s: %d prompt tokens, %s", request_id, len(ids), sampling)
         native, shown, last = "", "", None
+        timer = ReplyTimer()
+        self.replies.begin(message_id)
         try:
             # aclosing: when our consumer leaves early, the engine stream closes now (and aborts the
             # request), not whenever the garbage collector finalizes it.
             async with aclosing(self.engine.generate(ids, sampling, request_id=request_id)) as stream:
                 async for delta in stream:
                     last = delta
+                    if delta.new_token_ids:
+                        timer.token()
                     native += delta.new_text
                     chat_prompt.set_responder_last_msg(native.strip())
                     if message_id is not None:
@@ -153,14 +149,18 @@ class ChatGenerator:
                         shown = text
                         yield formatter.chunk(text)
         finally:
+            text = visible_reply(native, replacements, final=True).strip()
+            record = GenerationRecord(
+                message_id, last.num_prompt_tokens if last else len(ids), last.num_cached_tokens if last else 0,
+                last.num_output_tokens if last else 0, last.finish_reason if last and last.finished else "abort",
+                truncated, text, timer.time_to_first_token_sec, timer.decode_sec)
+            self.replies.end(record)
             if last is not None:
-                self.records.append(GenerationRecord(
-                    message_id, last.num_prompt_tokens, last.num_cached_tokens, last.num_output_tokens,
-                    last.finish_reason if last.finished else "abort", truncated))
+                self.records.append(record)
                 self.logger.debug("%s done: finish_reason=%s, %d prompt tokens (%d cached), %d generated",
                                   request_id, last.finish_reason, last.num_prompt_tokens, last.num_cached_tokens,
                                   last.num_output_tokens)
-        yield formatter.chunk(visible_reply(native, replacements, final=True).strip(), last=True)
+        yield formatter.chunk(text, last=True)
         callback = opts.get("post_process_callback")
         if callback is not None:
             await callback("success")

@@ -48,6 +48,9 @@ API_NAMES: tuple[str, ...] = (
     "get_resource_usage",
     "webui_index",
     "webui_js",
+    # ours, for the web page: set the conversation's system text, read a reply's statistics
+    "set_system_prompt",
+    "get_reply_stats",
 )
 
 AUTH_METHODS: tuple[str, ...] = (

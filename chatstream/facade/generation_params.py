@@ -56,7 +56,7 @@ SESSION_PARAM_RANGES: dict[str, _Range] = {
     "presence_penalty": _Range(-2.0, 2.0),
 }
 
-# The overrides the original's API answers with (ours add the rest when they are set).
+# The keys the original's API answered with; ours lists them first, then the others.
 BASE_SESSION_PARAMS = ("temperature", "top_k_value", "top_p_value")
 
 
@@ -103,10 +103,21 @@ def merge_params(defaults: dict[str, Any], overrides: dict[str, Any] | None) -> 
     return merged
 
 
-def public_params(params: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:
-    """What `/get_generation_params` shows: the original's three keys plus any other override."""
-    keys = list(BASE_SESSION_PARAMS) + [k for k in (overrides or {}) if k not in BASE_SESSION_PARAMS]
-    return {k: params.get(k) for k in keys}
+def public_params(params: dict[str, Any]) -> dict[str, Any]:
+    """What `/get_generation_params` shows for the merged `params`: the value in effect of every
+    parameter a session may override (the original's three keys first). Settings that are off
+    read as their neutral values (top-k 0, top-p 1.0, no repetition penalty), as a client sets them."""
+    keys = list(BASE_SESSION_PARAMS) + [k for k in SESSION_PARAM_RANGES if k not in BASE_SESSION_PARAMS]
+    shown = {k: params.get(k) for k in keys}
+    neutral = {"top_k_value": 0, "top_p_value": 1.0, "frequency_penalty": 0.0, "presence_penalty": 0.0,
+               "repetition_penalty": 1.0 if params.get("repetition_penalty_method") != "subtractive" else 0.0}
+    return {k: neutral[k] if v is None and k in neutral else v for k, v in shown.items()}
+
+
+def param_ranges() -> dict[str, dict[str, Any]]:
+    """The ranges a session may set, as JSON for clients that validate before they send."""
+    return {k: {"min": r.low, "max": r.high, "integer": r.integer, "min_exclusive": r.low_open}
+            for k, r in SESSION_PARAM_RANGES.items()}
 
 
 def to_sampling_params(

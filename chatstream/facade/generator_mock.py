@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from chatstream.facade.chat_output import GenerateOptions, ReplyChunk, ReplyFormatter
+from chatstream.facade.reply_log import GenerationRecord, ReplyLog, ReplyTimer
 
 if TYPE_CHECKING:
     from chatstream.chat_prompt.abstract_chat_prompt import AbstractChatPrompt
@@ -126,6 +127,7 @@ class MockChatGenerator:
         self.mock_type: str = mock_type
         self.initial_wait_sec = _check_seconds(params, "initial_wait_sec", DEFAULT_INITIAL_WAIT_SEC)
         self.time_per_token_sec = _check_seconds(params, "time_per_token_sec", DEFAULT_TIME_PER_TOKEN_SEC)
+        self.replies = ReplyLog()  # by message id, for /get_reply_stats (a mock token is a word or a character)
 
     def abort(self, message_id: str) -> None:
         """Nothing to stop: a mock reply ends when its consumer stops reading."""
@@ -158,15 +160,26 @@ class MockChatGenerator:
                 chat_prompt.set_responder_last_msg_id(message_id)
 
         tokens, joiner = tokenize(self.reply_for(chat_prompt))
-        await asyncio.sleep(self.initial_wait_sec)
-        if not tokens:  # an empty echo still ends the reply properly
-            record("")
-            yield formatter.chunk("", last=True)
-        text = ""
-        for index, token in enumerate(tokens):
-            await asyncio.sleep(self.time_per_token_sec)
-            text = token if index == 0 else text + joiner + token
-            record(text)
-            yield formatter.chunk(text, last=index == len(tokens) - 1)
+        timer = ReplyTimer()
+        self.replies.begin(message_id)
+        text, num_sent, finished = "", 0, False
+        try:
+            await asyncio.sleep(self.initial_wait_sec)
+            if not tokens:  # an empty echo still ends the reply properly
+                record("")
+                finished = True
+                yield formatter.chunk("", last=True)
+            for index, token in enumerate(tokens):
+                await asyncio.sleep(self.time_per_token_sec)
+                text = token if index == 0 else text + joiner + token
+                record(text)
+                timer.token()
+                num_sent = index + 1
+                finished = num_sent == len(tokens)
+                yield formatter.chunk(text, last=finished)
+        finally:
+            self.replies.end(GenerationRecord(
+                message_id, 0, 0, num_sent, "stop" if finished else "abort", False, text,
+                timer.time_to_first_token_sec, timer.decode_sec))
         if callback is not None:
             await callback("success")

@@ -1,5 +1,6 @@
-"""The default APIs besides /chat_stream, as `ChatStream` methods: context, prompt, generation
-parameters, feedback, load, resource usage, and the one-line app setup helpers.
+"""The default APIs besides /chat_stream, as `ChatStream` methods: context, prompt, system prompt,
+generation parameters, feedback, reply statistics, load, resource usage, and the one-line app
+setup helpers.
 
 Each handler answers JSON in the original's shape (`{"success": ..., "message": ...}`). Invalid
 input is a 400 that names the field and its allowed range, never a 500; APIs that need the HTTP
@@ -22,7 +23,8 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from chatstream.facade import default_routes
 from chatstream.facade.chat_output import DEFAULT_FINISH_TOKEN
 from chatstream.facade.client_roles import promotion_stream_text
-from chatstream.facade.generation_params import GenerationParamError, merge_params, public_params, validate_overrides
+from chatstream.facade.generation_params import (
+    GenerationParamError, merge_params, param_ranges, public_params, validate_overrides)
 from chatstream.facade.request_handler import CHAT_PROMPT_KEY, GENERATION_PARAMS_KEY
 
 if TYPE_CHECKING:
@@ -35,6 +37,7 @@ if TYPE_CHECKING:
     from chatstream.facade.request_handler import AbstractRequestHandler
 
 GIB = 1024 ** 3
+MAX_SYSTEM_PROMPT_CHARS = 20_000
 P = ParamSpec("P")
 
 
@@ -74,11 +77,12 @@ def role_checked(api_name: str) -> Callable[
 
 
 class SessionApis:
-    """Mixed into `ChatStream`; relies on its `client_roles`, `request_handler`, `params`,
-    `admission`, `engine`, `name`, `num_gpus` and `device`."""
+    """Mixed into `ChatStream`; relies on its `client_roles`, `request_handler`, `chat_generator`,
+    `params`, `admission`, `engine`, `name`, `num_gpus` and `device`."""
 
     client_roles: ClientRoles
     request_handler: AbstractRequestHandler
+    chat_generator: Any
     params: dict[str, Any]
     admission: Admission
     engine: EngineClient | None
@@ -129,7 +133,7 @@ class SessionApis:
         stored = {**store.get(GENERATION_PARAMS_KEY, {}), **overrides}
         store[GENERATION_PARAMS_KEY] = stored
         request.state.session.save_session()
-        return _ok(generation_params=public_params(merge_params(self.params, stored), stored))
+        return _ok(generation_params=public_params(merge_params(self.params, stored)))
 
     @role_checked("get_generation_params")
     async def handle_get_generation_params_request(self, request: Request) -> Response:
@@ -137,7 +141,47 @@ class SessionApis:
         if store is None:
             return _fail("no session", generation_params=None)
         stored = store.get(GENERATION_PARAMS_KEY)
-        return _ok(generation_params=public_params(merge_params(self.params, stored), stored))
+        return _ok(generation_params=public_params(merge_params(self.params, stored)),
+                   ranges=param_ranges())
+
+    @role_checked("set_system_prompt")
+    async def handle_set_system_prompt_request(self, request: Request) -> Response:
+        """`{"system_prompt": str}` becomes the system text of the session's conversation (created
+        if there is none yet); an empty or blank text restores the ChatPrompt preset's own."""
+        if self._not_http_session():
+            return _fail("Not supported on current request_handler type.")
+        body = await _json_body(request)
+        text = body.get("system_prompt") if isinstance(body, dict) else None
+        if not isinstance(text, str) or len(text) > MAX_SYSTEM_PROMPT_CHARS:
+            return _fail(f"system_prompt must be a string of at most {MAX_SYSTEM_PROMPT_CHARS} characters", 400,
+                         field="system_prompt")
+        store = self._session_store(request)
+        if store is None:
+            return _fail("no session", 400)
+        chat_prompt = store.get(CHAT_PROMPT_KEY)
+        if chat_prompt is None:
+            chat_prompt = store[CHAT_PROMPT_KEY] = self.request_handler.create_chat_prompt()
+        chat_prompt.set_system(text if text.strip() else self.request_handler.create_chat_prompt().get_system())
+        request.state.session.save_session()
+        return _ok(system_prompt=chat_prompt.get_system())
+
+    @role_checked("get_reply_stats")
+    async def handle_get_reply_stats_request(self, request: Request) -> Response:
+        """`?message_id=ID`: a reply of this session, once generated: its final text and what it cost
+        (`finished` is false while it is still being generated; ask again)."""
+        if self._not_http_session():
+            return _fail("Not supported on current request_handler type.")
+        message_id = request.query_params.get("message_id")
+        if not message_id:
+            return _fail("message_id is required", 400, field="message_id")
+        replies = getattr(self.chat_generator, "replies", None)
+        if replies is not None and replies.is_running(message_id):
+            return _ok(message_id=message_id, finished=False)
+        record = None if replies is None else replies.find(message_id)
+        chat_prompt = (self._session_store(request) or {}).get(CHAT_PROMPT_KEY)
+        if record is None or chat_prompt is None or chat_prompt.find_chat_content_by_message_id(message_id) is None:
+            return _fail(f"unknown message_id {message_id!r}", 404, field="message_id")
+        return _ok(message_id=message_id, finished=True, text=record.text, stats=record.stats())
 
     @role_checked("set_feedback")
     async def handle_set_feedback_request(self, request: Request, opts: dict[str, Any] | None = None) -> Response:
@@ -216,7 +260,8 @@ class SessionApis:
 
     async def index(self, request: Request, response: Response | None = None,
                     opts: dict[str, Any] | None = None) -> Response:
-        return default_routes.web_page(self, request, "webui_index", (opts or {}).get("ui_init_params"))
+        opts = opts or {}
+        return default_routes.web_page(self, request, "webui_index", opts.get("ui_init_params"), opts.get("locale"))
 
     async def js(self, request: Request, response: Response | None = None) -> Response:
         return default_routes.web_page(self, request, "webui_js", None)

@@ -50,6 +50,7 @@ class ServerConfig:
     cors_origins: tuple[str, ...] = ()
     session_secret: str | None = None
     web_ui_params: dict[str, Any] | None = None
+    locale: str | None = None  # the web page's language ("en" / "ja"); None: the browser's
     chat_stream_options: dict[str, Any] = field(default_factory=dict)
 
     def served_model_name(self) -> str:
@@ -122,7 +123,7 @@ def create_app(config: ServerConfig | None = None, *,
     add_openai_routes(app)
     ui_params = config.web_ui_params or {"welcomeMessage": DEFAULT_WELCOME, "title": f"ChatStream · {state.model_name}"}
     register_routes(app, list(API_NAMES), lambda request: server_state(request).chat_stream,
-                    {"web_ui_params": ui_params})
+                    {"web_ui_params": ui_params, "locale": config.locale})
     return app
 
 

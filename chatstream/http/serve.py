@@ -46,6 +46,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-num-batched-tokens", type=int, default=512)
     parser.add_argument("--no-prefix-caching", action="store_true")
     parser.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on /v1")
+    parser.add_argument("--locale", default=None, choices=("en", "ja"),
+                        help="language of the web page (default: the browser's language)")
     parser.add_argument("--cors-origin", action="append", default=[], help="allowed origin (repeatable)")
     parser.add_argument("--record", default=None, metavar="DIR",
                         help="record every generation for replay (Transformer Mock); 'auto' = the cache dir")
@@ -69,7 +71,8 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     if args.record:
         options["record_to"] = True if args.record == "auto" else args.record
     return ServerConfig(model=args.model, chat_prompt=args.chat_prompt, model_name=args.served_model_name,
-                        api_key=args.api_key, cors_origins=tuple(args.cors_origin), chat_stream_options=options)
+                        api_key=args.api_key, cors_origins=tuple(args.cors_origin), locale=args.locale,
+                        chat_stream_options=options)
 
 
 def startup_report(chat_stream: ChatStream, url: str, model_name: str) -> str:

@@ -95,7 +95,9 @@ def test_invalid_json_and_invalid_generation_params(server_and_calls):
         assert client.post("/set_generation_params", json={"top_k_value": "many"}).json()["field"] == "top_k_value"
         assert client.post("/set_generation_params", json={"nucleus": 1}).status_code == 400
         good = client.post("/set_generation_params", json={"temperature": 0.5, "top_k_value": 10})
-        assert good.json()["generation_params"] == {"temperature": 0.5, "top_k_value": 10, "top_p_value": 1.0}
+        assert good.json()["generation_params"] == {
+            "temperature": 0.5, "top_k_value": 10, "top_p_value": 1.0, "max_new_tokens": 256,
+            "repetition_penalty": 1.0, "frequency_penalty": 0.0, "presence_penalty": 0.0}
         assert client.get("/get_generation_params").json()["generation_params"]["temperature"] == 0.5
 
 

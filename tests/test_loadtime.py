@@ -169,7 +169,8 @@ def test_hf_name_not_downloaded_is_silent_and_unrecorded(
 
 
 def test_model_loader_uses_the_same_cache_dir(cache: Path) -> None:
-    from chatstream import loadtime, model_loader
+    from chatstream import loadtime
+    from chatstream.engine import model_loader
 
     assert loadtime.cache_dir() == model_loader.cache_dir() == cache
 

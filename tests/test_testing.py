@@ -41,7 +41,7 @@ def test_probe_mode_records_under_the_cache_dir(tiny_model_factory, tmp_path, mo
     chat_stream = ChatStream(model=model, tokenizer=tokenizer, probe_mode_enabled=True, **OPTIONS)
     try:
         run_conversations(chat_stream, [["hello"]])
-        recording_dir = chat_stream.engine.core.recording_dir
+        recording_dir = chat_stream.recording_dir
     finally:
         chat_stream.shutdown()
     assert recording_dir.parent == tmp_path / "recordings"  # named by time: YYYYmmdd-HHMMSS

@@ -100,7 +100,7 @@ def cpu_list(cpus: list[int]) -> str:
 def resolve_model(model: str | None) -> str:
     """A directory every contender (vLLM included) can load; hub ids pass through for networked machines."""
     if model is None or model == "smollm2":
-        from chatstream.model_loader import ensure_smollm2
+        from chatstream.engine.model_loader import ensure_smollm2
 
         return str(ensure_smollm2())
     path = Path(model).expanduser()
@@ -120,8 +120,8 @@ def select_contenders(config: BenchConfig) -> tuple[list[str], dict[str, str]]:
         raise ValueError(f"unknown contender(s) {', '.join(unknown)}; choose from {', '.join(CONTENDER_MODULES)}")
     wanted = list(config.contenders) if config.contenders else [c for c in CONTENDER_MODULES if c not in ON_REQUEST]
     skipped: dict[str, str] = {}
-    if importlib.util.find_spec("chatstream.llm") is None:
-        skipped["chatstream"] = skipped["chatstream-noprefix"] = "chatstream.llm is not available"
+    if importlib.util.find_spec("chatstream.facade.llm") is None:
+        skipped["chatstream"] = skipped["chatstream-noprefix"] = "chatstream.facade.llm is not available"
     if not config.contenders and config.shared_prefix_len == 0:
         skipped["chatstream-noprefix"] = "no shared prefix (--shared-prefix-len 0): nothing for the cache to find"
     from transformers import GenerationMixin

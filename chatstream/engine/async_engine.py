@@ -7,8 +7,11 @@ that step). Cancellation has one path: when the consumer of `generate()` stops e
 disconnect, task cancelled, `break`), its `finally` calls `abort(request_id)`, and the thread
 frees the request's blocks before its next step.
 
-If a step raises, the engine is dead: every waiting `generate()` raises `EngineDeadError` and new
-requests are refused, so callers can answer 503 instead of hanging.
+A failure confined to one request (see `EngineCore`) ends only that request: its `generate()`
+raises `RequestFailedError`, the others go on. If a step itself raises (the model's forward pass,
+the scheduler: no request's fault), the engine is dead: every waiting `generate()` raises
+`EngineDeadError`, new requests are refused, and `dead_reason` says why, so callers can answer 503
+(and a health check can show the reason) instead of hanging.
 """
 
 from __future__ import annotations
@@ -22,15 +25,21 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from chatstream.engine.confinement import describe
 from chatstream.engine.engine_core import EngineCore
-from chatstream.outputs import RequestDelta
-from chatstream.sampling_params import SamplingParams
+from chatstream.engine.outputs import RequestDelta
+from chatstream.engine.sampling_params import SamplingParams
+from chatstream.engine.stats import EngineStats
 
 logger = logging.getLogger("chatstream.engine")
 
 
 class EngineDeadError(RuntimeError):
     """The engine thread stopped because of an error; no request can be served."""
+
+
+class RequestFailedError(RuntimeError):
+    """This request failed in the engine (the message says why); the engine and other requests go on."""
 
 
 class RequestObserver(Protocol):
@@ -63,7 +72,8 @@ class _Stream:
 
 
 class AsyncEngine:
-    """Runs an `EngineCore` in its own thread; `generate()` and `abort()` are safe from asyncio."""
+    """Runs an `EngineCore` in its own thread; `generate()` and `abort()` are safe from asyncio, and
+    `stats` is the snapshot the thread published after its latest step (an `EngineClient`)."""
 
     def __init__(self, core: EngineCore, observer: RequestObserver | None = None) -> None:
         self.core = core
@@ -75,6 +85,7 @@ class AsyncEngine:
         self._streams: dict[str, _Stream] = {}
         self._stopping = False
         self.error: BaseException | None = None
+        self._stats = EngineStats.of(core)  # the thread does not run yet: this thread may read the core
         self._thread = threading.Thread(target=self._run, name="chatstream-engine", daemon=True)
         self._thread.start()
 
@@ -84,8 +95,30 @@ class AsyncEngine:
         return self._thread.is_alive() and self.error is None
 
     @property
+    def dead_reason(self) -> str | None:
+        """None while the engine serves; else why it stopped (the error that killed it, or shutdown)."""
+        if self.error is not None:
+            return f"{type(self.error).__name__}: {self.error}"
+        if self._stopping or not self._thread.is_alive():
+            return "the engine was shut down"
+        return None
+
+    @property
     def tokenizer(self):  # noqa: ANN201 - the HF tokenizer type
         return self.core.tokenizer
+
+    @property
+    def max_model_len(self) -> int:
+        return self.core.max_model_len
+
+    @property
+    def stats(self) -> EngineStats:
+        """The engine's numbers after its latest step, published by the engine thread."""
+        return self._stats
+
+    def validate_prompt(self, ids: Sequence[int]) -> None:
+        """Raise ValueError unless the engine can serve `ids` (reads only start-up values)."""
+        self.core.validate_prompt(ids)
 
     # -- asyncio side --------------------------------------------------------------------------
     async def generate(
@@ -101,7 +134,7 @@ class AsyncEngine:
         request_id = request_id or uuid.uuid4().hex
         params = params or SamplingParams()
         ids = [int(t) for t in prompt_token_ids]
-        self.core.validate_prompt(ids)  # in the caller, so bad input raises here
+        self.validate_prompt(ids)  # in the caller, so bad input raises here
         stream = _Stream(asyncio.get_running_loop())
         with self._lock:
             if self.error is not None or self._stopping:
@@ -120,6 +153,9 @@ class AsyncEngine:
                 if isinstance(item, BaseException):
                     raise item
                 finished = item.finished
+                if item.finish_reason == "error":
+                    last = item
+                    raise RequestFailedError(f"request {request_id!r} failed in the engine: {item.error}")
                 if self.observer is not None and item.new_token_ids:
                     now = time.perf_counter()
                     if last_token_time == start:
@@ -166,13 +202,20 @@ class AsyncEngine:
                 for add in adds:
                     try:
                         core.add_request(add.request_id, add.prompt_token_ids, add.params, add.prompt)
-                    except ValueError as exc:
+                    except ValueError as exc:  # refused input (e.g. a replay with no recording of it)
                         self._deliver_error(add.request_id, exc)
+                    except Exception as exc:  # noqa: BLE001 - this request could not be set up: only it fails
+                        logger.error("request %r could not be added", add.request_id, exc_info=exc)
+                        failed = RequestFailedError(f"request {add.request_id!r} failed in the engine: {describe(exc)}")
+                        failed.__cause__ = exc
+                        self._deliver_error(add.request_id, failed)
                 for request_id in aborts:
                     delta = core.abort_request(request_id)
                     if delta is not None:
                         deltas.append(delta)
                 deltas.extend(core.step())
+                # Published before the deltas, so a consumer that sees its last delta sees this step.
+                self._stats = EngineStats.of(core)
                 self._deliver(deltas)
         except BaseException as exc:  # noqa: BLE001 - any failure kills the engine, loudly
             logger.exception("engine thread died")

@@ -7,118 +7,76 @@ against its stop conditions, detokenized, and finished requests give their block
 EngineCore is not thread-safe: exactly one thread (the `AsyncEngine`'s, or the caller of
 `LLM.generate`) drives it. Validation happens in `add_request`, before anything is queued, so bad
 input raises `ValueError` in the caller and can never break a step.
+
+Failure is confined to the request that caused it: when one request's part of a step fails (its
+sampling, its stop checks and text, the recorder's view of it) that request ends with finish
+reason "error" and an `error` message, its blocks are freed, and the step's other requests go on
+(`confinement.py`). `step()` raises only for what is no request's fault (scheduling, the model's
+forward pass): then the engine itself is broken.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from chatstream.config import EngineConfig
+from chatstream.engine.config import EngineConfig
 from chatstream.engine.block_manager import BlockManager
+from chatstream.engine.confinement import RequestFailure, describe, record_step_each, sample_each
 from chatstream.engine.detokenizer import IncrementalDetokenizer
-from chatstream.engine.kv_cache import GIB, KVCache, KVCacheSpec, default_kv_budget
-from chatstream.engine.model_runner import ModelRunner
-from chatstream.engine.model_weights import prepare_weights
+from chatstream.engine.hf_step_runner import HFStepRunner
 from chatstream.engine.request import Request
 from chatstream.engine.sampler import Sampler, SamplingRow
 from chatstream.engine.scheduler import Scheduler
+from chatstream.engine.stats import EngineCounters
 from chatstream.engine.step_recorder import StepRecorder
-from chatstream.outputs import FinishReason, RequestDelta
-from chatstream.sampling_params import SamplingParams
+from chatstream.engine.step_runner import RunnerSource, StepRunner
+from chatstream.engine.outputs import FinishReason, RequestDelta
+from chatstream.engine.sampling_params import SamplingParams
 
 logger = logging.getLogger("chatstream.engine")
 
 
-@dataclass
-class EngineStats:
-    num_prompt_tokens: int = 0
-    num_generation_tokens: int = 0
-    num_finished_requests: int = 0
-
-
-def _eos_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | None) -> frozenset[int]:
-    ids: set[int] = set()
-    gen = getattr(model, "generation_config", None)
-    for source in (getattr(gen, "eos_token_id", None), getattr(tokenizer, "eos_token_id", None)):
-        if isinstance(source, int):
-            ids.add(source)
-        elif source:
-            ids.update(int(i) for i in source)
-    return frozenset(ids)
-
-
 class EngineCore:
-    """Continuous batching over a paged KV cache for one HuggingFace causal LM."""
+    """Continuous batching over a paged KV cache for one model.
 
-    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | None, config: EngineConfig) -> None:
+    `runner` computes each step's logits; by default an `HFStepRunner` over the HuggingFace
+    `model`. Another runner (the Transformer Mock's replay) needs no weights: `model` is then the
+    object that stands for the model, kept for reports.
+    """
+
+    def __init__(self, model: PreTrainedModel | RunnerSource, tokenizer: PreTrainedTokenizerBase | None,
+                 config: EngineConfig, runner: StepRunner | None = None) -> None:
         self.config = config
         self.model = model
         self.tokenizer = tokenizer
-        text_config = model.config.get_text_config()
-        head = model.get_output_embeddings()
-        # out_features, where it exists, needs no dense weight (a head already prepacked by an earlier engine).
-        vocab_size = getattr(head, "out_features", None) or head.weight.shape[0]
-        # Weights first: prepacking and quantizing change how much memory is left for the KV cache.
-        matmuls = prepare_weights(model, config.quantization, config.cpu_prepack_weights)
-        spec = KVCacheSpec.from_config(text_config, model.dtype)
-        model_len = self._model_len(text_config)
-        budget_note = "num_kv_blocks"
-        if config.num_kv_blocks is not None:
-            num_blocks = config.num_kv_blocks
-        else:
-            if config.kv_cache_memory_gb:
-                budget, budget_note = int(config.kv_cache_memory_gb * GIB), "kv_cache_memory_gb"
-            else:
-                budget, budget_note = default_kv_budget(model.device)
-            num_blocks = KVCache.num_blocks_for(spec, config.block_size, budget)
-            # More blocks than every sequence slot can fill at full context would only cost memory.
-            num_blocks = min(num_blocks, -(-config.max_num_seqs * model_len // config.block_size))
-        if num_blocks < 1:
-            raise ValueError("the KV cache budget is too small for a single block")
-        self.kv_cache = KVCache(spec, num_blocks, config.block_size, model.device)
-        self._init_scheduling(num_blocks, vocab_size, _eos_token_ids(model, tokenizer), model_len)
-        self.runner = ModelRunner(model, self.kv_cache, use_cpu_kernel=config.cpu_attention_kernel)
-        logger.info("%s; decode attention: %s", matmuls, self.runner.decode_path)
-        logger.info(
-            "KV cache: %d blocks x %d tokens = %d tokens, %.2f GiB (%s, %s; budget from %s); max_model_len=%d, "
-            "so %.1f sequences of full length fit at once",
-            num_blocks, config.block_size, num_blocks * config.block_size, self.kv_cache.size_bytes / GIB,
-            model.device, str(model.dtype).removeprefix("torch."), budget_note, self.max_model_len,
-            num_blocks * config.block_size / self.max_model_len,
-        )
-
-    def _init_scheduling(self, num_blocks: int, vocab_size: int, eos_token_ids: frozenset[int],
-                         model_len: int) -> None:
-        """The parts every engine shares, whatever computes its logits (see `ReplayEngineCore`)."""
-        config = self.config
+        self.runner: StepRunner = (
+            runner if runner is not None else HFStepRunner(model, tokenizer, config))  # type: ignore[arg-type]
+        self.kv_cache = self.runner.kv_cache
+        num_blocks = self.kv_cache.num_blocks
         self.block_manager = BlockManager(num_blocks, config.block_size, config.enable_prefix_caching)
         self.scheduler = Scheduler(self.block_manager, config.max_num_seqs, config.max_num_batched_tokens)
-        self.vocab_size = vocab_size
-        self.sampler = Sampler(vocab_size)
-        self.eos_token_ids = eos_token_ids
+        self.vocab_size = self.runner.vocab_size
+        self.sampler = Sampler(self.vocab_size)
+        self.eos_token_ids = self.runner.eos_token_ids
         # A request must fit in the cache on its own, or it could never be scheduled.
-        self.max_model_len = min(model_len, num_blocks * config.block_size)
+        self.max_model_len = min(self.runner.model_len, num_blocks * config.block_size)
         self.requests: dict[str, Request] = {}
-        self.stats = EngineStats()
+        self.stats = EngineCounters()
         # Set by `chatstream.mock.recorder.attach_recorder`; None costs one check per call site.
         self.recorder: StepRecorder | None = None
         self.recording_dir: Path | None = None
+        logger.info("%s; max_model_len=%d, so %.1f sequences of full length fit at once", self.runner.describe(),
+                    self.max_model_len, num_blocks * config.block_size / self.max_model_len)
 
-    def _model_len(self, text_config: object) -> int:
-        model_len = getattr(text_config, "max_position_embeddings", None) or 2048
-        if self.config.max_model_len is not None:
-            model_len = self.config.max_model_len
-        # Sliding-window attention is not implemented; staying within the window makes full
-        # attention exact.
-        window = getattr(text_config, "sliding_window", None)
-        if window and getattr(text_config, "use_sliding_window", True):
-            model_len = min(model_len, window)
-        return model_len
+    @property
+    def device(self) -> torch.device:
+        """Where the runner computes (the model's device; CPU for a replay)."""
+        return self.runner.device
 
     # -- requests ----------------------------------------------------------------------------
     def add_request(
@@ -137,11 +95,16 @@ class EngineCore:
         max_tokens = room if params.max_tokens is None else min(params.max_tokens, room)
         detok = IncrementalDetokenizer(self.tokenizer, ids, params) if self.tokenizer is not None else None
         request = Request(request_id, ids, params, max_tokens, self.eos_token_ids, prompt, detok)
+        self.runner.admit(request)  # may refuse it (ValueError: nothing is queued) or lower its max_tokens
+        if self.recorder is not None:
+            try:
+                self.recorder.on_add(request)  # before queueing: if it refuses the request, nothing is queued
+            except BaseException:
+                self.runner.release(request)
+                raise
         self.requests[request_id] = request
         self.scheduler.add_request(request)
         self.stats.num_prompt_tokens += len(ids)
-        if self.recorder is not None:
-            self.recorder.on_add(request)
         return request
 
     def validate_prompt(self, ids: Sequence[int]) -> None:
@@ -180,12 +143,18 @@ class EngineCore:
         self.scheduler.update_after_step(output)
         if not sampled:
             return []
-        token_ids = self.sampler(logits, [self._sampling_row(r) for r in sampled]).tolist()
+        tokens = sample_each(self.sampler, logits, [self._sampling_row(r) for r in sampled])
         if self.recorder is not None:
-            self.recorder.on_step(sampled, logits, token_ids)
+            record_step_each(self.recorder, sampled, logits, tokens)
         deltas = []
-        for request, token_id in zip(sampled, token_ids):
-            deltas.append(self._process_token(request, token_id))
+        for request, token in zip(sampled, tokens):
+            if isinstance(token, RequestFailure):
+                deltas.append(self._fail(request, token.message))
+                continue
+            try:
+                deltas.append(self._process_token(request, token))
+            except Exception as exc:  # noqa: BLE001 - its stop checks or text failed: confined to it
+                deltas.append(self._fail(request, f"processing its token failed: {describe(exc)}", exc))
         return deltas
 
     def _sampling_row(self, request: Request) -> SamplingRow:
@@ -220,14 +189,31 @@ class EngineCore:
         return self._finish(request, [token_id], None)
 
     def _finish(self, request: Request, new_token_ids: list[int], text: str | None) -> RequestDelta:
+        """Release a finished request; `text` None takes the detokenizer's last text (which may raise first)."""
         if text is None:
             text = request.detokenizer.take_delta(finished=True) if request.detokenizer is not None else ""
         self.scheduler.finish_request(request)
-        if self.recorder is not None:
-            self.recorder.on_finish(request)
+        self.runner.release(request)
         del self.requests[request.request_id]
         self.stats.num_finished_requests += 1
+        if self.recorder is not None:
+            try:
+                self.recorder.on_finish(request)
+            except Exception:  # noqa: BLE001 - the reply is complete; only its recording is lost
+                logger.exception("the recorder failed at the end of request %r", request.request_id)
         return self._delta(request, new_token_ids, text)
+
+    def _fail(self, request: Request, message: str, exc: BaseException | None = None) -> RequestDelta:
+        """End `request` with finish reason "error" (its blocks freed); the engine goes on."""
+        if exc is not None:
+            logger.error("request %r failed: %s", request.request_id, message, exc_info=exc)
+        else:
+            logger.error("request %r failed: %s", request.request_id, message)
+        request.finish("error")
+        request.error = message
+        if request.request_id in self.requests:
+            self._finish(request, [], "")
+        return self._delta(request, [], "")
 
     @staticmethod
     def _delta(request: Request, new_token_ids: list[int], text: str) -> RequestDelta:
@@ -241,4 +227,5 @@ class EngineCore:
             num_cached_tokens=max(0, request.num_cached_tokens),
             num_output_tokens=request.num_output_tokens,
             stop_reason=request.stop_reason,
+            error=request.error,
         )

@@ -16,16 +16,21 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 
-from chatstream.http.default_routes import add_cors_middleware, add_session_middleware, register_routes
-from chatstream.http.client_roles import API_NAMES
+from chatstream.facade.client_roles import API_NAMES
+from chatstream.facade.default_routes import add_cors_middleware, add_session_middleware, register_routes
 from chatstream.http.metrics import Metrics
 from chatstream.http.openai_routes import add_openai_routes
 from chatstream.http.ops_routes import add_ops_routes
 from chatstream.http.server_state import ServerState, server_state
+
+if TYPE_CHECKING:
+    from chatstream.chat_prompt.abstract_chat_prompt import AbstractChatPrompt
+    from chatstream.engine.builder import ModelArg, TokenizerArg
+    from chatstream.facade.chat_stream import ChatStream
 
 logger = logging.getLogger("chatstream")
 
@@ -37,14 +42,15 @@ class ServerConfig:
     """What `create_app` serves and how; `chat_stream_options` go to the `ChatStream` constructor
     (sampling defaults, queue sizes and engine options such as `num_kv_blocks`)."""
 
-    model: Any = "smollm2"
-    tokenizer: Any = None
-    chat_prompt: str | type = "chat_template"
+    model: ModelArg = "smollm2"
+    tokenizer: TokenizerArg = None
+    chat_prompt: str | type[AbstractChatPrompt] = "chat_template"
     model_name: str | None = None
     api_key: str | None = None
     cors_origins: tuple[str, ...] = ()
     session_secret: str | None = None
     web_ui_params: dict[str, Any] | None = None
+    locale: str | None = None  # the web page's language ("en" / "ja"); None: the browser's
     chat_stream_options: dict[str, Any] = field(default_factory=dict)
 
     def served_model_name(self) -> str:
@@ -61,7 +67,7 @@ class ServerConfig:
         return _display_name(self.model)
 
 
-def _display_name(model: Any) -> str:
+def _display_name(model: object) -> str:
     if not isinstance(model, str):
         return "model"
     name = model.rstrip("/").rsplit("/", 1)[-1]
@@ -69,7 +75,7 @@ def _display_name(model: Any) -> str:
     return "SmolLM2-135M-Instruct" if name.lower() in ("smollm2", "smollm2-135m-instruct") else name
 
 
-def _chat_prompt_class(chat_prompt: str | type) -> type:
+def _chat_prompt_class(chat_prompt: str | type[AbstractChatPrompt]) -> type[AbstractChatPrompt]:
     from chatstream.chat_prompt.presets import PRESETS
 
     if isinstance(chat_prompt, type):
@@ -80,22 +86,22 @@ def _chat_prompt_class(chat_prompt: str | type) -> type:
         raise ValueError(f"unknown chat prompt preset {chat_prompt!r}; known: {sorted(PRESETS)}") from None
 
 
-def build_chat_stream(config: ServerConfig) -> Any:
+def build_chat_stream(config: ServerConfig) -> ChatStream:
     """Load the model and start the engine (blocking: minutes for a large model)."""
-    from chatstream.chat_stream import ChatStream
+    from chatstream.facade.chat_stream import ChatStream
 
     return ChatStream(model=config.model, tokenizer=config.tokenizer,
                       chat_prompt_clazz=_chat_prompt_class(config.chat_prompt), **config.chat_stream_options)
 
 
 def create_app(config: ServerConfig | None = None, *,
-               on_ready: Callable[[Any], None] | None = None, **options: Any) -> FastAPI:
+               on_ready: Callable[[ChatStream], None] | None = None, **options: Any) -> FastAPI:
     """The app; pass a `ServerConfig` or its fields as keywords. `on_ready(chat_stream)` runs once
     the model is loaded (the CLI prints the URL and the KV cache size there)."""
     config = config or ServerConfig(**options)
     _chat_prompt_class(config.chat_prompt)  # an unknown preset fails now, not after loading
-    state = ServerState(model_name=config.served_model_name(), api_key=config.api_key)
-    state.metrics = Metrics(state.model_name)
+    model_name = config.served_model_name()
+    state = ServerState(model_name=model_name, api_key=config.api_key, metrics=Metrics(model_name))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -117,18 +123,19 @@ def create_app(config: ServerConfig | None = None, *,
     add_openai_routes(app)
     ui_params = config.web_ui_params or {"welcomeMessage": DEFAULT_WELCOME, "title": f"ChatStream · {state.model_name}"}
     register_routes(app, list(API_NAMES), lambda request: server_state(request).chat_stream,
-                    {"web_ui_params": ui_params})
+                    {"web_ui_params": ui_params, "locale": config.locale})
     return app
 
 
-async def _load(config: ServerConfig, state: ServerState, on_ready: Callable[[Any], None] | None) -> None:
+async def _load(config: ServerConfig, state: ServerState, on_ready: Callable[[ChatStream], None] | None) -> None:
     try:
         chat_stream = await asyncio.get_running_loop().run_in_executor(None, build_chat_stream, config)
     except Exception as exc:  # noqa: BLE001 - reported by /health; the server stays up to say so
         logger.exception("loading the model failed")
         state.load_error = exc
         return
-    state.metrics.attach(chat_stream)
-    state.chat_stream = chat_stream
+    if state.metrics is not None:
+        state.metrics.attach(chat_stream.engine, chat_stream.admission)
+    state.set_ready(chat_stream)
     if on_ready is not None:
         on_ready(chat_stream)

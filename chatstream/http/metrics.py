@@ -5,9 +5,9 @@ tests can live in one process without "duplicated timeseries" errors. Names foll
 `chatstream:` prefix and a `model_name` label. Two kinds of metric live here:
 
 - Engine and admission state, read at scrape time by a custom collector. Nothing has to push
-  these, so no thread or timer exists for them. The engine thread updates the values it owns
-  (plain ints that only grow, or sizes of its queues) while a scrape reads them from the event
-  loop; under the GIL each read is a consistent int, and a scrape that is one step stale is fine.
+  these, so no thread or timer exists for them. The engine's numbers come from its `stats`, the
+  immutable snapshot its thread publishes after every step, so a scrape reads one consistent
+  moment of the engine and never touches the scheduler (a scrape one step stale is fine).
 - Per-request latencies, observed through the engine's `RequestObserver` hooks on the event loop
   (`attach` installs this object as `engine.observer`), plus the time a request waited for a run
   slot, which the serving code reports through `observe_queue_time`.
@@ -20,13 +20,17 @@ under it, counts as abort). There is deliberately no second counting entry point
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from chatstream.outputs import RequestDelta
+from chatstream.engine.outputs import RequestDelta
+
+if TYPE_CHECKING:
+    from chatstream.engine.engine_client import EngineClient
+    from chatstream.facade.admission import Admission
 
 PREFIX = "chatstream:"
 
@@ -43,34 +47,32 @@ class _EngineCollector(Collector):
         self._metrics = metrics
 
     def describe(self) -> Iterator[Metric]:
-        # Names only, so registering never touches a chat stream that may not exist yet.
+        # Names only, so registering never touches an engine that may not exist yet.
         return iter(self._families().values())
 
     def collect(self) -> Iterator[Metric]:
         families = self._families()
-        chat_stream = self._metrics.chat_stream
-        if chat_stream is None:  # still loading: the families are announced but have no samples
+        metrics = self._metrics
+        if not metrics.attached:  # still loading: the families are announced but have no samples
             return iter(families.values())
-        label = [self._metrics.model_name]
-        admission = getattr(chat_stream, "admission", None)
+        label = [metrics.model_name]
+        admission = metrics.admission
         if admission is not None:
             families["admission_running"].add_metric(label, admission.num_running)
             families["admission_waiting"].add_metric(label, admission.num_waiting)
             families["admission_capacity"].add_metric(label, admission.max_running + admission.max_waiting)
-        engine = getattr(chat_stream, "engine", None)
-        if engine is not None:  # the mock generator has no engine
-            core = engine.core
-            scheduler, blocks = core.scheduler, core.block_manager
+        if metrics.engine is not None:  # the mock generator has no engine
+            stats = metrics.engine.stats
             queued = admission.num_waiting if admission is not None else 0
-            families["num_requests_running"].add_metric(label, scheduler.num_running)
+            families["num_requests_running"].add_metric(label, stats.num_running)
             # Waiting for a run slot and waiting inside the engine are both "not yet generating".
-            families["num_requests_waiting"].add_metric(label, scheduler.num_waiting + queued)
-            families["kv_cache_usage_perc"].add_metric(label, blocks.usage)
-            families["num_preemptions"].add_metric(label, scheduler.num_preemptions)
-            families["prefix_cache_queries"].add_metric(label, blocks.stats.queries)
-            families["prefix_cache_hits"].add_metric(label, blocks.stats.hits)
-            families["prompt_tokens"].add_metric(label, core.stats.num_prompt_tokens)
-            families["generation_tokens"].add_metric(label, core.stats.num_generation_tokens)
+            families["num_requests_waiting"].add_metric(label, stats.num_waiting + queued)
+            families["kv_cache_usage_perc"].add_metric(label, stats.kv_cache_usage)
+            families["num_preemptions"].add_metric(label, stats.num_preemptions)
+            families["prefix_cache_queries"].add_metric(label, stats.prefix_cache_queries)
+            families["prefix_cache_hits"].add_metric(label, stats.prefix_cache_hits)
+            families["prompt_tokens"].add_metric(label, stats.num_prompt_tokens)
+            families["generation_tokens"].add_metric(label, stats.num_generation_tokens)
         return iter(families.values())
 
     @staticmethod
@@ -106,7 +108,9 @@ class Metrics:
 
     def __init__(self, model_name: str) -> None:
         self.model_name = model_name
-        self.chat_stream: Any = None
+        self.attached = False
+        self.engine: EngineClient | None = None
+        self.admission: Admission | None = None
         self.registry = CollectorRegistry()
         self.registry.register(_EngineCollector(self))
         labels = ["model_name"]
@@ -126,10 +130,10 @@ class Metrics:
         self._success = Counter(PREFIX + "request_success", "Requests that ended, by finish reason.",
                                 ["model_name", "finished_reason"], registry=self.registry)
 
-    def attach(self, chat_stream: Any) -> None:
-        """Read state from `chat_stream` at scrape time and observe its engine's requests."""
-        self.chat_stream = chat_stream
-        engine = getattr(chat_stream, "engine", None)
+    def attach(self, engine: EngineClient | None, admission: Admission | None) -> None:
+        """Read `engine`'s stats and `admission` at scrape time and observe the engine's requests
+        (`engine` None: a mock ChatStream, which has none)."""
+        self.engine, self.admission, self.attached = engine, admission, True
         if engine is not None:
             engine.observer = self
 

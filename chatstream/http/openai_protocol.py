@@ -22,8 +22,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from chatstream.outputs import RequestDelta
-from chatstream.sampling_params import SamplingParams
+from chatstream.engine.outputs import RequestDelta
+from chatstream.engine.sampling_params import SamplingParams
 
 MAX_PROMPTS = 32  # prompts in one /v1/completions request (each gets n choices)
 

@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import json
 import secrets
-from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from chatstream.http.chat_stream_response import ChatStreamResponse
-from chatstream.http.openai_protocol import ChatCompletionRequest, CompletionRequest, OpenAIError, model_list, now
-from chatstream.http.disconnect import ClientGone, disconnect_watch
-from chatstream.http.openai_serving import OpenAIServing, SSEStream
+from chatstream.facade.chat_stream_response import ChatStreamResponse
+from chatstream.facade.disconnect import ClientGone, disconnect_watch
+from chatstream.http.openai_protocol import ChatCompletionRequest, CompletionRequest, OpenAIError, model_list
+from chatstream.http.openai_serving import SSEStream
 from chatstream.http.server_state import ServerState, server_state
 
 # No proxy buffering, no caching: each event must reach the client as soon as it is written.
@@ -28,7 +28,7 @@ SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Contro
 _TYPE_NAMES = frozenset({"str", "int", "float", "bool", "list", "dict", "none"})
 
 
-def add_openai_routes(app: Any) -> None:
+def add_openai_routes(app: Starlette) -> None:
     """Register the /v1 routes on a FastAPI or Starlette app whose `app.state.server` is a `ServerState`."""
     app.router.add_route("/v1/chat/completions", chat_completions, methods=["POST"], name="openai_chat_completions")
     app.router.add_route("/v1/completions", completions, methods=["POST"], name="openai_completions")
@@ -49,8 +49,7 @@ async def models(request: Request) -> Response:
         _check_key(request, state)
     except OpenAIError as exc:
         return error_response(exc)
-    created = state.extra.setdefault("openai_created", now())  # stable across calls, like a real model's
-    return JSONResponse(model_list(state.model_name, created))
+    return JSONResponse(model_list(state.model_name, state.created))  # stable across calls, like a real model's
 
 
 async def _handle(request: Request, model: type[BaseModel]) -> Response:
@@ -58,9 +57,9 @@ async def _handle(request: Request, model: type[BaseModel]) -> Response:
     try:
         _check_key(request, state)
         body = await _parse(request, model)
-        if not state.is_ready:
+        serving = state.openai
+        if serving is None or not state.is_ready:
             raise OpenAIError(503, f"the model is not ready (status: {state.status})", type="service_unavailable")
-        serving = _serving(state)
 
         disconnected = disconnect_watch(request)
         if isinstance(body, ChatCompletionRequest):
@@ -76,16 +75,6 @@ async def _handle(request: Request, model: type[BaseModel]) -> Response:
         # slot cannot leak; closing the stream closes the engine requests.
         return ChatStreamResponse(result, on_close=lambda _message: result.release(), headers=SSE_HEADERS)
     return JSONResponse(result)
-
-
-def _serving(state: ServerState) -> OpenAIServing:
-    # One per loaded ChatStream: it caches the chat stop tokens (reading the vocabulary is not free).
-    serving = state.extra.get("openai_serving")
-    if serving is None or serving.chat_stream is not state.chat_stream:
-        serving = OpenAIServing(state.chat_stream, state.model_name)
-        state.extra["openai_serving"] = serving
-    serving.metrics = state.metrics
-    return serving
 
 
 def _check_key(request: Request, state: ServerState) -> None:

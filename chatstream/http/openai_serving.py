@@ -6,10 +6,11 @@ prompt), merging their deltas, and the answer, either a response dict or an `SSE
 It takes no Starlette objects: the route hands in `disconnect_watch`, a callable whose awaitable
 completes when the client goes away, so this layer runs in unit tests with a fake engine.
 
-Slots: each HTTP request holds ONE slot of `chat_stream.admission`, whatever its n, so the
-OpenAI API and /chat_stream share one bound; a full line is a 429 with Retry-After. The slot is
-freed when the answer is complete or the client leaves (for a stream: by the stream's end, or by
-`SSEStream.release()`, which the response calls when the body never started).
+Slots: each HTTP request holds ONE slot of the serving context's admission (the ChatStream's),
+whatever its n, so the OpenAI API and /chat_stream share one bound; a full line is a 429 with
+Retry-After. The slot is freed when the answer is complete or the client leaves (for a stream:
+by the stream's end, or by `SSEStream.release()`, which the response calls when the body never
+started).
 
 Length: a prompt that leaves no room is a 400; a max_tokens larger than the room left is
 clamped to it (the choice then ends with finish_reason "length"), so clients that always send a
@@ -18,26 +19,31 @@ large max_tokens work with any context size.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import functools
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from chatstream.admission import QueueFull
 from chatstream.chat_prompt.presets.chat_template import END_OF_TURN_TOKENS
 from chatstream.engine.async_engine import EngineDeadError
+from chatstream.engine.outputs import RequestDelta
+from chatstream.engine.sampling_params import SamplingParams
+from chatstream.facade.admission import QueueFull
+from chatstream.facade.disconnect import ClientGone, DisconnectWatch, unless_disconnected
 from chatstream.http import openai_protocol as proto
-from chatstream.http.disconnect import ClientGone, DisconnectWatch, unless_disconnected
 from chatstream.http.openai_protocol import DONE_EVENT, ChatCompletionRequest, CompletionRequest, OpenAIError, sse
-from chatstream.outputs import RequestDelta
-from chatstream.sampling_params import SamplingParams
+from chatstream.http.stream_merge import merge
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from chatstream.engine.engine_client import EngineClient
+    from chatstream.http.serving_context import ServingContext
 
 logger = logging.getLogger("chatstream")
-T = TypeVar("T")
 
 
 class SSEStream:
@@ -74,24 +80,30 @@ class _Job:
 
 
 class OpenAIServing:
-    """The /v1 endpoints' logic over one `ChatStream` (its engine, tokenizer and admission)."""
+    """The /v1 endpoints' logic over one served model (its engine, tokenizer and admission)."""
 
-    def __init__(self, chat_stream: Any, model_name: str, metrics: Any = None) -> None:
-        self.chat_stream = chat_stream
-        self.model_name = model_name
-        self.metrics = metrics
+    def __init__(self, context: ServingContext) -> None:
+        self.context = context
+        self.model_name = context.model_name
 
     @property
-    def engine(self) -> Any:
-        if self.chat_stream.engine is None:  # a ChatStream with use_mock_response has no engine
+    def engine(self) -> EngineClient:
+        if self.context.engine is None:  # a ChatStream with use_mock_response has no engine
             raise OpenAIError(503, "the OpenAI API needs the engine; this server runs mock responses",
                               type="service_unavailable")
-        return self.chat_stream.engine
+        return self.context.engine
+
+    @property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        tokenizer = self.context.tokenizer
+        if tokenizer is None:
+            raise OpenAIError(503, "the served model has no tokenizer", type="service_unavailable")
+        return tokenizer
 
     @functools.cached_property
     def stop_token_ids(self) -> list[int]:
         """The end-of-turn tokens the vocabulary holds: a chat reply ends at its turn's end."""
-        vocab = self.chat_stream.tokenizer.get_vocab()
+        vocab = self.tokenizer.get_vocab()
         return [vocab[token] for token in END_OF_TURN_TOKENS if token in vocab]
 
     # -- endpoints ---------------------------------------------------------------------------
@@ -99,7 +111,7 @@ class OpenAIServing:
                    disconnect_watch: DisconnectWatch) -> dict[str, Any] | SSEStream:
         self._check_model(request.model)
         ids = self._checked(self._chat_prompt_ids(request), "messages")
-        room = self.engine.core.max_model_len - len(ids)
+        room = self.engine.max_model_len - len(ids)
         params = request.to_sampling_params(room, max_room=room, stop_token_ids=self.stop_token_ids)
         job = _Job("chat", proto.new_id("chatcmpl"), [ids], [params], request.n, request.include_usage)
         return await self._serve(job, request.stream, disconnect_watch)
@@ -107,10 +119,10 @@ class OpenAIServing:
     async def completion(self, request: CompletionRequest,
                          disconnect_watch: DisconnectWatch) -> dict[str, Any] | SSEStream:
         self._check_model(request.model)
-        tokenizer = self.chat_stream.tokenizer
+        tokenizer = self.tokenizer
         prompts = [self._checked(p if isinstance(p, list) else tokenizer.encode(p), "prompt")
                    for p in request.prompts()]
-        max_model_len = self.engine.core.max_model_len
+        max_model_len = self.engine.max_model_len
         params = [request.to_sampling_params(max_model_len - len(ids), max_room=max_model_len - len(ids))
                   for ids in prompts]
         job = _Job("completion", proto.new_id("cmpl"), prompts, params, request.n, request.include_usage)
@@ -123,7 +135,7 @@ class OpenAIServing:
                               param="model", code="model_not_found")
 
     def _chat_prompt_ids(self, request: ChatCompletionRequest) -> list[int]:
-        tokenizer = self.chat_stream.tokenizer
+        tokenizer = self.tokenizer
         if not getattr(tokenizer, "chat_template", None):
             raise OpenAIError(400, "the served model's tokenizer has no chat template; use /v1/completions",
                               param="messages")
@@ -137,9 +149,9 @@ class OpenAIServing:
 
     def _checked(self, ids: list[int], param: str) -> list[int]:
         try:
-            self.engine.core.validate_prompt(ids)
+            self.engine.validate_prompt(ids)
         except ValueError as exc:
-            too_long = len(ids) >= self.engine.core.max_model_len
+            too_long = len(ids) >= self.engine.max_model_len
             raise OpenAIError(400, f"{param}: {exc}", param=param,
                               code="context_length_exceeded" if too_long else None) from exc
         return ids
@@ -147,7 +159,7 @@ class OpenAIServing:
     # -- admission and answers ---------------------------------------------------------------
     async def _admit(self, disconnect_watch: DisconnectWatch) -> Callable[[], None]:
         """Take a slot (waiting in line, unless the client leaves); returns its idempotent release."""
-        admission = self.chat_stream.admission
+        admission, retry_after_sec = self.context.admission, self.context.retry_after_sec
         start = time.perf_counter()
         if not admission.try_acquire():
             try:
@@ -155,11 +167,11 @@ class OpenAIServing:
             except QueueFull:
                 raise OpenAIError(
                     429, f"the server is busy: {admission.max_running} requests are running and "
-                         f"{admission.max_waiting} are waiting; retry after {self.chat_stream.retry_after_sec} s",
+                         f"{admission.max_waiting} are waiting; retry after {retry_after_sec} s",
                     type="requests", code="rate_limit_exceeded",
-                    headers={"Retry-After": str(self.chat_stream.retry_after_sec)}) from None
-        if self.metrics is not None:
-            self.metrics.observe_queue_time(time.perf_counter() - start)
+                    headers={"Retry-After": str(retry_after_sec)}) from None
+        if self.context.metrics is not None:
+            self.context.metrics.observe_queue_time(time.perf_counter() - start)
         held = True
 
         def release() -> None:
@@ -253,39 +265,3 @@ def engine_error(exc: BaseException) -> OpenAIError:
         return OpenAIError(400, str(exc))
     logger.error("generation failed", exc_info=exc)
     return OpenAIError(500, "generation failed; see the server log", type="server_error")
-
-
-async def merge(streams: Sequence[AsyncIterator[T]]) -> AsyncGenerator[tuple[int, T], None]:
-    """The items of all `streams` as they arrive, tagged with their stream's index.
-
-    Closing the merge early closes every stream (for engine streams, that aborts the requests).
-    """
-    # (index, item, error); item None with no error: that stream ended.
-    queue: asyncio.Queue[tuple[int, T | None, Exception | None]] = asyncio.Queue()
-
-    async def pump(index: int, stream: AsyncIterator[T]) -> None:
-        error = None
-        try:
-            async with aclosing(stream):  # type: ignore[type-var]
-                async for item in stream:
-                    queue.put_nowait((index, item, None))
-        except Exception as exc:  # noqa: BLE001 - handed to the consumer, who raises it
-            error = exc
-        finally:
-            queue.put_nowait((index, None, error))
-
-    tasks = [asyncio.ensure_future(pump(i, stream)) for i, stream in enumerate(streams)]
-    try:
-        num_open = len(tasks)
-        while num_open:
-            index, item, error = await queue.get()
-            if error is not None:
-                raise error
-            if item is None:
-                num_open -= 1
-            else:
-                yield index, item
-    finally:
-        for task in tasks:  # cancelling a pump closes its stream
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)

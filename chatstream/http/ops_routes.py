@@ -5,9 +5,8 @@ Both read `ServerState` (on `app.state.server`) per request and never wait for t
 - `/health` is 200 only when the engine is serving; 503 while the model loads, after it failed to
   load, or after the engine thread died, so a load balancer takes the instance out of rotation.
 - `/metrics` is the Prometheus text of `ServerState.metrics` and answers 200 in every state, so a
-  scraper sees a loading or dead server instead of a gap. The serving code calls
-  `metrics.attach(chat_stream)` once the model is ready; until then only the latency histograms
-  and the metric names are there. It is 404 when metrics are not enabled.
+  scraper sees a loading or dead server instead of a gap. The app calls `metrics.attach(...)`
+  once the model is ready; until then only the latency histograms and the metric names are there. It is 404 when metrics are not enabled.
 
 Routes are plain Starlette routes on `app.router`, so this works for FastAPI and Starlette apps.
 """
@@ -16,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -40,8 +40,8 @@ def health_body(state: ServerState) -> tuple[dict[str, Any], int]:
     if status == "failed":
         body["error"] = _short_error(state.load_error, "the model failed to load")
     elif status == "dead":
-        engine = getattr(state.chat_stream, "engine", None)
-        body["error"] = _short_error(getattr(engine, "error", None), "the engine is not running")
+        engine_error = state.serving.engine_error if state.serving is not None else None
+        body["error"] = _short_error(engine_error, "the engine is not running")
     return body, 503
 
 
@@ -58,7 +58,7 @@ async def metrics(request: Request) -> Response:
     return Response(body, media_type=content_type)
 
 
-def add_ops_routes(app: Any) -> None:
+def add_ops_routes(app: Starlette) -> None:
     """Register `GET /health` and `GET /metrics` on `app`."""
     app.router.add_route("/health", health, methods=["GET"], name="health")
     app.router.add_route("/metrics", metrics, methods=["GET"], name="metrics")

@@ -11,7 +11,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from chatstream.facade.chat_stream import ChatStream
+    from chatstream.http.app import ServerConfig
 
 GIB = 1024 ** 3
 
@@ -44,13 +48,15 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-num-batched-tokens", type=int, default=512)
     parser.add_argument("--no-prefix-caching", action="store_true")
     parser.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on /v1")
+    parser.add_argument("--locale", default=None, choices=("en", "ja"),
+                        help="language of the web page (default: the browser's language)")
     parser.add_argument("--cors-origin", action="append", default=[], help="allowed origin (repeatable)")
     parser.add_argument("--record", default=None, metavar="DIR",
                         help="record every generation for replay (Transformer Mock); 'auto' = the cache dir")
     parser.add_argument("--log-level", default=argparse.SUPPRESS, help="DEBUG | INFO | WARNING | ERROR")
 
 
-def config_from_args(args: argparse.Namespace) -> Any:
+def config_from_args(args: argparse.Namespace) -> ServerConfig:
     from chatstream.http.app import ServerConfig
 
     options: dict[str, Any] = {
@@ -67,20 +73,25 @@ def config_from_args(args: argparse.Namespace) -> Any:
     if args.record:
         options["record_to"] = True if args.record == "auto" else args.record
     return ServerConfig(model=args.model, chat_prompt=args.chat_prompt, model_name=args.served_model_name,
-                        api_key=args.api_key, cors_origins=tuple(args.cors_origin), chat_stream_options=options)
+                        api_key=args.api_key, cors_origins=tuple(args.cors_origin), locale=args.locale,
+                        chat_stream_options=options)
 
 
-def startup_report(chat_stream: Any, url: str, model_name: str) -> str:
-    core = chat_stream.engine.core
-    tokens = core.kv_cache.num_blocks * core.config.block_size
-    return (f"ChatStream is serving {model_name} on {chat_stream.device}\n"
-            f"  web chat:   {url}/\n"
-            f"  OpenAI API: {url}/v1  (model \"{model_name}\")\n"
-            f"  native API: {url}/chat_stream   health: {url}/health   metrics: {url}/metrics\n"
-            f"  KV cache: {core.kv_cache.num_blocks} blocks x {core.config.block_size} tokens = {tokens} tokens "
-            f"({core.kv_cache.size_bytes / GIB:.2f} GiB); {tokens / core.max_model_len:.1f} sequences of the full "
-            f"{core.max_model_len} tokens fit at once; up to {chat_stream.admission.max_running} run together, "
-            f"{chat_stream.admission.max_waiting} more may wait")
+def startup_report(chat_stream: ChatStream, url: str, model_name: str) -> str:
+    lines = [f"ChatStream is serving {model_name} on {chat_stream.device}",
+             f"  web chat:   {url}/",
+             f"  OpenAI API: {url}/v1  (model \"{model_name}\")",
+             f"  native API: {url}/chat_stream   health: {url}/health   metrics: {url}/metrics"]
+    admission = chat_stream.admission
+    queue = f"up to {admission.max_running} run together, {admission.max_waiting} more may wait"
+    if chat_stream.engine is None:  # mock responses: no engine, no cache
+        return "\n".join(lines + [f"  mock responses; {queue}"])
+    stats = chat_stream.engine.stats
+    tokens, max_model_len = stats.kv_cache_tokens, stats.max_model_len
+    lines.append(f"  KV cache: {stats.num_kv_blocks} blocks x {stats.block_size} tokens = {tokens} tokens "
+                 f"({stats.kv_cache_bytes / GIB:.2f} GiB); {tokens / max_model_len:.1f} sequences of the full "
+                 f"{max_model_len} tokens fit at once; {queue}")
+    return "\n".join(lines)
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -92,7 +103,7 @@ def run_serve(args: argparse.Namespace) -> int:
     url = f"http://{args.host}:{args.port}"
     model_name = config.served_model_name()
 
-    def on_ready(chat_stream: Any) -> None:
+    def on_ready(chat_stream: ChatStream) -> None:
         print(startup_report(chat_stream, url, model_name), file=sys.stderr, flush=True)
 
     app = create_app(config, on_ready=on_ready)

@@ -2,6 +2,11 @@
 
 Owns: the public names of `chatstream.mock`. They are imported lazily, so importing this package stays cheap (no
 torch or transformers) until a name that needs them is used.
+
+The modules here are the Transformer Mock, an engine plug-in: recording (a `StepRecorder`) and replay (a
+`StepRunner`); they import the engine and nothing above it. `MockChatGenerator`, the generator mock, belongs to the
+facade (`chatstream.facade.generator_mock`) and is only named here, so `from chatstream.mock import
+MockChatGenerator` keeps working.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "MockChatGenerator": "chatstream.mock.generator_mock",
+    "MockChatGenerator": "chatstream.facade.generator_mock",
     "MockTokenSampler": "chatstream.mock.transformer_mock",
     "MockTransformer": "chatstream.mock.transformer_mock",
     "Recorder": "chatstream.mock.recorder",

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from chatstream.mock.recording import RecordedRequest
-from chatstream.sampling_params import SamplingParams
+from chatstream.engine.sampling_params import SamplingParams
 
 
 class ReplayDivergence(ValueError):

@@ -2,8 +2,9 @@
 `get_model()`, `get_tokenizer()`, `get_token_sampler()`.
 
 Owns the objects that stand where a model, a tokenizer and a token sampler would be passed:
-`ReplayModel` (the recording plus the per-step wait; `LLM` and `ChatStream` see it and build a
-`ReplayEngineCore` instead of loading weights), the recorded tokenizer, and `MockTokenSampler`.
+`ReplayModel` (the recording plus the per-step wait: a `RunnerSource`, so the engine builder gives
+its engine a `ReplayRunner` instead of loading weights), the recorded tokenizer, and
+`MockTokenSampler`.
 Torch-free: nothing here imports torch until a model's `device` is asked for.
 
 Unlike the original (which stored logits and hashed them to find the sampled token), replay
@@ -23,11 +24,15 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedTokenizerBase
 
+    from chatstream.engine.config import EngineConfig
+    from chatstream.mock.replay import ReplayRunner
+
 
 class ReplayModel:
     """What `MockTransformer.get_model()` returns: a recording to replay, not a network.
 
-    The engine never calls it; `eval()`, `to()` and `half()` return it unchanged so code written
+    The engine never calls it: it asks it for its runner (`step_runner`, the `RunnerSource`
+    contract) and keeps it as the object that stands for the model. `eval()`, `to()` and `half()` return it unchanged so code written
     for a real model (the original's examples) runs as is.
     """
 
@@ -61,6 +66,15 @@ class ReplayModel:
 
     def half(self) -> "ReplayModel":
         return self
+
+    def default_tokenizer(self) -> PreTrainedTokenizerBase:
+        """The recorded tokenizer."""
+        return self.recording.load_tokenizer()
+
+    def step_runner(self, tokenizer: PreTrainedTokenizerBase | None, config: EngineConfig) -> ReplayRunner:
+        from chatstream.mock.replay import ReplayRunner  # torch, only once an engine is built
+
+        return ReplayRunner(self.recording, tokenizer, config, self.wait_sec)
 
     def __repr__(self) -> str:
         return f"ReplayModel({str(self.recording.path)!r}, {len(self.recording.requests)} requests)"

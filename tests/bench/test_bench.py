@@ -173,7 +173,7 @@ def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.slow
 def test_runner_end_to_end_on_a_tiny_model(tiny_llama_dir: Path) -> None:
     contenders = ["hf-sequential", "hf-static"]
-    if importlib.util.find_spec("chatstream.llm") is not None:
+    if importlib.util.find_spec("chatstream.facade.llm") is not None:
         contenders.append("chatstream")
     config = BenchConfig(model=str(tiny_llama_dir), num_requests=3, prompt_len=8, output_len=4,
                          shared_prefix_len=16, contenders=contenders, threads=1, timeout_s=300)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from chatstream.engine.block_manager import BlockManager
 from chatstream.engine.request import Request
-from chatstream.sampling_params import SamplingParams
+from chatstream.engine.sampling_params import SamplingParams
 
 
 def make_request(tokens: list[int], rid: str = "r") -> Request:

@@ -7,10 +7,10 @@ import random
 import pytest
 from tiny_models import build_tiny_model
 
-from chatstream.config import EngineConfig
+from chatstream.engine.config import EngineConfig
 from chatstream.engine.engine_core import EngineCore
-from chatstream.outputs import RequestDelta
-from chatstream.sampling_params import SamplingParams
+from chatstream.engine.outputs import RequestDelta
+from chatstream.engine.sampling_params import SamplingParams
 
 
 @pytest.fixture(scope="module")

@@ -166,7 +166,7 @@ def test_engine_logs_its_matmul_path_and_kv_budget(tiny_model, caplog: pytest.Lo
     import logging
 
     from chatstream import LLM
-    from chatstream.config import EngineConfig
+    from chatstream.engine.config import EngineConfig
     from chatstream.engine.kv_cache import FREE_MEMORY_SHARE, default_kv_budget
 
     with pytest.raises(ValueError, match="quantization"):

@@ -23,7 +23,7 @@ import torch
 from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from chatstream import LLM, SamplingParams
-from chatstream.outputs import RequestOutput
+from chatstream.engine.outputs import RequestOutput
 
 MAX_TOKENS = 16
 NUM_PROMPTS = 16

@@ -39,7 +39,7 @@ def _perplexity(model: torch.nn.Module, ids: torch.Tensor) -> float:
 @pytest.mark.slow
 def test_int8_smollm2_perplexity_within_two_percent_of_fp32() -> None:
     from chatstream.engine.model_weights import prepare_weights
-    from chatstream.model_loader import load_model
+    from chatstream.engine.model_loader import load_model
 
     model, tokenizer = load_model(None, dtype="float32", device="cpu")
     ids = torch.tensor([tokenizer(TEXT.read_text())["input_ids"]])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from chatstream.engine.block_manager import BlockManager
 from chatstream.engine.request import Request, RequestStatus
 from chatstream.engine.scheduler import Scheduler, SchedulerOutput
-from chatstream.sampling_params import SamplingParams
+from chatstream.engine.sampling_params import SamplingParams
 
 
 def make_scheduler(num_blocks: int = 64, block_size: int = 4, max_num_seqs: int = 8, budget: int = 32) -> Scheduler:

@@ -8,6 +8,7 @@ to 503 while /metrics keeps answering.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from types import SimpleNamespace
@@ -19,10 +20,13 @@ from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
 from chatstream import ChatPromptTogetherRedPajamaINCITEChat, ChatStream
+from chatstream.engine.outputs import RequestDelta
+from chatstream.engine.stats import EngineStats
+from chatstream.facade.admission import Admission
 from chatstream.http.metrics import Metrics
 from chatstream.http.ops_routes import add_ops_routes, health_body
 from chatstream.http.server_state import ServerState
-from chatstream.outputs import RequestDelta
+from chatstream.http.serving_context import ServingContext
 from live_server import LiveServer, read_chat_stream, session_client
 
 MODEL = "tiny-llama"
@@ -95,18 +99,16 @@ def fake_chat_stream(with_engine: bool = True) -> Any:
     admission = SimpleNamespace(num_running=2, num_waiting=3, max_running=2, max_waiting=5)
     if not with_engine:
         return SimpleNamespace(admission=admission, engine=None)
-    core = SimpleNamespace(
-        scheduler=SimpleNamespace(num_running=2, num_waiting=1, num_preemptions=4),
-        block_manager=SimpleNamespace(usage=0.25, stats=SimpleNamespace(queries=320, hits=96)),
-        stats=SimpleNamespace(num_prompt_tokens=500, num_generation_tokens=70, num_finished_requests=6),
-    )
-    return SimpleNamespace(admission=admission, engine=SimpleNamespace(core=core, observer=None))
+    stats = EngineStats(num_running=2, num_waiting=1, num_preemptions=4, num_kv_blocks=8, num_free_kv_blocks=6,
+                        prefix_cache_queries=320, prefix_cache_hits=96, num_prompt_tokens=500,
+                        num_generation_tokens=70, num_finished_requests=6)
+    return SimpleNamespace(admission=admission, engine=SimpleNamespace(stats=stats, observer=None))
 
 
 def test_collector_reads_engine_and_admission_at_scrape_time() -> None:
     metrics = Metrics(MODEL)
     chat_stream = fake_chat_stream()
-    metrics.attach(chat_stream)
+    metrics.attach(chat_stream.engine, chat_stream.admission)
     assert chat_stream.engine.observer is metrics
     s = scrape(metrics)
     assert s[P + "num_requests_running"] == 2
@@ -116,7 +118,8 @@ def test_collector_reads_engine_and_admission_at_scrape_time() -> None:
     assert (s[P + "prefix_cache_queries_total"], s[P + "prefix_cache_hits_total"]) == (320, 96)
     assert (s[P + "prompt_tokens_total"], s[P + "generation_tokens_total"]) == (500, 70)
     assert (s[P + "admission_running"], s[P + "admission_waiting"], s[P + "admission_capacity"]) == (2, 3, 7)
-    chat_stream.engine.core.stats.num_generation_tokens = 71  # read live, not cached at attach
+    # The engine publishes a new snapshot after each step: read live, not cached at attach.
+    chat_stream.engine.stats = dataclasses.replace(chat_stream.engine.stats, num_generation_tokens=71)
     assert scrape(metrics)[P + "generation_tokens_total"] == 71
 
 
@@ -125,17 +128,24 @@ def test_collector_copes_with_no_chat_stream_and_with_no_engine() -> None:
     text = metrics.render()[0].decode()
     assert "# TYPE chatstream:num_requests_running gauge" in text  # announced, but no sample yet
     assert P + "num_requests_running" not in scrape(metrics)
-    metrics.attach(fake_chat_stream(with_engine=False))  # the mock generator has no engine
+    chat_stream = fake_chat_stream(with_engine=False)  # the mock generator has no engine
+    metrics.attach(chat_stream.engine, chat_stream.admission)
     s = scrape(metrics)
     assert s[P + "admission_capacity"] == 7 and P + "kv_cache_usage_perc" not in s
+
+
+def serving(engine: Any) -> ServingContext:
+    return ServingContext(model_name=MODEL, engine=engine, tokenizer=None, admission=Admission(1, 0), retry_after_sec=1)
 
 
 def test_health_body_for_each_state() -> None:
     state = ServerState(model_name=MODEL)
     assert health_body(state) == ({"status": "loading", "model": MODEL}, 503)
-    state.chat_stream = SimpleNamespace(is_ready=True)
+    state.serving = serving(SimpleNamespace(is_running=True, error=None))
     assert health_body(state) == ({"status": "ready", "model": MODEL}, 200)
-    state.chat_stream = SimpleNamespace(is_ready=False, engine=SimpleNamespace(error=RuntimeError("x" * 1000)))
+    state.serving = serving(None)  # a ChatStream of mock responses has no engine to die
+    assert health_body(state) == ({"status": "ready", "model": MODEL}, 200)
+    state.serving = serving(SimpleNamespace(is_running=False, error=RuntimeError("x" * 1000)))
     body, code = health_body(state)
     assert code == 503 and body["status"] == "dead" and body["error"].startswith("RuntimeError: xxx")
     assert len(body["error"]) <= 300
@@ -194,8 +204,8 @@ def test_health_follows_loading_and_metrics_move_under_load(served) -> None:
     assert response.status_code == 503 and response.json() == {"status": "loading", "model": MODEL}
     assert P + "num_requests_running" not in get_metrics(server.url)  # 200 while loading, no engine yet
 
-    state.metrics.attach(chat_stream)
-    state.chat_stream = chat_stream
+    state.metrics.attach(chat_stream.engine, chat_stream.admission)
+    state.set_ready(chat_stream)
     response = httpx.get(server.url + "/health")
     assert response.status_code == 200 and response.json() == {"status": "ready", "model": MODEL}
     before = get_metrics(server.url)
@@ -220,7 +230,7 @@ def test_health_follows_loading_and_metrics_move_under_load(served) -> None:
     # The repeat finds every full block of its prompt cached: all but at most one block of tokens.
     repeat_prompt_tokens = after[P + "prompt_tokens_total"] - middle[P + "prompt_tokens_total"]
     repeat_hits = after[P + "prefix_cache_hits_total"] - middle[P + "prefix_cache_hits_total"]
-    assert repeat_prompt_tokens - chat_stream.engine.core.config.block_size <= repeat_hits < repeat_prompt_tokens
+    assert repeat_prompt_tokens - chat_stream.engine.stats.block_size <= repeat_hits < repeat_prompt_tokens
     assert grew("time_to_first_token_seconds_count") == len(prompts)
     # Every token after a request's first is one inter-token observation.
     assert grew("inter_token_latency_seconds_count") == generated - len(prompts)
@@ -232,8 +242,8 @@ def test_health_follows_loading_and_metrics_move_under_load(served) -> None:
 
 def test_a_dead_engine_thread_turns_health_to_503_and_metrics_keep_answering(served, monkeypatch) -> None:
     server, state, chat_stream = served
-    state.metrics.attach(chat_stream)
-    state.chat_stream = chat_stream
+    state.metrics.attach(chat_stream.engine, chat_stream.admission)
+    state.set_ready(chat_stream)
     assert httpx.get(server.url + "/health").status_code == 200
 
     def broken_step() -> list[RequestDelta]:

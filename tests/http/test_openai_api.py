@@ -47,7 +47,8 @@ def served(tiny_model_factory):
     tokenizer.chat_template = TEMPLATE  # the tiny tokenizer ships none
     chat_stream = ChatStream(model=model, tokenizer=tokenizer, chat_prompt_clazz=ChatPromptChatTemplate,
                              num_kv_blocks=64, num_of_concurrent_executions=1, max_queue_size=0, retry_after_sec=2)
-    state = ServerState(model_name="tiny", api_key=KEY, chat_stream=chat_stream, metrics=RecordingMetrics())
+    state = ServerState(model_name="tiny", api_key=KEY, metrics=RecordingMetrics())
+    state.set_ready(chat_stream)
     with LiveServer(_app(state)) as server:
         yield server, chat_stream
     chat_stream.shutdown()
@@ -62,7 +63,8 @@ def client(served) -> Iterator[openai.OpenAI]:
 
 
 def _idle(chat_stream: ChatStream) -> bool:
-    return chat_stream.admission.num_running == 0 and not chat_stream.engine.core.requests
+    stats = chat_stream.engine.stats  # the engine thread's snapshot after its latest step
+    return chat_stream.admission.num_running == 0 and stats.num_running == stats.num_waiting == 0
 
 
 def _wait_for(predicate, timeout: float = 10.0) -> None:
@@ -222,7 +224,7 @@ def test_bad_fields_are_400s_naming_the_field(client, kwargs, param):
 def test_max_tokens_beyond_the_context_is_clamped(client, served):
     _, chat_stream = served
     answer = client.completions.create(model="tiny", prompt="x", max_tokens=10**6, temperature=0)
-    assert answer.usage.completion_tokens <= chat_stream.engine.core.max_model_len - answer.usage.prompt_tokens
+    assert answer.usage.completion_tokens <= chat_stream.engine.max_model_len - answer.usage.prompt_tokens
 
 
 def test_a_full_queue_is_429_with_retry_after(client, served):
@@ -269,7 +271,9 @@ def test_not_ready_is_503():
 def test_smollm2_knows_the_capital_of_france(smollm2_dir):
     chat_stream = ChatStream(model=str(smollm2_dir), chat_prompt_clazz=ChatPromptChatTemplate, num_kv_blocks=128)
     try:
-        with LiveServer(_app(ServerState(model_name="smollm2", chat_stream=chat_stream))) as server, \
+        state = ServerState(model_name="smollm2")
+        state.set_ready(chat_stream)
+        with LiveServer(_app(state)) as server, \
                 openai.OpenAI(base_url=server.url + "/v1", api_key="unused", max_retries=0, timeout=120) as client:
             question = [{"role": "user", "content": "What is the capital of France?"}]
             answer = client.chat.completions.create(model="smollm2", messages=question, temperature=0, max_tokens=40)

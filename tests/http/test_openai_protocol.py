@@ -8,7 +8,7 @@ from pydantic import ValidationError
 
 from chatstream.http.openai_protocol import ChatCompletionRequest, Choices, CompletionRequest, OpenAIError
 from chatstream.http.openai_routes import validation_error
-from chatstream.outputs import RequestDelta
+from chatstream.engine.outputs import RequestDelta
 
 USER = [{"role": "user", "content": "hi"}]
 

@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 
-from chatstream.admission import Admission
+from chatstream.facade.admission import Admission
 from chatstream.engine.async_engine import EngineDeadError
 from chatstream.http.openai_protocol import ChatCompletionRequest, CompletionRequest, OpenAIError
-from chatstream.http.disconnect import ClientGone
+from chatstream.facade.disconnect import ClientGone
 from chatstream.http.openai_serving import OpenAIServing, SSEStream
-from chatstream.outputs import RequestDelta
+from chatstream.http.serving_context import ServingContext
+from chatstream.engine.outputs import RequestDelta
 
 
 class FakeTokenizer:
@@ -30,24 +31,21 @@ class FakeTokenizer:
         return {"a": 1, "<|im_end|>": 7, "<|endoftext|>": 0}
 
 
-class FakeCore:
-    max_model_len = 64
-
-    def validate_prompt(self, ids: list[int]) -> None:
-        if len(ids) >= self.max_model_len:
-            raise ValueError(f"prompt is {len(ids)} tokens but max_model_len={self.max_model_len}")
-
-
 class FakeEngine:
     """Streams `words` one per delta (waiting `gate` before each), recording requests and aborts."""
 
+    max_model_len = 64
+
     def __init__(self, words: list[str], error: Exception | None = None) -> None:
-        self.core = FakeCore()
         self.words, self.error = words, error
         self.calls: list[tuple[list[int], Any, str]] = []
         self.aborted: list[str] = []
         self.gate = asyncio.Event()
         self.gate.set()
+
+    def validate_prompt(self, ids: list[int]) -> None:
+        if len(ids) >= self.max_model_len:
+            raise ValueError(f"prompt is {len(ids)} tokens but max_model_len={self.max_model_len}")
 
     async def generate(self, ids, params, request_id):
         self.calls.append((list(ids), params, request_id))
@@ -87,7 +85,10 @@ async def never() -> None:
 def _serving(words=("Hel", "lo"), error=None, **admission) -> tuple[OpenAIServing, FakeChatStream, Metrics]:
     chat_stream = FakeChatStream(FakeEngine(list(words), error), **admission)
     metrics = Metrics()
-    return OpenAIServing(chat_stream, "tiny", metrics), chat_stream, metrics
+    context = ServingContext(model_name="tiny", engine=chat_stream.engine, tokenizer=chat_stream.tokenizer,
+                             admission=chat_stream.admission, retry_after_sec=chat_stream.retry_after_sec,
+                             metrics=metrics)
+    return OpenAIServing(context), chat_stream, metrics
 
 
 def _chat(**fields) -> ChatCompletionRequest:

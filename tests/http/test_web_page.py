@@ -1,333 +1,266 @@
-"""The bundled chat page in a real headless Chromium, against real servers.
+"""The bundled chat page in a real headless Chromium against real servers: chatting.
 
-One server runs the engine with the bundled SmolLM2 (greedy, so its answers are stable); the page
-is driven the way a user drives it: type and press Enter, Stop, Regenerate, Shift+Enter, the
-settings panel and Clear conversation. The server's side (history, session parameters, the freed
-run slot) is checked through the page's own session cookie. A second, mock-mode server with a
-single run slot and no queue checks that a refused request (429) shows the busy message.
-
-Needs the `playwright` Python package and a Chromium binary (`CHROMIUM` or `chromium` on PATH);
-no browser download is used. Screenshots go to $CHATSTREAM_TEST_ARTIFACTS (default
-`test-artifacts/`).
+Most tests use the generator mock's `echo` type, so a reply is the user's own Markdown coming
+back a word at a time: what the page renders is predictable. One test runs the bundled SmolLM2
+(greedy) through send, Stop, Regenerate and New chat, and checks the server's side (history, the
+freed run slot) through the page's own session cookie. The error paths, the settings, the
+languages and the accessibility checks have their own files (test_web_page_*.py).
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import time
-import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi import FastAPI
 
-from chatstream import ChatPromptChatTemplate, ChatPromptTogetherRedPajamaINCITEChat, ChatStream
-from live_server import LiveServer, session_client
+from chatstream import ChatPromptChatTemplate, ChatStream
+from live_server import LiveServer
+from web_page_support import (
+    LAST_REPLY, TIMEOUT_MS, WELCOME, artifacts, browser, clipboard, echo_chat_stream, focused, page_app,  # noqa: F401
+    page_on, send, server_prompt, wait_for, wait_idle, wait_synced)
 
-pytestmark = pytest.mark.slow
-
-WELCOME = "Hello! Ask me anything."
-TIMEOUT_MS = 60_000
-CHROMIUM_ARGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]
-
-LAST_ASSISTANT = "#cs-messages > .cs-msg.cs-assistant:last-child"
-IS_IDLE = "() => document.body.dataset.state === 'idle'"
-
-
-# -- fixtures ----------------------------------------------------------------------------------------------------------
-
-def _chromium_path() -> str | None:
-    path = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-    return path if path and Path(path).exists() else None
+MARKDOWN = ("# Shopping\n\nBuy **milk** and `eggs`, see [the shop](https://example.com/shop).\n\n- apples\n- pears\n\n"
+            "| fruit | count |\n|---|---|\n| apple | 3 |\n\n```python\ndef total(items):\nreturn sum(items)\n```")
+XSS = '<img src=x onerror="window.__pwned=1"> <script>window.__pwned=2</script> [click](javascript:window.__pwned=3)'
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    executable = _chromium_path()
-    if os.environ.get("CI"):
-        # CI installs both (README's test command); there a missing browser is a failure, not a skip.
-        from playwright import sync_api
-
-        assert executable is not None, "CI must have chromium installed (see the README's test command)"
-    else:
-        sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-        if executable is None:
-            pytest.skip(f"no Chromium found: set CHROMIUM (now {os.environ.get('CHROMIUM')!r}) or put it on PATH")
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
-        yield launched
-        launched.close()
+def echo_server() -> Iterator[tuple[LiveServer, ChatStream, list[dict[str, Any]]]]:
+    feedback: list[dict[str, Any]] = []
+    chat_stream = echo_chat_stream(time_per_token_sec=0.02)
+    app = page_app(chat_stream, set_feedback_opts={"on_feedback_received": feedback.append})
+    with LiveServer(app) as server:
+        yield server, chat_stream, feedback
 
 
-@pytest.fixture(scope="module")
-def artifacts() -> Path:
-    folder = Path(os.environ.get("CHATSTREAM_TEST_ARTIFACTS", "test-artifacts"))
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
+def _reply_record(chat_stream: ChatStream, page: Any) -> Any:
+    message_id = page.get_attribute(LAST_REPLY, "data-message-id")
+    assert message_id
+    return chat_stream.chat_generator.replies.find(message_id)
 
 
-def _app(chat_stream: ChatStream) -> FastAPI:
-    app = FastAPI()
-    chat_stream.append_middlewares(app)
-    chat_stream.append_apis(app, {"all": True, "web_ui_params": {"welcomeMessage": WELCOME, "title": "Web page test"}})
-    return app
+def test_markdown_renders_while_streaming_with_highlighted_code_and_copy_buttons(echo_server, page_on, artifacts):
+    server, chat_stream, _ = echo_server
+    page = page_on(server.url)
+    page.evaluate("""() => {
+        window.__renderedWhileStreaming = false;
+        window.__busyInLiveRegion = false;
+        new MutationObserver(() => {
+            const reply = document.querySelector('#cs-messages > .cs-assistant:last-child[data-streaming="true"]');
+            if (reply && reply.querySelector('.cs-content h1, .cs-content li')) window.__renderedWhileStreaming = true;
+            // The streaming reply sits in the live region, marked busy so it is read once, whole.
+            const live = reply && reply.closest('[role="log"][aria-live="polite"]');
+            if (live && reply.getAttribute('aria-busy') === 'true') window.__busyInLiveRegion = true;
+        }).observe(document.getElementById('cs-messages'), {subtree: true, childList: true});
+    }""")
+    send(page, MARKDOWN)
+    reply = wait_synced(page)
+    assert page.evaluate("window.__renderedWhileStreaming"), "Markdown must render while the reply streams"
+    assert page.evaluate("window.__busyInLiveRegion")
+    assert reply.get_attribute("aria-busy") is None
+    assert page.inner_text("#cs-live") == "Reply complete"
+    content = reply.locator(".cs-content")
+    assert content.locator("h1").inner_text() == "Shopping"
+    assert content.locator("strong").inner_text() == "milk"
+    assert content.locator("p code").inner_text() == "eggs"
+    link = content.locator("a")
+    assert link.get_attribute("href") == "https://example.com/shop"
+    assert link.get_attribute("target") == "_blank" and "noopener" in link.get_attribute("rel")
+    assert content.locator("li").all_inner_texts() == ["apples", "pears"]
+    assert content.locator("th").all_inner_texts() == ["fruit", "count"]
+    assert content.locator("td").all_inner_texts() == ["apple", "3"]
+    code = content.locator(".cs-code pre code")
+    assert "hljs" in code.get_attribute("class") and code.locator("span.hljs-keyword").count() >= 2
+    assert content.locator(".cs-code-bar").inner_text().startswith("python")
+    page.screenshot(path=str(artifacts / "web_page_markdown.png"))
+
+    content.locator(".cs-code-copy").click()
+    assert clipboard(page) == "def total(items):\nreturn sum(items)\n"
+    assert content.locator(".cs-code-copy").inner_text() == "Copied"
+    reply.locator(".cs-copy-reply").click()
+    assert clipboard(page) == MARKDOWN
+    # The statistics are the server's: the mock streamed one token per word.
+    record = _reply_record(chat_stream, page)
+    assert record.num_output_tokens == len(MARKDOWN.split(" "))
+    assert reply.locator(".cs-stats").inner_text().startswith(f"{record.num_output_tokens} tokens · ")
+    assert "tokens/s" in reply.locator(".cs-stats").inner_text()
 
 
-@pytest.fixture(scope="module")
-def served(smollm2_dir: Path) -> Iterator[tuple[LiveServer, ChatStream]]:
+def test_html_and_scripts_in_a_reply_show_as_text_and_never_run(echo_server, page_on):
+    server, _, _ = echo_server
+    page = page_on(server.url)
+    send(page, XSS)
+    reply = wait_synced(page)
+    content = reply.locator(".cs-content")
+    assert '<img src=x onerror="window.__pwned=1">' in content.inner_text()
+    assert "<script>window.__pwned=2</script>" in content.inner_text()
+    assert content.locator("img, script, iframe, [onerror]").count() == 0
+    assert content.locator("a[href^='javascript']").count() == 0
+    page.click(LAST_REPLY + " .cs-content", position={"x": 5, "y": 5})
+    assert page.evaluate("window.__pwned") is None
+    # The user's own message is text too.
+    assert page.locator("#cs-messages > .cs-user .cs-content").inner_text() == XSS
+    assert page.locator("#cs-messages img").count() == 0
+
+
+def test_stop_and_escape_show_exactly_the_text_the_server_kept(page_on):
+    chat_stream = echo_chat_stream(time_per_token_sec=0.05)
+    words = " ".join(f"word{i}" for i in range(400))
+    with LiveServer(page_app(chat_stream)) as server:
+        page = page_on(server.url)
+        for how in ("button", "escape"):
+            send(page, words)
+            page.wait_for_function("""() => {
+                const r = document.querySelector('#cs-messages > .cs-assistant:last-child[data-streaming="true"]');
+                return r !== null && r.querySelector('.cs-content').textContent.length >= 30;
+            }""", timeout=TIMEOUT_MS)
+            assert page.evaluate("document.body.dataset.state") == "streaming"
+            if how == "button":
+                page.click("#cs-stop")
+            else:
+                page.keyboard.press("Escape")
+            reply = wait_synced(page)
+            assert focused(page) == "cs-input", f"after Stop ({how}) focus must not fall to the page"
+            assert reply.locator(".cs-note").inner_text() == "Stopped"
+            record = _reply_record(chat_stream, page)
+            assert record.finish_reason == "abort" and 0 < record.num_output_tokens < 400
+            shown = reply.locator(".cs-content").inner_text()
+            assert shown == record.text and words.startswith(shown)
+            assert server_prompt(page).endswith(f"<bot>: {shown}\n")  # the history's last reply
+            wait_for(lambda: chat_stream.admission.num_running == 0)
+
+
+def test_like_and_dislike_reach_the_feedback_callback(echo_server, page_on):
+    server, _, feedback = echo_server
+    page = page_on(server.url)
+    send(page, "Tell me a **joke**")
+    reply = wait_synced(page)
+    message_id = reply.get_attribute("data-message-id")
+    before = len(feedback)
+
+    reply.locator(".cs-like").click()
+    wait_for(lambda: len(feedback) == before + 1)
+    assert feedback[-1]["is_like"] is True and feedback[-1]["target_message_id"] == message_id
+    assert feedback[-1]["target_message"] == "Tell me a **joke**"
+    assert reply.locator(".cs-like").get_attribute("aria-pressed") == "true"
+
+    reply.locator(".cs-dislike").click()
+    wait_for(lambda: len(feedback) == before + 2)
+    assert feedback[-1]["is_like"] is False
+    assert reply.locator(".cs-like").get_attribute("aria-pressed") == "false"
+    assert reply.locator(".cs-dislike").get_attribute("aria-pressed") == "true"
+
+    reply.locator(".cs-dislike").click()  # pressed again: taken back
+    wait_for(lambda: len(feedback) == before + 3)
+    assert feedback[-1]["is_like"] is None
+    assert reply.locator(".cs-dislike").get_attribute("aria-pressed") == "false"
+
+
+def test_keyboard_alone_sends_stops_regenerates_and_keeps_focus(page_on):
+    chat_stream = echo_chat_stream(time_per_token_sec=0.03)
+    with LiveServer(page_app(chat_stream)) as server:
+        page = page_on(server.url)
+        assert focused(page) == "cs-input"
+        page.keyboard.type("first line")
+        page.keyboard.press("Shift+Enter")
+        page.keyboard.type("second line")
+        assert page.input_value("#cs-input") == "first line\nsecond line"
+        assert page.locator("#cs-messages > .cs-user").count() == 0
+        page.keyboard.press("Enter")
+        wait_synced(page)
+        assert page.locator("#cs-messages > .cs-user .cs-content").inner_text() == "first line\nsecond line"
+        assert focused(page) == "cs-input"
+
+        # Tab walks the controls in reading order, from the header to Send (the last one on the page).
+        page.focus("#cs-settings-toggle")
+        order = [focused(page)]
+        while order[-1] != "cs-send" and len(order) < 20:
+            page.keyboard.press("Tab")
+            order.append(focused(page))
+        assert order == ["cs-settings-toggle", "cs-clear", "BUTTON.cs-tool.cs-copy-reply", "BUTTON.cs-tool.cs-like",
+                         "BUTTON.cs-tool.cs-dislike", "cs-regenerate", "cs-input", "cs-send"], order
+
+        # Regenerate from the keyboard: focus goes to Stop while the reply streams, then back to the box.
+        page.evaluate("""() => {
+            window.__focusByState = [];
+            new MutationObserver(() => window.__focusByState.push(
+                [document.body.dataset.state, document.activeElement.id || document.activeElement.tagName])
+            ).observe(document.body, {attributes: true, attributeFilter: ['data-state']});
+        }""")
+        page.focus("#cs-regenerate")
+        page.keyboard.press("Enter")
+        wait_synced(page)
+        wait_idle(page)
+        assert page.evaluate("window.__focusByState") == [["streaming", "cs-stop"], ["idle", "cs-input"]]
+        assert focused(page) == "cs-input"
+        assert page.locator("#cs-messages > .cs-assistant").count() == 2  # the welcome and one reply
+
+        # Stop from the keyboard, with focus on the Stop button itself.
+        send(page, " ".join(["long"] * 300))
+        page.wait_for_selector("#cs-stop:not([hidden])")
+        page.focus("#cs-stop")
+        page.keyboard.press("Enter")
+        wait_idle(page)
+        assert focused(page) == "cs-input"
+
+
+@pytest.mark.slow
+def test_the_real_model_streams_stops_regenerates_and_clears(smollm2_dir: Path, page_on, artifacts) -> None:
     chat_stream = ChatStream(model=str(smollm2_dir), chat_prompt_clazz=ChatPromptChatTemplate, temperature=0.0,
                              max_new_tokens=300, context_len=2048, num_kv_blocks=256)
     try:
-        with LiveServer(_app(chat_stream)) as server:
-            yield server, chat_stream
+        with LiveServer(page_app(chat_stream)) as server:
+            page = page_on(server.url)
+            assert page.title() == "Web page test"
+            assert page.inner_text(LAST_REPLY + " .cs-content").strip() == WELCOME
+            assert page.is_hidden("#cs-regenerate")  # the welcome is not a reply
+
+            send(page, "What is the capital of France?")
+            reply = wait_synced(page)
+            assert "Paris" in reply.locator(".cs-content").inner_text()
+            assert page.is_visible("#cs-regenerate") and page.is_hidden("#cs-stop")
+            record = _reply_record(chat_stream, page)
+            assert record.finish_reason == "stop" and record.time_to_first_token_sec is not None
+            assert reply.locator(".cs-stats").inner_text().startswith(f"{record.num_output_tokens} tokens")
+            page.screenshot(path=str(artifacts / "web_page_reply.png"))
+
+            # Stop: the page ends up showing exactly what the server kept in the history.
+            send(page, "Write a long story about a dragon.")
+            page.wait_for_function("""() => {
+                const r = document.querySelector('#cs-messages > .cs-assistant:last-child[data-streaming="true"]');
+                return r !== null && r.querySelector('.cs-content').textContent.length >= 40;
+            }""", timeout=TIMEOUT_MS)
+            page.click("#cs-stop")
+            stopped = wait_synced(page)
+            assert focused(page) == "cs-input"
+            record = _reply_record(chat_stream, page)
+            assert record.finish_reason == "abort"
+            stopped.locator(".cs-copy-reply").click()
+            assert clipboard(page) == record.text
+            assert record.text in server_prompt(page)
+            wait_for(lambda: chat_stream.admission.num_running == 0 and not chat_stream.engine.core.requests)
+
+            # Regenerate replaces the stopped reply; the history holds one reply for that turn.
+            stopped.evaluate("(el) => { el.dataset.old = 'true'; }")
+            page.click("#cs-regenerate")
+            page.wait_for_function("() => document.querySelector('[data-old]') === null", timeout=TIMEOUT_MS)
+            wait_idle(page)
+            new_reply = wait_synced(page)
+            assert new_reply.locator(".cs-note").count() == 0
+            assert page.locator("#cs-messages > .cs-assistant").count() == 3  # welcome, Paris, the new story
+            prompt = server_prompt(page)
+            assert prompt.count("Write a long story about a dragon.") == 1
+            assert prompt.count("<|im_start|>assistant") == 2
+            assert _reply_record(chat_stream, page).text in prompt
+
+            # New chat: only the welcome is left, here and on the server.
+            page.click("#cs-clear")
+            page.wait_for_function("() => document.querySelectorAll('#cs-messages > .cs-msg').length === 1")
+            wait_idle(page)
+            assert page.inner_text(LAST_REPLY + " .cs-content").strip() == WELCOME
+            assert server_prompt(page) is None
+            assert focused(page) == "cs-input"
     finally:
         chat_stream.shutdown()
-
-
-@pytest.fixture
-def page_on(browser: Any, artifacts: Path, request: pytest.FixtureRequest) -> Iterator[Any]:
-    """`page_on(url)`: a fresh browser context (so a fresh session) with the page loaded and ready."""
-    contexts = []
-
-    def open_page(url: str) -> Any:
-        context = browser.new_context(viewport={"width": 1000, "height": 800})
-        context.set_default_timeout(TIMEOUT_MS)
-        contexts.append(context)
-        page = context.new_page()
-        page.goto(url + "/")
-        # init() clears the server context before it shows the welcome: once it is there, the page is ready.
-        page.wait_for_selector("#cs-messages > .cs-assistant[data-welcome='true']")
-        return page
-
-    yield open_page
-    for index, context in enumerate(contexts):
-        for number, page in enumerate(context.pages):
-            try:
-                page.screenshot(path=str(artifacts / f"web_page_{request.node.name}_{index}_{number}_end.png"))
-            except Exception:  # noqa: BLE001 - a screenshot must not hide the test's own result
-                pass
-        context.close()
-
-
-# -- helpers -----------------------------------------------------------------------------------------------------------
-
-def _get_json(page: Any, endpoint: str) -> dict[str, Any]:
-    """GET an API through the page, so with the page's own session cookie."""
-    return page.evaluate("(e) => fetch(e, {cache: 'no-store'}).then((r) => r.json())", endpoint)
-
-
-def _prompt(page: Any) -> str | None:
-    prompt = _get_json(page, "get_prompt")["prompt"]
-    return None if prompt is None else urllib.parse.unquote(prompt)
-
-
-def _wait_idle(page: Any) -> None:
-    page.wait_for_function(IS_IDLE, timeout=TIMEOUT_MS)
-
-
-def _send(page: Any, text: str) -> None:
-    page.fill("#cs-input", text)
-    page.press("#cs-input", "Enter")
-
-
-def _record_streaming(page: Any) -> None:
-    """Record (data-streaming, text) of the last assistant bubble on every change of the message list."""
-    page.evaluate("""() => {
-        window.__csSeen = [];
-        const messages = document.getElementById('cs-messages');
-        const note = () => {
-            const bubbles = messages.querySelectorAll('.cs-assistant');
-            const last = bubbles[bubbles.length - 1];
-            if (last) window.__csSeen.push([last.dataset.streaming || '', last.querySelector('.cs-text').textContent]);
-        };
-        window.__csObserver = new MutationObserver(note);
-        window.__csObserver.observe(messages, {subtree: true, childList: true, characterData: true, attributes: true});
-    }""")
-
-
-def _wait_for(predicate: Any, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
-
-
-# -- tests -------------------------------------------------------------------------------------------------------------
-
-def test_send_stop_regenerate_and_clear(served, page_on, artifacts: Path) -> None:
-    server, chat_stream = served
-    page = page_on(server.url)
-    assert page.title() == "Web page test"
-    assert page.locator("#cs-messages > .cs-msg").count() == 1
-    assert page.inner_text(LAST_ASSISTANT).strip() == WELCOME
-    assert page.is_hidden("#cs-regenerate")  # the welcome is not a reply
-
-    # 1. Enter sends; the reply streams into one bubble and ends with the answer.
-    _record_streaming(page)
-    _send(page, "What is the capital of France?")
-    page.wait_for_selector("#cs-messages > .cs-user")
-    _wait_idle(page)
-    reply = page.locator(LAST_ASSISTANT)
-    assert "Paris" in reply.locator(".cs-text").inner_text()
-    assert reply.get_attribute("data-streaming") == "false"
-    seen = page.evaluate("window.__csSeen")
-    streamed_texts = [text for state, text in seen if state == "true"]
-    assert streamed_texts, f"the bubble was never marked as streaming: {seen}"
-    assert page.input_value("#cs-input") == ""
-    assert page.is_visible("#cs-regenerate") and page.is_hidden("#cs-stop")
-    page.screenshot(path=str(artifacts / "web_page_reply.png"))
-
-    # 2. Stop keeps the partial text, marks it, and the server lets the generation go.
-    _record_streaming(page)
-    _send(page, "Write a long story about a dragon.")
-    page.wait_for_function(
-        """() => {
-            const b = document.querySelector('#cs-messages > .cs-assistant:last-child[data-streaming="true"] .cs-text');
-            return b !== null && b.textContent.length >= 40;
-        }""", timeout=TIMEOUT_MS)
-    assert page.is_visible("#cs-stop") and page.is_disabled("#cs-send")
-    assert page.evaluate("document.body.dataset.state") == "streaming"
-    page.click("#cs-stop")
-    _wait_idle(page)
-    stopped = page.locator(LAST_ASSISTANT)
-    partial = stopped.locator(".cs-text").inner_text()
-    assert len(partial) >= 40
-    assert stopped.locator(".cs-note").inner_text().strip() == "(stopped)"
-    assert page.locator("#cs-messages > .cs-error").count() == 0
-    grew = [text for state, text in page.evaluate("window.__csSeen") if state == "true" and text]
-    assert len(set(grew)) >= 2, "the text should grow while streaming, not arrive at once"
-    _wait_for(lambda: chat_stream.admission.num_running == 0 and not chat_stream.engine.core.requests)
-    assert chat_stream.chat_generator.records[-1].finish_reason == "abort"
-    page.screenshot(path=str(artifacts / "web_page_stopped.png"))
-
-    # 3. Regenerate replaces the stopped reply; the history holds one reply for that turn.
-    stopped.evaluate("(el) => { el.dataset.old = 'true'; }")
-    assert page.is_visible("#cs-regenerate")
-    page.click("#cs-regenerate")
-    page.wait_for_function("() => document.querySelector('[data-old]') === null", timeout=TIMEOUT_MS)
-    _wait_idle(page)
-    assert page.locator("#cs-messages > .cs-error").count() == 0
-    assert page.locator("#cs-messages > .cs-assistant").count() == 3  # welcome, Paris, the new story
-    assert page.locator("#cs-messages > .cs-user").count() == 2
-    new_reply = page.locator(LAST_ASSISTANT)
-    assert new_reply.locator(".cs-note").count() == 0
-    new_text = new_reply.locator(".cs-text").inner_text().strip()
-    assert new_text
-    prompt = _prompt(page)
-    assert prompt is not None
-    assert prompt.count("Write a long story about a dragon.") == 1
-    assert prompt.count("<|im_start|>assistant") == 2  # one reply per turn: the stopped one is gone
-    after_question = prompt.split("Write a long story about a dragon.", 1)[1]
-    assert new_text[:60] in after_question
-    assert "Paris" in prompt.split("Write a long story about a dragon.", 1)[0]
-    _wait_for(lambda: chat_stream.admission.num_running == 0)
-    page.screenshot(path=str(artifacts / "web_page_regenerated.png"))
-
-    # 7. Clear conversation: only the welcome is left, here and on the server.
-    page.click("#cs-clear")
-    page.wait_for_function("() => document.querySelectorAll('#cs-messages > .cs-msg').length === 1",
-                           timeout=TIMEOUT_MS)
-    page.wait_for_function("() => !document.getElementById('cs-clear').disabled", timeout=TIMEOUT_MS)
-    assert page.inner_text(LAST_ASSISTANT).strip() == WELCOME
-    assert page.locator("#cs-messages > .cs-error").count() == 0
-    assert page.is_hidden("#cs-regenerate")
-    assert _prompt(page) is None
-    page.screenshot(path=str(artifacts / "web_page_cleared.png"))
-
-
-def test_shift_enter_adds_a_line_without_sending(served, page_on) -> None:
-    server, _ = served
-    page = page_on(server.url)
-    page.click("#cs-input")
-    page.keyboard.type("first line")
-    page.keyboard.press("Shift+Enter")
-    page.keyboard.type("second line")
-    assert page.input_value("#cs-input") == "first line\nsecond line"
-    assert page.locator("#cs-messages > .cs-user").count() == 0
-    assert page.evaluate("document.body.dataset.state") == "idle"
-    assert _prompt(page) is None
-
-
-def test_settings_panel_saves_to_the_session_and_rejects_out_of_range(served, page_on, artifacts: Path) -> None:
-    server, chat_stream = served
-    page = page_on(server.url)
-    assert page.is_hidden("#cs-settings")
-    page.click("#cs-settings-toggle")
-    assert page.is_visible("#cs-settings")
-    assert page.get_attribute("#cs-settings-toggle", "aria-expanded") == "true"
-    # The panel shows the session's current values once loaded.
-    page.wait_for_function("() => document.getElementById('cs-temperature').value !== ''", timeout=TIMEOUT_MS)
-    assert float(page.input_value("#cs-temperature")) == 0.0
-    page.wait_for_function("() => document.getElementById('cs-settings-status').textContent === ''",
-                           timeout=TIMEOUT_MS)
-
-    page.fill("#cs-temperature", "0.5")
-    page.click("#cs-settings-save")
-    status = page.locator("#cs-settings-status")
-    status.filter(has_text="Saved.").wait_for(timeout=TIMEOUT_MS)
-    assert "cs-bad" not in (status.get_attribute("class") or "")
-    params = _get_json(page, "get_generation_params")
-    assert params["success"] is True and params["generation_params"]["temperature"] == 0.5
-    assert chat_stream.params["temperature"] == 0.0  # the server default is untouched
-
-    page.fill("#cs-temperature", "5")
-    page.click("#cs-settings-save")
-    page.wait_for_function(
-        "() => document.getElementById('cs-settings-status').classList.contains('cs-bad')", timeout=TIMEOUT_MS)
-    assert "Temperature" in status.inner_text()
-    assert _get_json(page, "get_generation_params")["generation_params"]["temperature"] == 0.5
-    page.screenshot(path=str(artifacts / "web_page_settings.png"))
-
-    page.click("#cs-settings-toggle")
-    assert page.is_hidden("#cs-settings")
-
-
-@pytest.fixture(scope="module")
-def busy_server() -> Iterator[tuple[LiveServer, ChatStream]]:
-    chat_stream = ChatStream(use_mock_response=True, mock_params={"type": "long", "time_per_token_sec": 0.05},
-                             chat_prompt_clazz=ChatPromptTogetherRedPajamaINCITEChat,
-                             num_of_concurrent_executions=1, max_queue_size=0)
-    with LiveServer(_app(chat_stream)) as server:
-        yield server, chat_stream
-
-
-def test_a_full_server_shows_the_busy_message(busy_server, page_on, artifacts: Path) -> None:
-    server, chat_stream = busy_server
-    page = page_on(server.url)
-    with session_client(server.url) as client:
-        with client.stream("POST", "/chat_stream", json={"user_input": "Tell me a long story."}) as held:
-            assert held.status_code == 200
-            # Keep the iterator referenced: a dropped one is closed, and with it the connection.
-            chunks = held.iter_text()
-            assert "<::EOS::>" in next(chunks)  # streaming: it holds the only run slot
-            assert chat_stream.admission.num_running == 1
-            _send(page, "Hello?")
-            error = page.locator("#cs-messages > .cs-error")
-            error.wait_for(timeout=TIMEOUT_MS)
-            assert "The server is busy" in error.inner_text()
-            _wait_idle(page)
-            assert page.locator("#cs-messages > .cs-user").count() == 1
-            assert page.locator("#cs-messages > .cs-assistant").count() == 1  # only the welcome, no empty bubble
-            assert page.is_enabled("#cs-send") and page.is_hidden("#cs-stop")
-            page.screenshot(path=str(artifacts / "web_page_busy.png"))
-            assert chat_stream.admission.num_running == 1  # the held reply was streaming all along
-            next(chunks)
-    _wait_for(lambda: chat_stream.admission.num_running == 0)
-
-    # Once the slot is free, the same page can chat again.
-    _send(page, "Hello again?")
-    page.wait_for_function(
-        """() => {
-            const b = document.querySelector('#cs-messages > .cs-assistant:last-child .cs-text');
-            return b !== null && b.textContent.length >= 20;
-        }""", timeout=TIMEOUT_MS)
-    page.click("#cs-stop")
-    _wait_idle(page)
-    assert page.locator("#cs-messages > .cs-error").count() == 1
-    _wait_for(lambda: chat_stream.admission.num_running == 0)

@@ -17,12 +17,12 @@ import pytest
 from safetensors import safe_open
 
 from chatstream import LLM, SamplingParams
-from chatstream.config import EngineConfig
+from chatstream.engine.config import EngineConfig
 from chatstream.engine.engine_core import EngineCore
 from chatstream.mock import MockTransformer, ReplayDivergence, ReplayModel
 from chatstream.mock import replay as replay_module
 from chatstream.mock.recording import Recording, RecordingError, default_recording_dir
-from chatstream.mock.replay import ReplayEngineCore, ReplayKVCache
+from chatstream.mock.replay import ReplayEngineCore, ReplayKVCache, ReplayRunner
 
 PROMPTS = [
     "The quick brown fox",
@@ -127,7 +127,7 @@ def test_a_changed_prompt_raises_replay_divergence(recorded) -> None:
     assert not core.has_unfinished_requests()
 
     # A prompt that runs past the end of a recorded chain: the recording has no step there.
-    chain = list(core.recording.requests[0].token_chain)
+    chain = list(core.runner.recording.requests[0].token_chain)
     with pytest.raises(ReplayDivergence) as info:
         core.add_request("chat-2", chain + [5], GREEDY)
     assert (info.value.step, info.value.expected_token_id, info.value.actual_token_id) == (len(chain), None, 5)
@@ -204,7 +204,8 @@ def test_replay_holds_no_model_and_no_kv_tensors(recorded) -> None:
     path, _greedy, _sampled = recorded
     llm = LLM(model=str(path), **ENGINE)  # a recording directory works as a model path too
     core = llm.engine
-    assert isinstance(core, ReplayEngineCore) and isinstance(core, EngineCore)
+    # Replay is a runner plugged into the plain engine, not an engine of its own.
+    assert type(core) is EngineCore and isinstance(core.runner, ReplayRunner)
     assert isinstance(core.model, ReplayModel) and core.model.eval().to("cuda") is core.model
     assert isinstance(core.kv_cache, ReplayKVCache) and core.kv_cache.size_bytes == 0
     assert not hasattr(core.kv_cache, "key_blocks") and not hasattr(core.runner, "model")
@@ -285,27 +286,27 @@ def test_stop_tokens_replay_and_a_forbidding_min_tokens_diverges(tmp_path: Path,
 
 def test_start_engine_records_and_replays(tmp_path: Path, tiny_model_factory) -> None:
     import asyncio
-    import logging
 
-    from chatstream.engine_setup import start_engine
+    from chatstream.facade.engine_setup import start_engine
 
     model, tokenizer = tiny_model_factory("llama")
-    logger = logging.getLogger("test")
     ids = tokenizer(PROMPTS[0])["input_ids"]
 
     async def collect(engine) -> list[int]:
         return [t async for d in engine.generate(ids, GREEDY) for t in d.new_token_ids]
 
-    engine, tok, _device = start_engine(model, tokenizer, None, 42, 4, dict(ENGINE), logger, record_to=tmp_path)
+    started = start_engine(model, tokenizer, None, 42, 4, dict(ENGINE), record_to=tmp_path)
+    engine, tok = started.engine, started.tokenizer
     try:
-        assert engine.core.recording_dir == tmp_path and tok is tokenizer
+        assert started.recording_dir == engine.core.recording_dir == tmp_path and tok is tokenizer
         recorded = asyncio.run(collect(engine))
     finally:
         engine.shutdown()
     mock = MockTransformer(tmp_path)
-    engine, tok, device = start_engine(mock.get_model(), None, "cuda", 42, 4, dict(ENGINE), logger)
+    started = start_engine(mock.get_model(), None, "cuda", 42, 4, dict(ENGINE))
+    engine, tok, device = started.engine, started.tokenizer, started.device
     try:
-        assert isinstance(engine.core, ReplayEngineCore) and device.type == "cpu"
+        assert isinstance(engine.core.runner, ReplayRunner) and device.type == "cpu" and started.recording_dir is None
         assert tok.convert_ids_to_tokens(ids) == tokenizer.convert_ids_to_tokens(ids)
         assert asyncio.run(collect(engine)) == recorded
     finally:

@@ -1,0 +1,166 @@
+"""The engine-backed chat generator: one ChatPrompt turn in, the reply streamed out.
+
+`ChatGenerator.generate(chat_prompt, opts)` renders the prompt, tokenizes it, sends the token ids
+with `SamplingParams` to the `AsyncEngine`, and streams the reply in the original's formats
+(`chatstream.facade.chat_output`). It sits between the facade (chat semantics) and the engine (tokens):
+
+- The engine decodes only the generated ids, incrementally, and cuts stop strings there, so no
+  echo of the prompt is ever sliced off by character count and stop strings already present in
+  the history cannot end a reply.
+- The history keeps the model-native text (e.g. rinna's "<NL>"), updated after every delta, so a
+  reply cut short by a disconnect is kept; the client sees the text after the output replacement
+  rules, without flicker.
+- Leaving the iteration early (client gone) closes the engine stream, which aborts the request in
+  the engine before its next step.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from chatstream.facade.chat_output import GenerateOptions, ReplyChunk, ReplyFormatter
+from chatstream.facade.generation_params import merge_params, to_sampling_params
+from chatstream.facade.output_replacement import visible_reply
+from chatstream.facade.reply_log import GenerationRecord, ReplyLog, ReplyTimer
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from chatstream.chat_prompt.abstract_chat_prompt import AbstractChatPrompt
+    from chatstream.engine.engine_client import EngineClient
+
+__all__ = ["ChatGenerator", "GenerationRecord"]
+
+
+class ChatGenerator:
+    """Streams ChatPrompt replies from an `AsyncEngine`."""
+
+    def __init__(self, engine: EngineClient, tokenizer: PreTrainedTokenizerBase, params: dict[str, Any],
+                 logger: logging.Logger, token_sampler: object | None = None) -> None:
+        self.engine = engine
+        self.token_sampler = token_sampler  # a preset of chatstream.facade.token_samplers adjusts each request
+        self.tokenizer = tokenizer
+        self.params = params
+        self.logger = logger
+        self.records: deque[GenerationRecord] = deque(maxlen=256)
+        self.replies = ReplyLog()  # by message id, for /get_reply_stats
+
+    @staticmethod
+    def request_id(message_id: str) -> str:
+        return f"chat-{message_id}"
+
+    def abort(self, message_id: str) -> None:
+        """Stop the reply with this message id in the engine (idempotent; safe from sync code)."""
+        self.engine.abort(self.request_id(message_id))
+
+    def encode_prompt(self, chat_prompt: AbstractChatPrompt, params: dict[str, Any],
+                      opts: dict[str, Any] | None = None) -> list[int]:
+        prompt = chat_prompt.create_prompt(opts) if opts else chat_prompt.create_prompt()
+        add_special = params.get("add_special_tokens")
+        if add_special is None:
+            add_special = getattr(chat_prompt, "get_add_special_tokens", lambda: None)()
+        if add_special is None:
+            return list(self.tokenizer(prompt)["input_ids"])
+        return list(self.tokenizer.encode(prompt, add_special_tokens=add_special))
+
+    def stop_token_ids(self, chat_prompt: AbstractChatPrompt) -> list[int]:
+        """Token ids of the prompt's end-of-turn tokens that exist in this tokenizer (EOS is implied)."""
+        ids = []
+        unk = getattr(self.tokenizer, "unk_token_id", None)
+        for token in getattr(chat_prompt, "get_stop_tokens", lambda: [])() or []:
+            token_id = self.tokenizer.convert_tokens_to_ids(token)
+            if isinstance(token_id, int) and token_id != unk:
+                ids.append(token_id)
+        return ids
+
+    def fit_prompt(self, chat_prompt: AbstractChatPrompt, params: dict[str, Any],
+                   max_prompt: int) -> tuple[list[int], bool]:
+        """The prompt's token ids within `max_prompt`, and whether anything was left out.
+
+        Whole exchanges go first, oldest first, so the system text and the latest turns stay; only
+        if the last exchange alone is too long are its oldest tokens cut (as the original did).
+        The history itself is kept whole."""
+        ids = self.encode_prompt(chat_prompt, params)
+        skipped, num_exchanges = 0, chat_prompt.get_turn()
+        while len(ids) > max_prompt and skipped + 1 < num_exchanges:
+            skipped += 1
+            ids = self.encode_prompt(chat_prompt, params, {"skip_exchanges": skipped})
+        cut = len(ids) > max_prompt
+        if cut:
+            ids = ids[-max_prompt:]
+        elif not skipped:
+            return ids, False
+        self.logger.warning("the conversation did not fit in context_len=%s: left out %d old exchange(s)%s",
+                            params["context_len"], skipped, " and cut the oldest tokens" if cut else "")
+        return ids, True
+
+    def context_budget(self, params: dict[str, Any]) -> tuple[int, int]:
+        """(the most prompt tokens, the most new tokens) for one generation."""
+        max_model_len = self.engine.max_model_len
+        context_len = min(int(params["context_len"] or max_model_len), max_model_len)
+        max_new = min(int(params["max_new_tokens"]), context_len - 1)
+        return context_len - max_new, max_new
+
+    async def generate(self, chat_prompt: AbstractChatPrompt,
+                       opts: GenerateOptions | None = None) -> AsyncIterator[ReplyChunk]:
+        opts = opts or {}
+        formatter = ReplyFormatter(opts.get("output_type", "response_text"))
+        message_id = opts.get("message_id")
+        params = merge_params(self.params, opts.get("generation_params"))
+        chat_mode = chat_prompt.is_chat_mode_enabled()
+        max_prompt, max_new = self.context_budget(params)
+        ids, truncated = self.fit_prompt(chat_prompt, params, max_prompt)
+        sampling = to_sampling_params(
+            params, max_tokens=max_new,
+            stop=chat_prompt.get_final_stop_strs() if chat_mode else None,
+            stop_token_ids=self.stop_token_ids(chat_prompt),
+        )
+        adjust = getattr(self.token_sampler, "engine_params", None)
+        if adjust is not None:
+            sampling = adjust(sampling)
+        replacements = chat_prompt.get_replacement_when_output() if chat_mode else None
+        request_id = self.request_id(message_id or uuid.uuid4().hex)
+        self.logger.debug("generate %s: %d prompt tokens, %s", request_id, len(ids), sampling)
+        native, shown, last = "", "", None
+        timer = ReplyTimer()
+        self.replies.begin(message_id)
+        try:
+            # aclosing: when our consumer leaves early, the engine stream closes now (and aborts the
+            # request), not whenever the garbage collector finalizes it.
+            async with aclosing(self.engine.generate(ids, sampling, request_id=request_id)) as stream:
+                async for delta in stream:
+                    last = delta
+                    if delta.new_token_ids:
+                        timer.token()
+                    native += delta.new_text
+                    chat_prompt.set_responder_last_msg(native.strip())
+                    if message_id is not None:
+                        chat_prompt.set_responder_last_msg_id(message_id)
+                    if delta.finished:
+                        break
+                    text = visible_reply(native, replacements, final=False).strip()
+                    if text != shown:
+                        shown = text
+                        yield formatter.chunk(text)
+        finally:
+            text = visible_reply(native, replacements, final=True).strip()
+            record = GenerationRecord(
+                message_id, last.num_prompt_tokens if last else len(ids), last.num_cached_tokens if last else 0,
+                last.num_output_tokens if last else 0, last.finish_reason if last and last.finished else "abort",
+                truncated, text, timer.time_to_first_token_sec, timer.decode_sec)
+            self.replies.end(record)
+            if last is not None:
+                self.records.append(record)
+                self.logger.debug("%s done: finish_reason=%s, %d prompt tokens (%d cached), %d generated",
+                                  request_id, last.finish_reason, last.num_prompt_tokens, last.num_cached_tokens,
+                                  last.num_output_tokens)
+        yield formatter.chunk(text, last=True)
+        callback = opts.get("post_process_callback")
+        if callback is not None:
+            await callback("success")

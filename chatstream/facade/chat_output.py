@@ -1,0 +1,85 @@
+"""The original ChatStream's reply formats, shared by every chat generator (engine-backed or mock).
+
+A chat generator streams one reply as a sequence of cumulative texts. What a consumer receives
+depends on the `output_type` option of `generate()`:
+
+- `"response_text"`: the whole reply so far followed by `DEFAULT_FINISH_TOKEN` (the /chat_stream wire
+  format: several chunks may arrive merged, so a client splits on the token and shows the last
+  complete segment);
+- `"updated_text"`: only the text added since the previous chunk;
+- `None`: the tuple `(response_text + DEFAULT_FINISH_TOKEN, updated_text, pos)` with `pos` "begin"
+  for the first chunk, "mid" afterwards and "end" for the last (the console format).
+
+The last chunk always carries the final text (the original swapped the tuple's first two items on
+the last yield; we keep one order).
+
+`ChatReplyGenerator` is the contract both generators keep, and `GenerateOptions` the original's
+`opts` dict they take.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict
+
+if TYPE_CHECKING:
+    from chatstream.chat_prompt.abstract_chat_prompt import AbstractChatPrompt
+
+DEFAULT_FINISH_TOKEN = "<::EOS::>"
+
+OUTPUT_TYPES = ("response_text", "updated_text", None)
+
+# "response_text" and "updated_text" chunks are strings; the console's are (response, update, pos).
+ReplyChunk = str | tuple[str, str, str]
+
+
+class GenerateOptions(TypedDict, total=False):
+    """The `opts` of `generate()`: every key may be left out.
+
+    output_type: one of OUTPUT_TYPES (default "response_text"). message_id: set on the reply in
+    the history (and names the engine request). generation_params: a session's overrides of
+    `ChatStream.params`. post_process_callback: awaited with "success" after the last chunk.
+    """
+
+    output_type: str | None
+    message_id: str | None
+    generation_params: dict[str, Any] | None
+    post_process_callback: Callable[[str], Awaitable[object]] | None
+
+
+class ChatReplyGenerator(Protocol):
+    """Writes the open responder turn of a ChatPrompt, streaming it in an `output_type`'s chunks.
+
+    generate(): updates the prompt's last responder message as the reply grows (so a reply cut
+    short stays in the history). abort(message_id): stops that reply (idempotent).
+    """
+
+    def generate(self, chat_prompt: AbstractChatPrompt,
+                 opts: GenerateOptions | None = None) -> AsyncIterator[ReplyChunk]: ...
+
+    def abort(self, message_id: str) -> None: ...
+
+
+class ReplyFormatter:
+    """Turns successive cumulative reply texts into the chunks of one `output_type`."""
+
+    def __init__(self, output_type: str | None = "response_text") -> None:
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
+        self.output_type = output_type
+        self._sent = ""
+        self._started = False
+
+    def chunk(self, response_text: str, last: bool = False) -> ReplyChunk:
+        """The chunk for the reply text so far; `last=True` for the final chunk of the reply."""
+        # A cumulative text that is not an extension of what was sent (e.g. a trailing space that
+        # `strip()` removed once more text arrived) sends no delta for the changed part.
+        updated = response_text[len(self._sent):] if response_text.startswith(self._sent) else ""
+        self._sent = response_text
+        pos = "end" if last else ("mid" if self._started else "begin")
+        self._started = True
+        if self.output_type == "response_text":
+            return response_text + DEFAULT_FINISH_TOKEN
+        if self.output_type == "updated_text":
+            return updated
+        return response_text + DEFAULT_FINISH_TOKEN, updated, pos

@@ -1,0 +1,162 @@
+"""One-line app setup: `append_apis` registers the default routes, `append_middlewares` adds
+sessions and CORS, and `web_page` serves the bundled chat page (`chatstream.web.page`).
+
+Routes are plain Starlette routes added to `app.router`, so this works for FastAPI and Starlette
+apps alike. Sessions use fastsession's `FastSessionMiddleware` (the one the original's docs add by
+hand): the conversation stays on the server and the cookie carries only a signed session id.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from fastsession import FastSessionMiddleware, MemoryStore
+from starlette.applications import Starlette
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from chatstream.facade.client_roles import API_NAMES
+from chatstream.web.page import ASSET_PREFIX, asset_response, index_response, normalize_locale
+
+if TYPE_CHECKING:
+    from chatstream.facade.chat_stream import ChatStream
+    from chatstream.facade.session_apis import SessionApis
+
+# Which ChatStream serves a request: a server's exists only once its model loaded (None until then).
+ChatStreamResolver = Callable[[Request], "ChatStream | None"]
+RouteHandler = Callable[["ChatStream", Request], Awaitable[Response]]
+
+_POSTS = ("chat_stream", "clear_context", "set_generation_params", "set_feedback", "set_system_prompt")
+_PATHS = {"webui_index": "/", "webui_js": "/chatstream.js"}
+# name -> (method, path)
+ROUTES: dict[str, tuple[str, str]] = {
+    name: ("POST" if name in _POSTS else "GET", _PATHS.get(name, "/" + name)) for name in API_NAMES
+}
+# The page and its files are served while the model loads too (the page then waits for /health).
+_PAGE_NAMES = ("webui_index", "webui_js")
+EXPOSED_HEADERS = ["X-ChatStream-API-DevTool-Enabled", "X-ChatStream-Last-Generated-Message-Id"]
+SKIP_SESSION_HEADER = {"header_name": "X-FastSession-Skip", "header_value": "skip"}
+
+
+def _selected(opts: dict[str, Any]) -> list[str]:
+    chosen = [key for key in ("include", "exclude", "all") if opts.get(key)]
+    if len(chosen) > 1:
+        raise ValueError(f"append_apis takes one of 'include', 'exclude' or 'all', got {chosen}")
+    names = opts.get("include") or opts.get("exclude") or []
+    unknown = sorted(set(names) - set(API_NAMES))
+    if unknown:
+        raise ValueError(f"unknown API name(s) {unknown}; known: {list(API_NAMES)}")
+    if opts.get("all"):
+        return list(API_NAMES)
+    if opts.get("exclude"):
+        return [name for name in API_NAMES if name not in names]
+    return list(names)
+
+
+def append_apis(chat_stream: ChatStream, app: Starlette, opts: dict[str, Any]) -> None:
+    """Register the default routes chosen by `opts` ("include" / "exclude" / "all").
+
+    Other opts: `web_ui_params` (the page's options), `locale` ("en" / "ja": the page's language;
+    default: the browser's), `set_feedback_opts` ({"on_feedback_received": fn})."""
+    register_routes(app, _selected(opts), lambda request: chat_stream, opts)
+
+
+def register_routes(app: Starlette, names: list[str], resolve: ChatStreamResolver, opts: dict[str, Any]) -> None:
+    """Add the routes `names`, each calling the ChatStream that `resolve(request)` returns.
+
+    A server resolves per request, because its ChatStream exists only once the model loaded;
+    `resolve` returns None until then and the route answers 503, except the page, which then
+    shows that the model is loading. Choosing "webui_js" also serves the page's modules and
+    vendored libraries under /webui/.
+    """
+    ui_params = opts.get("web_ui_params")
+    locale = normalize_locale(opts.get("locale"))
+    handlers: dict[str, RouteHandler] = {
+        "chat_stream": lambda cs, r: cs.handle_chat_stream_request(r),
+        "clear_context": lambda cs, r: cs.handle_clear_context_request(r),
+        "get_prompt": lambda cs, r: cs.handle_get_prompt_request(r),
+        "set_generation_params": lambda cs, r: cs.handle_set_generation_params_request(r),
+        "get_generation_params": lambda cs, r: cs.handle_get_generation_params_request(r),
+        "set_feedback": lambda cs, r: cs.handle_set_feedback_request(r, opts.get("set_feedback_opts")),
+        "get_load": lambda cs, r: cs.handle_get_load_request(r),
+        "get_resource_usage": lambda cs, r: cs.handle_get_resource_usage_request(r),
+        "set_system_prompt": lambda cs, r: cs.handle_set_system_prompt_request(r),
+        "get_reply_stats": lambda cs, r: cs.handle_get_reply_stats_request(r),
+        "webui_index": lambda cs, r: cs.index(r, None, {"ui_init_params": ui_params, "locale": locale}),
+        "webui_js": lambda cs, r: cs.js(r),
+    }
+    routes = [(name, *ROUTES[name]) for name in names]
+    if "webui_js" in names:
+        routes.append(("webui_js", "GET", ASSET_PREFIX + "{path:path}"))
+    for name, method, path in routes:
+
+        async def endpoint(request: Request, name: str = name, handler: RouteHandler = handlers[name]) -> Response:
+            chat_stream = resolve(request)
+            if chat_stream is None:
+                if name in _PAGE_NAMES:  # no role check yet: the page holds no data, the APIs stay guarded
+                    return web_page(None, request, name, ui_params, locale)
+                return JSONResponse({"error": "engine_unavailable", "detail": "the model is still loading"},
+                                    status_code=503)
+            if "path" in request.path_params:
+                return web_page(chat_stream, request, name, None)
+            return await handler(chat_stream, request)
+
+        endpoint.__name__ = name
+        app.router.add_route(path, endpoint, methods=[method], name=name if "{" not in path else name + "_files")
+
+
+def append_middlewares(chat_stream: ChatStream, app: Starlette, opts: dict[str, Any] | None) -> None:
+    """Add the session middleware and, when `opts["cors"]` is given, CORS for development.
+
+    opts: `fast_session`: {secret_key (default: random per process, so cookies end with the
+    process), store, secure (default False: plain-HTTP development works), same_site ("lax"),
+    max_age}; `cors`: {allow_origins}.
+    """
+    opts = opts or {}
+    add_session_middleware(app, opts.get("fast_session"))
+    cors = opts.get("cors")
+    if cors is not None:
+        origins = list(cors.get("allow_origins") or ["*"])
+        if "*" in origins:
+            chat_stream.logger.warning("CORS allows every origin: name concrete origins outside development")
+        add_cors_middleware(app, origins)
+
+
+def add_session_middleware(app: Starlette, options: dict[str, Any] | None = None) -> None:
+    session = dict(options or {})
+    app.add_middleware(
+        FastSessionMiddleware,
+        secret_key=session.get("secret_key") or secrets.token_urlsafe(32),
+        store=session.get("store") or MemoryStore(),
+        http_only=True,
+        secure=bool(session.get("secure", False)),
+        same_site=session.get("same_site", "lax"),
+        max_age=int(session.get("max_age", 0)),
+        skip_session_header=SKIP_SESSION_HEADER,
+    )
+
+
+def add_cors_middleware(app: Starlette, origins: list[str]) -> None:
+    app.add_middleware(CORSMiddleware, allow_origins=origins, allow_credentials=True, allow_methods=["*"],
+                       allow_headers=["*"], expose_headers=EXPOSED_HEADERS)
+
+
+def web_page(chat_stream: SessionApis | None, request: Request, api_name: str,
+             ui_init_params: dict[str, Any] | None, locale: str | None = None) -> Response:
+    """The bundled chat page (`/`), its entry module (`/chatstream.js`) or another of its files
+    (`/webui/PATH`); `chat_stream` None: the model is still loading."""
+    if chat_stream is not None:
+        denied = chat_stream.verify_role_for_api(request, api_name)
+        if denied is not None:
+            return denied
+    if api_name == "webui_index":
+        if locale is None and chat_stream is not None:
+            try:  # the constructor's `locale` (the original's option) when the routes name none
+                locale = normalize_locale(getattr(chat_stream, "locale", None))
+            except ValueError:
+                locale = None
+        return index_response(ui_init_params, locale, loading=chat_stream is None)
+    return asset_response(request.path_params.get("path", "chatstream.js"))

@@ -1,0 +1,267 @@
+"""The default APIs besides /chat_stream, as `ChatStream` methods: context, prompt, system prompt,
+generation parameters, feedback, reply statistics, load, resource usage, and the one-line app
+setup helpers.
+
+Each handler answers JSON in the original's shape (`{"success": ..., "message": ...}`). Invalid
+input is a 400 that names the field and its allowed range, never a 500; APIs that need the HTTP
+session say so when the request handler keeps conversations elsewhere.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import urllib.parse
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec
+
+import psutil
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from chatstream.facade import default_routes
+from chatstream.facade.chat_output import DEFAULT_FINISH_TOKEN
+from chatstream.facade.client_roles import promotion_stream_text
+from chatstream.facade.generation_params import (
+    GenerationParamError, merge_params, param_ranges, public_params, validate_overrides)
+from chatstream.facade.request_handler import CHAT_PROMPT_KEY, GENERATION_PARAMS_KEY
+
+if TYPE_CHECKING:
+    import torch
+    from starlette.applications import Starlette
+
+    from chatstream.engine.engine_client import EngineClient
+    from chatstream.facade.admission import Admission
+    from chatstream.facade.client_roles import ClientRoles
+    from chatstream.facade.request_handler import AbstractRequestHandler
+
+GIB = 1024 ** 3
+MAX_SYSTEM_PROMPT_CHARS = 20_000
+P = ParamSpec("P")
+
+
+def _ok(**fields: Any) -> JSONResponse:
+    return JSONResponse({"success": True, "message": "success", **fields})
+
+
+def _fail(message: str, status_code: int = 200, **fields: Any) -> JSONResponse:
+    return JSONResponse({"success": False, "message": message, **fields}, status_code=status_code)
+
+
+async def _json_body(request: Request) -> Any:
+    try:
+        return json.loads(await request.body() or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def role_checked(api_name: str) -> Callable[
+        [Callable[Concatenate[SessionApis, Request, P], Awaitable[Response]]],
+        Callable[Concatenate[SessionApis, Request, P], Awaitable[Response]]]:
+    """The one role check of the default APIs: the handler runs only if the caller's role allows
+    `api_name`; otherwise the answer is the 403 of `ClientRoles.verify`."""
+
+    def decorate(handler: Callable[Concatenate[SessionApis, Request, P], Awaitable[Response]]
+                 ) -> Callable[Concatenate[SessionApis, Request, P], Awaitable[Response]]:
+        @functools.wraps(handler)
+        async def checked(self: SessionApis, request: Request, *args: P.args, **kwargs: P.kwargs) -> Response:
+            denied = self.verify_role_for_api(request, api_name)
+            if denied is not None:
+                return denied
+            return await handler(self, request, *args, **kwargs)
+
+        return checked
+
+    return decorate
+
+
+class SessionApis:
+    """Mixed into `ChatStream`; relies on its `client_roles`, `request_handler`, `chat_generator`,
+    `params`, `admission`, `engine`, `name`, `num_gpus` and `device`."""
+
+    client_roles: ClientRoles
+    request_handler: AbstractRequestHandler
+    chat_generator: Any
+    params: dict[str, Any]
+    admission: Admission
+    engine: EngineClient | None
+    name: str
+    num_gpus: int | None
+    device: torch.device | str | None
+
+    def verify_role_for_api(self, request: Request, api_name: str) -> Response | None:
+        return self.client_roles.verify(request, api_name)
+
+    def _session_store(self, request: Request) -> dict[str, Any] | None:
+        session = getattr(request.state, "session", None)
+        return None if session is None else session.get_session()
+
+    def _not_http_session(self) -> bool:
+        return self.request_handler.get_request_handler_type() != "http_session"
+
+    @role_checked("clear_context")
+    async def handle_clear_context_request(self, request: Request, request_body: bytes | None = None,
+                                           callback: Callable[..., Any] | None = None) -> Response:
+        if self._not_http_session():
+            return _fail("Not supported on current request_handler type.")
+        store = self._session_store(request)
+        if store is None or store.pop(CHAT_PROMPT_KEY, None) is None:
+            return _fail("no context.")
+        request.state.session.save_session()
+        return JSONResponse({"success": True, "message": "Context successfully cleared"})
+
+    @role_checked("get_prompt")
+    async def handle_get_prompt_request(self, request: Request) -> Response:
+        if self._not_http_session():
+            return _fail("Not supported on current request_handler type.")
+        store = self._session_store(request) or {}
+        chat_prompt = store.get(CHAT_PROMPT_KEY)
+        if chat_prompt is None:
+            return JSONResponse({"success": True, "message": "no prompt", "prompt": None})
+        return _ok(prompt=urllib.parse.quote(chat_prompt.create_prompt()))
+
+    @role_checked("set_generation_params")
+    async def handle_set_generation_params_request(self, request: Request) -> Response:
+        store = self._session_store(request)
+        if store is None:
+            return _fail("no session", status_code=400, generation_params=None)
+        try:
+            overrides = validate_overrides(await _json_body(request))
+        except GenerationParamError as exc:
+            return _fail(str(exc), status_code=400, field=exc.field)
+        stored = {**store.get(GENERATION_PARAMS_KEY, {}), **overrides}
+        store[GENERATION_PARAMS_KEY] = stored
+        request.state.session.save_session()
+        return _ok(generation_params=public_params(merge_params(self.params, stored)))
+
+    @role_checked("get_generation_params")
+    async def handle_get_generation_params_request(self, request: Request) -> Response:
+        store = self._session_store(request)
+        if store is None:
+            return _fail("no session", generation_params=None)
+        stored = store.get(GENERATION_PARAMS_KEY)
+        return _ok(generation_params=public_params(merge_params(self.params, stored)),
+                   ranges=param_ranges())
+
+    @role_checked("set_system_prompt")
+    async def handle_set_system_prompt_request(self, request: Request) -> Response:
+        """`{"system_prompt": str}` becomes the system text of the session's conversation (created
+        if there is none yet); an empty or blank text restores the ChatPrompt preset's own."""
+        if self._not_http_session():
+            return _fail("Not supported on current request_handler type.")
+        body = await _json_body(request)
+        text = body.get("system_prompt") if isinstance(body, dict) else None
+        if not isinstance(text, str) or len(text) > MAX_SYSTEM_PROMPT_CHARS:
+            return _fail(f"system_prompt must be a string of at most {MAX_SYSTEM_PROMPT_CHARS} characters", 400,
+                         field="system_prompt")
+        store = self._session_store(request)
+        if store is None:
+            return _fail("no session", 400)
+        chat_prompt = store.get(CHAT_PROMPT_KEY)
+        if chat_prompt is None:
+            chat_prompt = store[CHAT_PROMPT_KEY] = self.request_handler.create_chat_prompt()
+        chat_prompt.set_system(text if text.strip() else self.request_handler.create_chat_prompt().get_system())
+        request.state.session.save_session()
+        return _ok(system_prompt=chat_prompt.get_system())
+
+    @role_checked("get_reply_stats")
+    async def handle_get_reply_stats_request(self, request: Request) -> Response:
+        """`?message_id=ID`: a reply of this session, once generated: its final text and what it cost
+        (`finished` is false while it is still being generated; ask again)."""
+        if self._not_http_session():
+            return _fail("Not supported on current request_handler type.")
+        message_id = request.query_params.get("message_id")
+        if not message_id:
+            return _fail("message_id is required", 400, field="message_id")
+        replies = getattr(self.chat_generator, "replies", None)
+        if replies is not None and replies.is_running(message_id):
+            return _ok(message_id=message_id, finished=False)
+        record = None if replies is None else replies.find(message_id)
+        chat_prompt = (self._session_store(request) or {}).get(CHAT_PROMPT_KEY)
+        if record is None or chat_prompt is None or chat_prompt.find_chat_content_by_message_id(message_id) is None:
+            return _fail(f"unknown message_id {message_id!r}", 404, field="message_id")
+        return _ok(message_id=message_id, finished=True, text=record.text, stats=record.stats())
+
+    @role_checked("set_feedback")
+    async def handle_set_feedback_request(self, request: Request, opts: dict[str, Any] | None = None) -> Response:
+        if self._not_http_session():
+            return _fail("Not supported on current request_handler type.")
+        body = await _json_body(request)
+        if not isinstance(body, dict):
+            return _fail("the request body must be a JSON object {is_like, message_id, form_data}", 400)
+        message_id, is_like = body.get("message_id"), body.get("is_like")
+        if not isinstance(message_id, str) or not message_id:
+            return _fail("message_id is None", 400, field="message_id")
+        if is_like is not None and not isinstance(is_like, bool):
+            return _fail("is_like must be a JSON boolean", 400, field="is_like")
+        store = self._session_store(request) or {}
+        chat_prompt = store.get(CHAT_PROMPT_KEY)
+        if chat_prompt is None:
+            return _fail("No chat prompt", 400)
+        target = chat_prompt.find_chat_content_by_message_id(message_id)
+        if target is None:
+            return _fail(f"unknown message_id {message_id!r}", 404, field="message_id")
+        feedback = {
+            "is_like": is_like, "form_data": body.get("form_data"),
+            "prompt": chat_prompt.create_prompt({"to_message_id": message_id}),
+            "target_message_id": message_id, "target_message": target.get_message(),
+            "generation_params": merge_params(self.params, store.get(GENERATION_PARAMS_KEY)),
+        }
+        on_feedback = (opts or {}).get("on_feedback_received")
+        if on_feedback is not None:
+            on_feedback(feedback)
+        return _ok(target_message_id=message_id)
+
+    def get_load(self) -> dict[str, Any]:
+        running, waiting = self.admission.num_running, self.admission.num_waiting
+        return {"name": self.name, "processing": running, "waiting": waiting,
+                "_num_of_next_queue": 0, "_num_of_request_queue": waiting,
+                "max_processing": self.admission.max_running, "max_waiting": self.admission.max_waiting}
+
+    @role_checked("get_load")
+    async def handle_get_load_request(self, request: Request) -> Response:
+        return _ok(chatstream_workers=[self.get_load()])
+
+    def get_resource_usage(self) -> dict[str, Any]:
+        gpus = []
+        torch = sys.modules.get("torch")  # only report GPUs when a model made torch load them
+        if torch is not None and self.num_gpus and torch.cuda.is_available():
+            for index in range(torch.cuda.device_count()):
+                free, total = torch.cuda.mem_get_info(index)
+                gpus.append({"index": index, "total_memory": round(total / GIB, 2),
+                             "used_memory": round((total - free) / GIB, 2)})
+        cpu = {"total_memory": round(psutil.virtual_memory().total / GIB, 2),
+               "used_memory": round(psutil.Process().memory_info().rss / GIB, 2)}
+        return {"name": self.name, "num_gpus": len(gpus), "gpus": gpus, "cpu": cpu}
+
+    @role_checked("get_resource_usage")
+    async def handle_get_resource_usage_request(self, request: Request) -> Response:
+        return _ok(memory_usage=[self.get_resource_usage()])
+
+    def client_roles_promotion_response(self, request: Request, role: str) -> Response:
+        """The reply to a pass phrase typed into the chat: a short stream, no model call."""
+        text = promotion_stream_text(role)
+        headers = {"X-ChatStream-API-DevTool-Enabled": "enabled"} if self.client_roles.dev_tool_enabled(
+            request) else None
+
+        async def chunks() -> AsyncIterator[str]:
+            for end in range(1, len(text) + 1):
+                yield text[:end] + DEFAULT_FINISH_TOKEN
+
+        return StreamingResponse(chunks(), media_type="text/plain", headers=headers)
+
+    # -- app setup (the implementations live in chatstream.facade.default_routes) -------------------
+    def append_apis(self, app: Starlette, opts: dict[str, Any] | None = None) -> None:
+        default_routes.append_apis(self, app, opts or {})
+
+    def append_middlewares(self, app: Starlette, opts: dict[str, Any] | None = None) -> None:
+        default_routes.append_middlewares(self, app, opts)
+
+    async def index(self, request: Request, response: Response | None = None,
+                    opts: dict[str, Any] | None = None) -> Response:
+        opts = opts or {}
+        return default_routes.web_page(self, request, "webui_index", opts.get("ui_init_params"), opts.get("locale"))
+
+    async def js(self, request: Request, response: Response | None = None) -> Response:
+        return default_routes.web_page(self, request, "webui_js", None)

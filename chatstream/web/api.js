@@ -1,0 +1,114 @@
+// api.js - the page's HTTP calls to the ChatStream server (all JSON except the reply stream).
+//
+// Every URL is relative, so the page works under a path prefix. Errors are thrown as ApiError,
+// which carries what the UI needs to say something useful: the HTTP status (0 when the server
+// could not be reached), the server's message and field, and Retry-After for a full queue.
+
+const DEFAULT_ENDPOINTS = {
+  stream: "chat_stream", clearContext: "clear_context", setSystemPrompt: "set_system_prompt",
+  getGenerationParams: "get_generation_params", setGenerationParams: "set_generation_params",
+  setFeedback: "set_feedback", getReplyStats: "get_reply_stats", health: "health",
+};
+
+export class ApiError extends Error {
+  constructor(status, message, info = {}) {
+    super(message);
+    this.name = "ApiError";
+    this.status = status; // 0: no answer (network)
+    this.field = info.field || null;
+    this.retryAfterSec = info.retryAfterSec ?? null;
+    this.body = info.body || {};
+  }
+
+  get isBusy() { return this.status === 429 || this.body.error === "too_many_requests"; }
+  get isNetwork() { return this.status === 0; }
+}
+
+/** Seconds to wait from a Retry-After header (seconds or an HTTP date), within [1, 60]; 1 when absent. */
+export function retryAfterSeconds(header) {
+  if (!header) return 1;
+  let seconds = Number(header);
+  if (!Number.isFinite(seconds)) seconds = (Date.parse(header) - Date.now()) / 1000;
+  return Number.isFinite(seconds) ? Math.min(60, Math.max(1, Math.ceil(seconds))) : 1;
+}
+
+/** The error a non-OK (or JSON instead of a stream) response stands for. */
+export async function errorFromResponse(resp) {
+  let body = {};
+  let text = "";
+  try {
+    text = await resp.text();
+    const parsed = JSON.parse(text);
+    if (parsed && typeof parsed === "object") body = parsed;
+  } catch (e) {
+    if (text && !text.trim().startsWith("<")) body = { detail: text.trim().slice(0, 300) };
+  }
+  const detail = body.detail || body.message || body.error || resp.statusText || "";
+  return new ApiError(resp.status, String(detail), {
+    field: body.field, body, retryAfterSec: retryAfterSeconds(resp.headers.get("Retry-After")),
+  });
+}
+
+export class ChatApi {
+  /** `options`: the page options (developMode, and the original's endpoint names). */
+  constructor(options = {}) {
+    this.credentials = options.developMode ? "include" : "same-origin";
+    this.endpoints = Object.assign({}, DEFAULT_ENDPOINTS);
+    if (options.streamEndpoint) this.endpoints.stream = options.streamEndpoint;
+    if (options.clearContextEndpoint) this.endpoints.clearContext = options.clearContextEndpoint;
+  }
+
+  async fetch(endpoint, init = {}) {
+    try {
+      return await fetch(endpoint, Object.assign({ credentials: this.credentials, cache: "no-store" }, init));
+    } catch (e) {
+      if (e && e.name === "AbortError") throw e;
+      throw new ApiError(0, e && e.message ? e.message : String(e));
+    }
+  }
+
+  /** POST JSON; resolves with the Response whatever its status (the reply stream needs that). */
+  post(endpoint, body, signal) {
+    return this.fetch(endpoint, {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body), signal,
+    });
+  }
+
+  /** A JSON API call: the parsed body, or an ApiError for a failed status or `success: false`. */
+  async json(endpoint, init) {
+    const resp = await this.fetch(endpoint, init);
+    if (!resp.ok) throw await errorFromResponse(resp);
+    const body = await resp.json().catch(() => ({}));
+    if (body && body.success === false) {
+      throw new ApiError(resp.status, body.message || "failed", { field: body.field, body });
+    }
+    return body;
+  }
+
+  postJson(endpoint, body) {
+    const headers = { "Content-Type": "application/json" };
+    return this.json(endpoint, { method: "POST", headers, body: JSON.stringify(body) });
+  }
+
+  streamReply(body, signal) { return this.post(this.endpoints.stream, body, signal); }
+  clearContext() { return this.postJson(this.endpoints.clearContext, {}); }
+  setSystemPrompt(text) { return this.postJson(this.endpoints.setSystemPrompt, { system_prompt: text }); }
+  getGenerationParams() { return this.json(this.endpoints.getGenerationParams); }
+  setGenerationParams(changes) { return this.postJson(this.endpoints.setGenerationParams, changes); }
+
+  /** isLike: true, false, or null to take the feedback back. */
+  setFeedback(messageId, isLike) {
+    return this.postJson(this.endpoints.setFeedback, { message_id: messageId, is_like: isLike, form_data: null });
+  }
+
+  getReplyStats(messageId) {
+    return this.json(this.endpoints.getReplyStats + "?message_id=" + encodeURIComponent(messageId));
+  }
+
+  /** /health as {ok, status, body}; a server without /health (an embedding app) counts as ready. */
+  async health() {
+    const resp = await this.fetch(this.endpoints.health);
+    const body = await resp.json().catch(() => ({}));
+    return { ok: resp.ok || resp.status === 404, status: resp.status, body };
+  }
+}

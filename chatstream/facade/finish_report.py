@@ -97,6 +97,8 @@ class GuardedResponse(Response):
             await self.inner(scope, receive, tracking_send)
             if completed:
                 outcome = SUCCESS
+            if self.background is not None:  # tasks a FastAPI route added to the response it returned
+                await self.background()
         except (ClientDisconnect, OSError):
             pass  # the client left: reported below
         except Exception as exc:

@@ -23,6 +23,7 @@ from chatstream import ChatPromptTogetherRedPajamaINCITEChat, ChatStream
 from chatstream.engine.outputs import RequestDelta
 from chatstream.engine.stats import EngineStats
 from chatstream.facade.admission import Admission
+from chatstream.facade.chat_stream_response import STREAM_ERROR_NOTICE
 from chatstream.http.metrics import Metrics
 from chatstream.http.ops_routes import add_ops_routes, health_body
 from chatstream.http.server_state import ServerState
@@ -253,8 +254,8 @@ def test_a_dead_engine_thread_turns_health_to_503_and_metrics_keep_answering(ser
     with session_client(server.url, timeout=30) as client:  # must fail, not hang
         response = client.post("/chat_stream", json={"user_input": "Hello there!"})
         body = response.text
-    # Either refused up front or cut off mid-stream: never a complete reply.
-    assert response.status_code == 503 or not body.endswith("<::EOS::>")
+    # Either refused up front or cut off mid-stream, saying so in its last chunk: never a complete reply.
+    assert response.status_code == 503 or body.endswith(STREAM_ERROR_NOTICE + "<::EOS::>")
     assert not chat_stream.engine.is_running
 
     response = httpx.get(server.url + "/health")

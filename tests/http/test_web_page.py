@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from chatstream import ChatPromptChatTemplate, ChatStream
-from live_server import LiveServer
+from live_server import OPEN_ROLES, LiveServer
 from web_page_support import (
     LAST_REPLY, TIMEOUT_MS, WELCOME, artifacts, browser, clipboard, echo_chat_stream, focused, page_app,  # noqa: F401
     page_on, send, server_prompt, wait_for, wait_idle, wait_synced)
@@ -209,7 +209,7 @@ def test_keyboard_alone_sends_stops_regenerates_and_keeps_focus(page_on):
 @pytest.mark.slow
 def test_the_real_model_streams_stops_regenerates_and_clears(smollm2_dir: Path, page_on, artifacts) -> None:
     chat_stream = ChatStream(model=str(smollm2_dir), chat_prompt_clazz=ChatPromptChatTemplate, temperature=0.0,
-                             max_new_tokens=300, context_len=2048, num_kv_blocks=256)
+                             max_new_tokens=300, context_len=2048, num_kv_blocks=256, client_roles=OPEN_ROLES)
     try:
         with LiveServer(page_app(chat_stream)) as server:
             page = page_on(server.url)

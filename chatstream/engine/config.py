@@ -26,6 +26,8 @@ class EngineConfig:
         (faster small-batch matrix products, at the cost of a second copy of those weights).
     cpu_attention_kernel: on CPU in fp32, run decode attention in our compiled paged kernel
         (built on first use; without a compiler the engine falls back to SDPA).
+    warmup: run one short request through the engine before it serves (a server's first user
+        then does not pay the one-time costs of the first forward passes).
     """
 
     block_size: int = 16
@@ -37,6 +39,7 @@ class EngineConfig:
     enable_prefix_caching: bool = True
     cpu_prepack_weights: bool = True
     cpu_attention_kernel: bool = True
+    warmup: bool = False
 
     def __post_init__(self) -> None:
         if self.block_size < 1:

@@ -21,7 +21,7 @@ from chatstream.commands.config_file import (
     read_config_file,
 )
 from chatstream.commands.help_defaults import show_defaults
-from chatstream.commands.logging_setup import LOG_FORMATS, configure_logging
+from chatstream.commands.logging_setup import LOG_FORMATS, configure_logging, no_bars_in_logs
 
 
 def _add_engine_arguments(parser: argparse.ArgumentParser) -> None:
@@ -191,6 +191,7 @@ def parse_command_line(parser: argparse.ArgumentParser, argv: Sequence[str]) -> 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    no_bars_in_logs()
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parse_command_line(parser, argv)

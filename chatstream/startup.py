@@ -1,12 +1,13 @@
 """Start-up phases: a line when each begins and ends, with its time, and plain lines in between.
 
-Starting a server means converting the bundled model (once), loading the weights, building the CPU
-attention kernel (once), preparing the engine (the KV cache, the CPU weight layout), warming it up,
-and then serving: the phases `convert`, `load`, `compile`, `prepare`, `warmup` and `ready`. `StartupPhase` reports one phase through the `chatstream.startup`
+Starting a server means importing the libraries (torch alone takes seconds, a minute on a busy
+machine), converting the bundled model (once), loading the weights, building the CPU attention
+kernel (once), preparing the engine (the KV cache, the CPU weight layout), warming it up, and then
+serving: the phases `import`, `convert`, `load`, `compile`, `prepare`, `warmup` and `ready`. `StartupPhase` reports one phase through the `chatstream.startup`
 logger, so every line goes wherever the process logs (a terminal, a file, JSON):
 
     [convert] converting SmolLM2-135M-Instruct.Q4_1.gguf into a HuggingFace directory (one-time)
-    [convert] still converting (3 s)
+    [convert] still running (3 s)
     [convert] done in 27.9 s
 
 While a phase runs in the foreground it says that it is still running every `PROGRESS_INTERVAL_SEC`
@@ -26,7 +27,7 @@ import threading
 import time
 from types import TracebackType
 
-PHASES = ("convert", "load", "compile", "prepare", "warmup", "ready")
+PHASES = ("import", "convert", "load", "compile", "prepare", "warmup", "ready")
 PROGRESS_INTERVAL_SEC = 3.0
 LOGGER_NAME = "chatstream.startup"
 
@@ -109,7 +110,7 @@ class StartupPhase:
         while not self._stop.wait(self.interval):
             elapsed = self.elapsed
             of = f" of about {_format_seconds(self.expected)}" if self.expected else ""
-            self._emit(logging.INFO, "progress", f"still {self.action} ({elapsed:.0f} s{of})", seconds=elapsed)
+            self._emit(logging.INFO, "progress", f"still running ({elapsed:.0f} s{of})", seconds=elapsed)
 
     def _emit(self, level: int, event: str, message: str, seconds: float | None = None) -> None:
         extra = {"phase": self.phase, "event": event}

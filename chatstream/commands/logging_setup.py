@@ -11,9 +11,11 @@ start-up phases add `phase`, `event` and `seconds`).
 from __future__ import annotations
 
 import logging
+import os
 import sys
 
 from chatstream.facade.chat_logging import LOG_FORMAT, LOGGER_NAME, RequestLabelFilter
+from chatstream.startup import stderr_is_terminal
 
 LOG_FORMATS = ("text", "json")
 
@@ -25,6 +27,14 @@ def _formatter(log_format: str) -> logging.Formatter:
         return JsonFormatter("%(asctime)s %(levelname)s %(name)s %(message)s %(req_id)s",
                              rename_fields={"asctime": "time", "levelname": "level", "name": "logger"})
     return logging.Formatter(LOG_FORMAT)
+
+
+def no_bars_in_logs() -> None:
+    """When stderr is a log and not a terminal, no library draws progress bars into it (tqdm's
+    `TQDM_DISABLE`, read when tqdm is imported: call this before anything imports it). The
+    start-up phases write plain lines instead."""
+    if not stderr_is_terminal():
+        os.environ.setdefault("TQDM_DISABLE", "1")
 
 
 def configure_logging(level: str = "INFO", log_format: str = "text") -> logging.Handler:
@@ -41,6 +51,7 @@ def configure_logging(level: str = "INFO", log_format: str = "text") -> logging.
     package = logging.getLogger(LOGGER_NAME)
     package.handlers = [handler]
     package.propagate = False
+    logging.captureWarnings(True)  # Python warnings become records in the same format
     return handler
 
 

@@ -16,7 +16,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from chatstream.http.metrics_vllm import METRIC_NAME_SETS
-from chatstream.startup import log_ready
+from chatstream.startup import StartupPhase, log_ready
 
 if TYPE_CHECKING:
     from chatstream.facade.chat_stream import ChatStream
@@ -115,10 +115,11 @@ def _seconds_since_process_start() -> float:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    with StartupPhase("import", "importing torch, transformers and the server"):
+        import uvicorn
 
-    from chatstream.commands.logging_setup import quiet_library_bars
-    from chatstream.http.app import create_app
+        from chatstream.commands.logging_setup import quiet_library_bars
+        from chatstream.http.app import create_app
 
     quiet_library_bars()
     config = config_from_args(args)

@@ -102,7 +102,8 @@ def test_a_wrong_config_file_is_an_error_naming_the_key(tmp_path: Path, capsys, 
     assert message in capsys.readouterr().err
 
 
-def test_print_config_shows_the_effective_options_and_reads_back(tmp_path: Path, capsys) -> None:
+def test_print_config_shows_the_effective_options_and_reads_back(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("TQDM_DISABLE", "1")  # what main() sets when stderr is no terminal: undone after the test
     config = write(tmp_path / "serve.toml", 'port = 9100\napi-key = "s3cret"\nmax-queue = 5\n')
     assert cli.main(["serve", "/models/p", "--config", config, "--max-queue", "7", "--print-config"]) == 0
     printed = capsys.readouterr().out

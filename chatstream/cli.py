@@ -54,7 +54,10 @@ def _engine_options(args: argparse.Namespace) -> dict:
 def _run_generate(args: argparse.Namespace) -> int:
     from chatstream import LLM, SamplingParams
 
+    from chatstream.commands.logging_setup import quiet_library_bars
+
     prompts = _prompts(args)
+    quiet_library_bars()
     llm = LLM(None if args.model == "smollm2" else args.model, **_engine_options(args))
     tokenizer = llm.tokenizer
     if not args.raw and getattr(tokenizer, "chat_template", None):

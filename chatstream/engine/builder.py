@@ -26,8 +26,11 @@ from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from chatstream.engine.config import EngineConfig
 from chatstream.engine.engine_core import EngineCore
-from chatstream.engine.model_loader import load_model
+from chatstream.engine.kernel_prebuild import KernelPrebuild, prebuild_wanted
+from chatstream.engine.model_loader import load_model, resolve_device
 from chatstream.engine.step_runner import RunnerSource
+from chatstream.engine.warmup import warm_up
+from chatstream.startup import StartupPhase
 
 logger = logging.getLogger("chatstream.engine")
 
@@ -79,11 +82,19 @@ def build_engine_core(
         tok = _source_tokenizer(model, tokenizer)
         core = EngineCore(model, tok, config, runner=model.step_runner(tok, config))  # type: ignore[arg-type]
     else:
+        # On the CPU the attention kernel is compiled (once per machine) while the weights load.
+        target = model.device if isinstance(model, PreTrainedModel) else resolve_device(device)
+        kernel = KernelPrebuild() if prebuild_wanted(target, config.cpu_attention_kernel) else None
         hf_model, hf_tokenizer = load_model(model, tokenizer, device=device, **load)
+        if kernel is not None:
+            kernel.wait()
         if isinstance(model, torch.nn.Module) and device is not None and torch.device(device) != hf_model.device:
             logger.info("the model is on %s; it stays there (device=%r is not applied to a given model)",
                         hf_model.device, device)
-        core = EngineCore(hf_model, hf_tokenizer, config)
+        with StartupPhase("prepare", "allocating the KV cache and preparing the model's weights for the engine"):
+            core = EngineCore(hf_model, hf_tokenizer, config)
+        if config.warmup:
+            warm_up(core)
     if seed:
         core.sampler.generator.manual_seed(int(seed))
     return core

@@ -26,6 +26,8 @@ class EngineConfig:
         layout (faster small-batch matrix products; the dense originals are dropped).
     cpu_attention_kernel: on CPU in fp32/bf16, run decode attention in our compiled paged kernel
         (built on first use; without a compiler the engine falls back to SDPA).
+    warmup: run one short request through the engine before it serves (a server's first user
+        then does not pay the one-time costs of the first forward passes).
     quantization: None, or "int8" for weight-only per-channel int8 linear weights.
     """
 
@@ -38,6 +40,7 @@ class EngineConfig:
     enable_prefix_caching: bool = True
     cpu_prepack_weights: bool = True
     cpu_attention_kernel: bool = True
+    warmup: bool = False
     quantization: str | None = None
 
     def __post_init__(self) -> None:

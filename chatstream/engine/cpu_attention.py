@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import threading
 from typing import Callable
 
 import torch
@@ -149,9 +150,24 @@ torch::Tensor paged_decode_attention(torch::Tensor q, torch::Tensor k_cache, tor
 DecodeKernel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor]
 
 
-@functools.cache
+# The compiled module is per process by nature; the lock makes an engine that needs the kernel wait
+# for a build already running (started ahead by the builder) instead of starting a second one.
+_BUILD_LOCK = threading.Lock()
+
+
 def load_decode_kernel() -> DecodeKernel | None:
     """The compiled kernel, or None when it cannot be built here (then SDPA is used); built once."""
+    with _BUILD_LOCK:
+        return _build_decode_kernel()
+
+
+def decode_kernel_is_loaded() -> bool:
+    """Whether this process has already built or loaded the kernel (or found it unavailable)."""
+    return _build_decode_kernel.cache_info().currsize > 0
+
+
+@functools.cache
+def _build_decode_kernel() -> DecodeKernel | None:
     try:
         from torch.utils.cpp_extension import load_inline
 

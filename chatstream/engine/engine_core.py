@@ -35,7 +35,7 @@ from chatstream.engine.scheduler import Scheduler
 from chatstream.engine.stats import EngineCounters
 from chatstream.engine.step_recorder import StepRecorder
 from chatstream.engine.step_runner import RunnerSource, StepRunner
-from chatstream.engine.outputs import FinishReason, RequestDelta
+from chatstream.engine.outputs import FinishReason, RequestDelta, RequestTiming
 from chatstream.engine.sampling_params import SamplingParams
 
 logger = logging.getLogger("chatstream.engine")
@@ -228,4 +228,5 @@ class EngineCore:
             num_output_tokens=request.num_output_tokens,
             stop_reason=request.stop_reason,
             error=request.error,
+            timing=RequestTiming.of(request) if request.is_finished else None,
         )

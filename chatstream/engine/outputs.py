@@ -2,12 +2,57 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from chatstream.engine.request import Request
 
 # "error": the request failed in the engine (its `error` says why); the engine and the other
 # requests went on.
 FinishReason = Literal["stop", "length", "abort", "error"]
+
+
+@dataclass(frozen=True)
+class RequestTiming:
+    """When a finished request passed each point, on the `time.monotonic()` clock of the engine.
+
+    arrival: it was added to the engine. first_scheduled: it first ran in a step (None when it
+    ended before that, e.g. aborted while waiting). first_token: its first token was sampled
+    (None: no token). finished: it ended.
+    """
+
+    arrival: float
+    first_scheduled: float | None
+    first_token: float | None
+    finished: float
+
+    @classmethod
+    def of(cls, request: Request) -> RequestTiming:
+        return cls(request.arrival_time, request.first_scheduled_time, request.first_token_time, time.monotonic())
+
+    @property
+    def queue_seconds(self) -> float:
+        """Waiting in the engine's queue: arrival to first scheduled (or to the end)."""
+        return (self.first_scheduled if self.first_scheduled is not None else self.finished) - self.arrival
+
+    @property
+    def prefill_seconds(self) -> float | None:
+        """First scheduled to first token: computing the prompt."""
+        if self.first_scheduled is None or self.first_token is None:
+            return None
+        return self.first_token - self.first_scheduled
+
+    @property
+    def decode_seconds(self) -> float | None:
+        """First token to the end: generating the rest."""
+        return None if self.first_token is None else self.finished - self.first_token
+
+    @property
+    def inference_seconds(self) -> float | None:
+        """First scheduled to the end: prefill plus decode."""
+        return None if self.first_scheduled is None else self.finished - self.first_scheduled
 
 
 @dataclass
@@ -28,6 +73,7 @@ class RequestDelta:
     num_output_tokens: int
     stop_reason: str | int | None = None
     error: str | None = None  # why the request failed, with finish_reason "error"
+    timing: RequestTiming | None = None  # on the final delta only
 
 
 @dataclass

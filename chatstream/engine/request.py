@@ -52,6 +52,7 @@ class Request:
     finish_reason: FinishReason | None = field(default=None, init=False)
     stop_reason: str | int | None = field(default=None, init=False)
     error: str | None = field(default=None, init=False)  # why it failed (finish reason "error")
+    first_scheduled_time: float | None = field(default=None, init=False)  # time.monotonic(), first step it ran
     first_token_time: float | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:

@@ -16,6 +16,7 @@ Order of a step (FCFS):
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -124,6 +125,7 @@ class Scheduler:
                     # Only the first admission counts towards the hit rate; a resumed request's
                     # hits are its own recompute savings.
                     request.num_cached_tokens = num_cached
+                    request.first_scheduled_time = time.monotonic()
                     bm.record_query(request.num_prompt_tokens, num_cached)
                 request.status = RequestStatus.RUNNING
                 self.running.append(request)

@@ -1,7 +1,9 @@
-"""Console chat: a `YOU: ` / `AI : ` loop over `ChatStream.handle_console_input`.
+"""Console chat: a `YOU: ` / `AI : ` loop over a `ChatSession`.
 
 `ConsoleChat` holds the loop and takes its input function and output stream as arguments, so tests
-drive it with scripted lines and a `StringIO`. `run_chat` is the `chatstream chat` subcommand: it
+drive it with scripted lines and a `StringIO`. It talks to a `ChatSession` (`console_session.py`):
+a `ChatStream` in this process (`LocalChatSession`, made when a `ChatStream` is passed), or a
+running server (`chatstream chat --url`). `run_chat` is the local `chatstream chat` subcommand: it
 builds the `ChatStream` from the parsed arguments and runs the loop.
 
 Commands: `/help`, `/clear`, `/system [TEXT]`, `/exit` and `/quit` (Ctrl-D too). Ctrl-C during a
@@ -23,10 +25,12 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TextIO
 
+from chatstream.facade.console_session import ChatSession, LocalChatSession, format_status
+
 if TYPE_CHECKING:
-    from chatstream.chat_prompt.abstract_chat_prompt import AbstractChatPrompt
-    from chatstream.facade.chat_generator import GenerationRecord
     from chatstream.facade.chat_stream import ChatStream
+
+__all__ = ["PROMPT", "REPLY_PREFIX", "ConsoleChat", "format_status", "add_chat_arguments", "run_chat"]
 
 PROMPT = "YOU: "
 REPLY_PREFIX = "AI : "
@@ -41,33 +45,19 @@ Ctrl-C during a reply stops it; the partial reply stays in the history."""
 _DIM, _RESET = "\x1b[2m", "\x1b[0m"
 
 
-def format_status(record: GenerationRecord | None, interrupted: bool) -> str:
-    """The one-line summary after a reply; `record` is the turn's GenerationRecord, or None (mock)."""
-    if record is None:
-        return "[interrupted]" if interrupted else "[done; the mock reports no token counts]"
-    parts = [f"finish_reason={record.finish_reason}", f"{record.num_output_tokens} new tokens",
-             f"prompt {record.num_prompt_tokens} tokens ({record.num_cached_tokens} cached)"]
-    if record.truncated_prompt:
-        parts.append("prompt truncated to context_len")
-    if interrupted and record.finish_reason != "abort":
-        parts.append("interrupted")
-    return "[" + " · ".join(parts) + "]"
-
-
 class ConsoleChat:
-    """An interactive chat on one `ChatStream`'s console conversation.
+    """An interactive chat on one `ChatSession` (a `ChatStream` is taken as its console conversation).
 
     `input_fn(prompt)` returns a line and raises EOFError at the end of input (like `input`).
-    `system`: the system text to use instead of the preset's own (None keeps the preset's).
+    `system`: with a `ChatStream`, the system text to use instead of the preset's own (None keeps it).
     `color`: dim the status lines with ANSI codes (default: when `output` is a terminal).
     """
 
-    def __init__(self, chat_stream: ChatStream, input_fn: Callable[[str], str] = input, output: TextIO | None = None,
-                 system: str | None = None, color: bool | None = None) -> None:
-        self.chat_stream = chat_stream
+    def __init__(self, chat: ChatStream | ChatSession, input_fn: Callable[[str], str] = input,
+                 output: TextIO | None = None, system: str | None = None, color: bool | None = None) -> None:
+        self.session: ChatSession = chat if isinstance(chat, ChatSession) else LocalChatSession(chat, system)
         self.input_fn = input_fn
         self.output = output if output is not None else sys.stdout
-        self.system = system
         if color is None:
             isatty = getattr(self.output, "isatty", None)
             color = bool(isatty and isatty())
@@ -111,12 +101,13 @@ class ConsoleChat:
         await self.reply(text)
         return True
 
+    @property
+    def chat_stream(self) -> ChatStream | None:
+        """The local ChatStream, when the session is one."""
+        return getattr(self.session, "chat_stream", None)
+
     async def reply(self, text: str) -> None:
         """Stream the reply to `text`, then the status line. Ctrl-C (or `cancel_reply`) stops it early."""
-        if self.system is not None:
-            self._console_prompt().set_system(self.system)
-        records = getattr(self.chat_stream.chat_generator, "records", None)
-        newest_before = records[-1] if records else None
         self._interrupted = False
         self._write(REPLY_PREFIX)
         task = asyncio.ensure_future(self._stream(text))
@@ -133,8 +124,7 @@ class ConsoleChat:
         finally:
             self._reply_task = None
         self._write("\n")
-        newest = records[-1] if records else None
-        self._status(format_status(newest if newest is not newest_before else None, self._interrupted))
+        self._status(self.session.status(self._interrupted))
 
     def cancel_reply(self) -> None:
         """Stop the reply being streamed, if any (what Ctrl-C does)."""
@@ -144,9 +134,8 @@ class ConsoleChat:
             task.cancel()
 
     async def _stream(self, text: str) -> None:
-        async for _response_text, updated_text, _pos in self.chat_stream.handle_console_input(text):
-            if updated_text:
-                self._write(updated_text)
+        async for piece in self.session.stream_reply(text):
+            self._write(piece)
 
     # -- commands: each returns False to end the chat --------------------------------------------------------
     def _cmd_help(self, _arg: str) -> bool:
@@ -154,7 +143,7 @@ class ConsoleChat:
         return True
 
     def _cmd_clear(self, _arg: str) -> bool:
-        self.chat_stream.clear_console_context()
+        self.session.clear()
         self._status("(new conversation)")
         return True
 
@@ -163,10 +152,7 @@ class ConsoleChat:
             current = self.current_system()
             self._write(f"system: {current}\n" if current else "system: (none; the prompt format's default, if any)\n")
             return True
-        self.system = arg
-        prompt = self.chat_stream.console_chat_prompt
-        if prompt is not None:
-            prompt.set_system(arg)
+        self.session.set_system(arg)
         self._status("(system text set)")
         return True
 
@@ -176,16 +162,7 @@ class ConsoleChat:
     # -- helpers ---------------------------------------------------------------------------------------------
     def current_system(self) -> str:
         """The system text the next turn is rendered with."""
-        if self.system is not None:
-            return self.system
-        prompt = self.chat_stream.console_chat_prompt
-        if prompt is not None:
-            return prompt.get_system()
-        clazz = self.chat_stream.chat_prompt_clazz
-        return clazz().get_system() if clazz is not None else ""
-
-    def _console_prompt(self) -> AbstractChatPrompt:
-        return self.chat_stream.get_console_chat_prompt()
+        return self.session.current_system()
 
     def _write(self, text: str) -> None:
         self.output.write(text)

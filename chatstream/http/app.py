@@ -51,6 +51,7 @@ class ServerConfig:
     session_secret: str | None = None
     web_ui_params: dict[str, Any] | None = None
     locale: str | None = None  # the web page's language ("en" / "ja"); None: the browser's
+    metrics_names: str = "both"  # /metrics names: "chatstream", "vllm" (as vLLM's dashboards expect) or "both"
     chat_stream_options: dict[str, Any] = field(default_factory=dict)
 
     def served_model_name(self) -> str:
@@ -101,7 +102,7 @@ def create_app(config: ServerConfig | None = None, *,
     config = config or ServerConfig(**options)
     _chat_prompt_class(config.chat_prompt)  # an unknown preset fails now, not after loading
     model_name = config.served_model_name()
-    state = ServerState(model_name=model_name, api_key=config.api_key, metrics=Metrics(model_name))
+    state = ServerState(model_name=model_name, api_key=config.api_key, metrics=Metrics(model_name, config.metrics_names))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -2,15 +2,21 @@
 
 `Metrics` owns its own `CollectorRegistry` (never the process-wide one), so several apps and
 tests can live in one process without "duplicated timeseries" errors. Names follow vLLM's with a
-`chatstream:` prefix and a `model_name` label. Two kinds of metric live here:
+`chatstream:` prefix and a `model_name` label on every sample; `names="vllm"` or `"both"` (the
+server's default) also or only exposes them under the `vllm:` names that dashboards made for vLLM
+query (`metrics_vllm.py`: the same samples, renamed at scrape time, never observed twice). Two
+kinds of metric live here:
 
 - Engine and admission state, read at scrape time by a custom collector. Nothing has to push
   these, so no thread or timer exists for them. The engine's numbers come from its `stats`, the
   immutable snapshot its thread publishes after every step, so a scrape reads one consistent
   moment of the engine and never touches the scheduler (a scrape one step stale is fine).
-- Per-request latencies, observed through the engine's `RequestObserver` hooks on the event loop
-  (`attach` installs this object as `engine.observer`), plus the time a request waited for a run
-  slot, which the serving code reports through `observe_queue_time`.
+- Per-request latencies and sizes, observed through the engine's `RequestObserver` hooks on the
+  event loop (`attach` installs this object as `engine.observer`): time to first token, the gaps
+  between tokens, the whole request; and from the engine's timing of each finished request
+  (`RequestTiming`) its prefill, decode and inference time, its time per output token, and its
+  prompt and generation token counts. The time a request waited for a run slot is reported by the
+  serving code through `observe_queue_time`.
 
 Finished requests are counted in one place only: `on_finish`, from the engine's final delta
 (`finished_reason` stop / length / abort; a consumer that left early, or an engine that died
@@ -27,6 +33,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from chatstream.engine.outputs import RequestDelta
+from chatstream.http.metrics_vllm import METRIC_NAME_SETS, ForwardCollector, VllmNamesCollector
 
 if TYPE_CHECKING:
     from chatstream.engine.engine_client import EngineClient
@@ -38,6 +45,8 @@ PREFIX = "chatstream:"
 TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 INTER_TOKEN_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.04, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 REQUEST_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0)
+# Token counts per request, 1-2-5 steps up to the longest contexts served today.
+TOKEN_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000, 200000)
 
 
 class _EngineCollector(Collector):
@@ -104,19 +113,29 @@ class _EngineCollector(Collector):
 
 
 class Metrics:
-    """The metrics of one model, in a registry of their own; also the engine's `RequestObserver`."""
+    """The metrics of one model, in a registry of their own; also the engine's `RequestObserver`.
 
-    def __init__(self, model_name: str) -> None:
+    `names`: which names `render` exposes: "chatstream", "vllm" or "both"."""
+
+    def __init__(self, model_name: str, names: str = "both") -> None:
+        if names not in METRIC_NAME_SETS:
+            raise ValueError(f"names must be one of {METRIC_NAME_SETS}, got {names!r}")
         self.model_name = model_name
         self.attached = False
         self.engine: EngineClient | None = None
         self.admission: Admission | None = None
+        # Observed into `own`; `registry` is what /metrics renders: `own` as is and/or renamed.
+        self.own = CollectorRegistry()
+        self.own.register(_EngineCollector(self))
         self.registry = CollectorRegistry()
-        self.registry.register(_EngineCollector(self))
+        if names in ("chatstream", "both"):
+            self.registry.register(ForwardCollector(self.own))
+        if names in ("vllm", "both"):
+            self.registry.register(VllmNamesCollector(self.own))
         labels = ["model_name"]
 
         def histogram(name: str, doc: str, buckets: tuple[float, ...]) -> Histogram:
-            return Histogram(PREFIX + name, doc, labels, registry=self.registry, buckets=buckets)
+            return Histogram(PREFIX + name, doc, labels, registry=self.own, buckets=buckets)
 
         # Children are bound to the label once; observing is then a plain method call.
         self._ttft = histogram("time_to_first_token_seconds", "Time to the first generated token, from "
@@ -127,8 +146,20 @@ class Metrics:
                               "its end, aborted ones included.", REQUEST_BUCKETS).labels(model_name)
         self._queue = histogram("request_queue_time_seconds", "Time a request waited for a run slot.",
                                 REQUEST_BUCKETS).labels(model_name)
+        self._prefill = histogram("request_prefill_time_seconds", "Time from a request's first step to its "
+                                  "first token (computing the prompt).", REQUEST_BUCKETS).labels(model_name)
+        self._decode = histogram("request_decode_time_seconds", "Time from a request's first token to its "
+                                 "end.", REQUEST_BUCKETS).labels(model_name)
+        self._inference = histogram("request_inference_time_seconds", "Time from a request's first step to "
+                                    "its end (prefill plus decode).", REQUEST_BUCKETS).labels(model_name)
+        self._tpot = histogram("request_time_per_output_token_seconds", "A request's decode time over its "
+                               "tokens after the first.", INTER_TOKEN_BUCKETS).labels(model_name)
+        self._prompt_tokens = histogram("request_prompt_tokens", "Prompt tokens of each finished request.",
+                                        TOKEN_BUCKETS).labels(model_name)
+        self._generation_tokens = histogram("request_generation_tokens", "Tokens generated for each "
+                                            "finished request.", TOKEN_BUCKETS).labels(model_name)
         self._success = Counter(PREFIX + "request_success", "Requests that ended, by finish reason.",
-                                ["model_name", "finished_reason"], registry=self.registry)
+                                ["model_name", "finished_reason"], registry=self.own)
 
     def attach(self, engine: EngineClient | None, admission: Admission | None) -> None:
         """Read `engine`'s stats and `admission` at scrape time and observe the engine's requests
@@ -155,6 +186,22 @@ class Metrics:
         self._e2e.observe(seconds)
         reason = delta.finish_reason if delta is not None and delta.finished else None
         self._success.labels(self.model_name, reason or "abort").inc()
+        if delta is not None and delta.finished:
+            self._observe_request(delta)
+
+    def _observe_request(self, delta: RequestDelta) -> None:
+        """The sizes and phases of one finished request (its final delta carries the engine's timing)."""
+        self._prompt_tokens.observe(delta.num_prompt_tokens)
+        self._generation_tokens.observe(delta.num_output_tokens)
+        timing = delta.timing
+        if timing is None:
+            return
+        for histogram, seconds in ((self._prefill, timing.prefill_seconds), (self._decode, timing.decode_seconds),
+                                   (self._inference, timing.inference_seconds)):
+            if seconds is not None:
+                histogram.observe(seconds)
+        if timing.decode_seconds is not None and delta.num_output_tokens > 1:
+            self._tpot.observe(timing.decode_seconds / (delta.num_output_tokens - 1))
 
     # -- serving code ------------------------------------------------------------------------
     def observe_queue_time(self, seconds: float) -> None:

@@ -2,22 +2,28 @@
 
 Options become one frozen `ServerConfig`; `create_app` builds the app and uvicorn serves it on
 one worker (the model, the queue and the sessions live in this process). The model loads in the
-background; once it is ready the command prints where to find the page and the API, and how
-much KV cache there is.
+background, one logged phase after the other (convert, load, compile, warmup: see
+`chatstream.startup`); once it is ready the command logs the `ready` line, where to find the page
+and the API, and how much KV cache there is. Everything goes through logging, so `--log-format
+json` makes every line of the server JSON, uvicorn's included.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import sys
+import time
 from typing import TYPE_CHECKING, Any
+
+from chatstream.http.metrics_vllm import METRIC_NAME_SETS
+from chatstream.startup import StartupPhase, log_ready
 
 if TYPE_CHECKING:
     from chatstream.facade.chat_stream import ChatStream
     from chatstream.http.app import ServerConfig
 
 GIB = 1024 ** 3
+logger = logging.getLogger("chatstream.serve")
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,9 +32,10 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                              "recording directory (replayed without weights)")
     parser.add_argument("--chat-prompt", default="chat_template",
                         help="ChatPrompt preset name (default: the model's own chat template)")
-    parser.add_argument("--served-model-name", default=None, help="model id shown by /v1/models")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--served-model-name", default=None,
+                        help="model id shown by /v1/models and in metrics (default: the model directory's name)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on")
     parser.add_argument("--num-concurrent", type=int, default=16,
                         help="generations that run at once (they are batched together)")
     parser.add_argument("--max-queue", type=int, default=64, help="requests that may wait; the next gets 429")
@@ -40,20 +47,28 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dtype", default="auto", help="auto | float32 | bfloat16 | float16")
     parser.add_argument("--quantization", default=None, choices=["int8"],
                         help="weight-only per-channel int8 linear weights (default: none)")
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--max-model-len", type=int, default=None)
-    parser.add_argument("--kv-cache-memory-gb", type=float, default=None)
-    parser.add_argument("--num-kv-blocks", type=int, default=None)
-    parser.add_argument("--block-size", type=int, default=16)
-    parser.add_argument("--max-num-batched-tokens", type=int, default=512)
-    parser.add_argument("--no-prefix-caching", action="store_true")
+    parser.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda if available)")
+    parser.add_argument("--max-model-len", type=int, default=None,
+                        help="prompt + reply tokens one request may reach (default: the model's own)")
+    parser.add_argument("--kv-cache-memory-gb", type=float, default=None,
+                        help="KV cache budget (default: sized for the machine)")
+    parser.add_argument("--num-kv-blocks", type=int, default=None,
+                        help="exact number of KV blocks (overrides --kv-cache-memory-gb)")
+    parser.add_argument("--block-size", type=int, default=16, help="tokens per KV cache block")
+    parser.add_argument("--max-num-batched-tokens", type=int, default=512, help="tokens one engine step may run")
+    parser.add_argument("--no-prefix-caching", action="store_true", help="do not share KV blocks of equal prefixes")
+    parser.add_argument("--no-warmup", action="store_true",
+                        help="skip the warm-up request at start-up (the first user then pays its cost)")
     parser.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on /v1")
     parser.add_argument("--locale", default=None, choices=("en", "ja"),
                         help="language of the web page (default: the browser's language)")
     parser.add_argument("--cors-origin", action="append", default=[], help="allowed origin (repeatable)")
     parser.add_argument("--record", default=None, metavar="DIR",
-                        help="record every generation for replay (Transformer Mock); 'auto' = the cache dir")
-    parser.add_argument("--log-level", default=argparse.SUPPRESS, help="DEBUG | INFO | WARNING | ERROR")
+                        help="record every generation for replay (Transformer Mock); 'auto' = the cache dir "
+                             "(default: off)")
+    parser.add_argument("--metrics-names", default="both", choices=METRIC_NAME_SETS,
+                        help="names on /metrics: chatstream:*, the vllm:* names that dashboards made for vLLM "
+                             "expect, or both")
 
 
 def config_from_args(args: argparse.Namespace) -> ServerConfig:
@@ -70,11 +85,12 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
             options[key] = getattr(args, key)
     # /chat_stream's context: None means the engine's whole max_model_len.
     options["context_len"] = args.context_len
+    options["warmup"] = not args.no_warmup
     if args.record:
         options["record_to"] = True if args.record == "auto" else args.record
     return ServerConfig(model=args.model, chat_prompt=args.chat_prompt, model_name=args.served_model_name,
                         api_key=args.api_key, cors_origins=tuple(args.cors_origin), locale=args.locale,
-                        chat_stream_options=options)
+                        metrics_names=args.metrics_names, chat_stream_options=options)
 
 
 def startup_report(chat_stream: ChatStream, url: str, model_name: str) -> str:
@@ -94,20 +110,31 @@ def startup_report(chat_stream: ChatStream, url: str, model_name: str) -> str:
     return "\n".join(lines)
 
 
+def _seconds_since_process_start() -> float:
+    import psutil
+
+    return max(0.0, time.time() - psutil.Process().create_time())
+
+
 def run_serve(args: argparse.Namespace) -> int:
-    import uvicorn
+    with StartupPhase("import", "importing torch, transformers and the server"):
+        import uvicorn
 
-    from chatstream.http.app import create_app
+        from chatstream.commands.logging_setup import quiet_library_bars
+        from chatstream.http.app import create_app
 
+    quiet_library_bars()
     config = config_from_args(args)
     url = f"http://{args.host}:{args.port}"
     model_name = config.served_model_name()
 
     def on_ready(chat_stream: ChatStream) -> None:
-        print(startup_report(chat_stream, url, model_name), file=sys.stderr, flush=True)
+        log_ready(f"serving {model_name} on {url}", _seconds_since_process_start())
+        logger.info("%s", startup_report(chat_stream, url, model_name))
 
     app = create_app(config, on_ready=on_ready)
-    print(f"ChatStream: loading {model_name} ... (the API answers 503 until it is ready)", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=logging.getLevelName(
+    logger.info("ChatStream: loading %s ... (the API answers 503 until it is ready)", model_name)
+    # log_config=None: uvicorn's records go through the process's one handler (text or JSON).
+    uvicorn.run(app, host=args.host, port=args.port, log_config=None, log_level=logging.getLevelName(
         logging.getLogger().getEffectiveLevel()).lower(), timeout_graceful_shutdown=5)
     return 0

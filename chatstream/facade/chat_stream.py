@@ -5,11 +5,16 @@ handler), ChatPrompt rendering, regenerate, the finish callback, the /chat_strea
 and admission (N generations run, Q wait, the rest get 429). Generations that hold a run slot
 are batched together by the engine thread; the event loop only tokenizes and streams.
 
-A /chat_stream request goes: role check -> body check -> the session's lock (one reply per
-conversation at a time) -> a run slot (or 429) -> the request handler opens the turn and returns
-a streaming response -> when the stream ends, for whatever reason, the slot and the lock are
-released and the callback is called once. Requests refused before they got a slot (400, 403,
-429, 503) do not call the callback.
+Conversations live in the conversation store (`conversation_store=`: a URL or a store; `memory`
+by default), for /chat_stream, the web page and the console alike (`ConversationRequestHandler`,
+`ConversationTurns`).
+
+A /chat_stream request goes: role check -> body check -> which conversation (the request's
+`conversation_id`, else the session's current one) -> its turn (one reply per conversation at a
+time) -> a run slot (or 429; `TurnGate` bounds and counts both waits) -> the request handler
+opens the turn and returns a streaming response -> when the stream ends, for whatever reason,
+the reply is stored, the slot and the turn are given back and the callback is called once.
+Requests refused before they got a slot (400, 403, 404, 429, 503) do not call the callback.
 """
 
 from __future__ import annotations
@@ -27,15 +32,19 @@ from chatstream.facade.chat_logging import chat_logger, label_for, request_label
 from chatstream.facade.chat_output import ChatReplyGenerator, ReplyChunk
 from chatstream.facade.chat_stream_response import DISCONNECTED_BEFORE_STREAMING
 from chatstream.facade.client_roles import ClientRoles
-from chatstream.facade.disconnect import ClientGone, disconnect_watch, unless_disconnected
+from chatstream.facade.console_conversation import ConsoleConversation
+from chatstream.facade.conversation_handler import ConversationRequestHandler, _json_object
+from chatstream.facade.conversation_turns import ConversationTurns
 from chatstream.facade.generation_params import build_params
-from chatstream.facade.request_handler import (
-    AbstractRequestHandler, ChatRequestError, SimpleSessionRequestHandler, parse_chat_request)
+from chatstream.facade.request_handler import AbstractRequestHandler, ChatRequestError, parse_chat_request
 from chatstream.facade.session_apis import SessionApis
-from chatstream.facade.session_locks import SessionLocks
+from chatstream.facade.sessions import StoreSession, prepare_session
+from chatstream.facade.store_handle import StoreHandle
+from chatstream.facade.turn_gate import TurnGate
 
 if TYPE_CHECKING:
     from chatstream.chat_prompt.abstract_chat_prompt import AbstractChatPrompt
+    from chatstream.conversations import ConversationStore
     from chatstream.engine.builder import DeviceArg, ModelArg, TokenizerArg
     from chatstream.engine.engine_client import EngineClient
     from chatstream.mock.recorder import RecordTo
@@ -53,6 +62,11 @@ class ChatStream(SessionApis):
     `EngineConfig` fields and `dtype`. `record_to` (or `probe_mode_enabled=True`) records every
     generation for replay, into `recording_dir`. `engine` is the running engine as an
     `EngineClient` (None with `use_mock_response`).
+
+    `conversation_store`: where conversations and sessions live: a URL (`memory`, the default;
+    `sqlite:///PATH`; `redis://HOST:PORT/DB`), an open `ConversationStore`, or a `StoreHandle`.
+    `max_waiting_per_session`: how many /chat_stream requests of one session may wait for their
+    conversations' turns (None: only `max_queue_size` bounds them).
     """
 
     def __init__(
@@ -68,6 +82,8 @@ class ChatStream(SessionApis):
         request_handler: AbstractRequestHandler | None = None, logger: logging.Logger | None = None,
         locale: str | None = None, client_roles: dict[str, Any] | None = None, seed: int | None = 42,
         probe_mode_enabled: bool = False, record_to: RecordTo = None, retry_after_sec: int = 1,
+        conversation_store: str | ConversationStore | StoreHandle | None = None,
+        max_waiting_per_session: int | None = None,
         **engine_options: Any,
     ) -> None:
         self.name = name
@@ -80,7 +96,8 @@ class ChatStream(SessionApis):
         self.token_sampler = token_sampler
         self.client_roles = ClientRoles(client_roles)
         self.admission = Admission(num_of_concurrent_executions, max_queue_size)
-        self._session_locks = SessionLocks()
+        self.turn_gate = TurnGate(self.admission, max_waiting_per_session)
+        self.conversations = StoreHandle.of(conversation_store)
         self.params = build_params(
             temperature=temperature, max_new_tokens=max_new_tokens, context_len=context_len, top_k=top_k,
             top_p=top_p, repetition_penalty=repetition_penalty, repetition_penalty_method=repetition_penalty_method,
@@ -106,11 +123,20 @@ class ChatStream(SessionApis):
             self.num_gpus = (1 if num_gpus is None else num_gpus) if self.device.type == "cuda" else 0
             self.chat_generator = ChatGenerator(started.engine, self.tokenizer, self.params, self.logger,
                                                 token_sampler)
-        self.request_handler = request_handler or SimpleSessionRequestHandler()
+        self.request_handler = request_handler or ConversationRequestHandler()
         for attr, value in (("chat_generator", self.chat_generator), ("chat_prompt_clazz", chat_prompt_clazz),
                             ("tokenizer", self.tokenizer), ("logger", self.logger)):
             setattr(self.request_handler, attr, value)
-        self._console_prompt: AbstractChatPrompt | None = None
+        self.conversation_turns = ConversationTurns(self.chat_generator, self.create_chat_prompt, self.tokenizer,
+                                                    self.logger)
+        if isinstance(self.request_handler, ConversationRequestHandler):
+            self.request_handler.conversations = self.conversations
+            self.request_handler.turns = self.conversation_turns
+        self.console = ConsoleConversation(self.conversations, self.conversation_turns, self.create_chat_prompt)
+
+    def create_chat_prompt(self) -> AbstractChatPrompt:
+        """A new ChatPrompt of `chat_prompt_clazz`, with the tokenizer and the preset's initial turns."""
+        return self.request_handler.create_chat_prompt()
 
     # -- lifecycle -------------------------------------------------------------------------------
     @property
@@ -130,42 +156,48 @@ class ChatStream(SessionApis):
         if self.engine is not None:
             self.engine.shutdown()
 
+    async def aclose(self) -> None:
+        """`shutdown()`, and close the conversation store if this ChatStream opened it from a URL."""
+        self.shutdown()
+        await self.conversations.close()
+
     # -- /chat_stream -----------------------------------------------------------------------------
     async def handle_chat_stream_request(
         self, request: Request, request_body: bytes | None = None,
         callback: FinishCallback | None = None,
     ) -> Response:
+        if self.client_roles.enabled:
+            await prepare_session(request)  # the session's role is kept in the store
         denied = self.client_roles.verify(request, "chat_stream")
         if denied is not None:
             return denied
-        key = self.request_handler.conversation_key(request)
-        request_label.set(label_for(key))
         if request_body is None:
             request_body = await request.body()
+        body = _json_object(request_body)
         try:
-            chat_request = parse_chat_request(request_body)
+            chat_request = parse_chat_request(body if body is not None else request_body)
         except ChatRequestError as exc:
             return exc.response()
         if not chat_request.regenerate:
             role = self.client_roles.try_promote(request, chat_request.user_input or "")
             if role is not None:
+                await self._keep_promotion(request)
                 return self.client_roles_promotion_response(request, role)
         if not self.is_ready:
             return JSONResponse({"error": "engine_unavailable", "detail": "the engine is not running"},
                                 status_code=503)
-        await self._session_locks.acquire(key)
         try:
-            admitted = await self._admit(request)
+            key, owner = await self._turn_target(request, body)
+        except ChatRequestError as exc:
+            return exc.response()
+        request_label.set(label_for(owner))
+        try:
+            entered = await self.turn_gate.enter(request, key, owner)
         except QueueFull:
-            self._session_locks.release(key)
             self.logger.info("queue full: %d running, %d waiting", self.admission.num_running,
                              self.admission.num_waiting)
             return self._too_many_requests()
-        except BaseException:
-            self._session_locks.release(key)
-            raise
-        if not admitted:  # the client left while waiting in line; it never held a slot
-            self._session_locks.release(key)
+        if not entered:  # the client left while waiting; it holds nothing and opened no turn
             self._notify(callback, request, DISCONNECTED_BEFORE_STREAMING)
             return Response(status_code=499)
         finished = self._finish_once(request, key, callback)
@@ -180,18 +212,27 @@ class ChatStream(SessionApis):
             finished("unknown_error_occurred,while process_request")
             return JSONResponse({"error": "internal_server_error", "detail": "process_request"}, status_code=500)
 
-    async def _admit(self, request: Request) -> bool:
-        """Wait for a run slot; False if the client went away while waiting (it then holds none).
+    async def _turn_target(self, request: Request, body: dict[str, Any] | None) -> tuple[str | None, str | None]:
+        """(what the request waits its turn on, whose waiting it counts as): the conversation and
+        its session for the store-backed handler, the handler's `conversation_key` for others."""
+        handler = self.request_handler
+        if isinstance(handler, ConversationRequestHandler):
+            target = await handler.resolve_target(request, body)
+            return target.lock_key, target.session_id
+        key = handler.conversation_key(request)
+        return key, key
 
-        Raises `QueueFull` when the line is full.
-        """
-        if self.admission.try_acquire():
-            return True
-        try:
-            await unless_disconnected(self.admission.acquire(), disconnect_watch(request))
-        except ClientGone:
-            return False
-        return True
+    async def _keep_promotion(self, request: Request) -> None:
+        """A role granted by a pass phrase is kept in the session, made now if needed."""
+        session = getattr(request.state, "session", None)
+        if isinstance(session, StoreSession):
+            from chatstream.conversations import StoreError
+
+            try:
+                await session.ensure()
+                await session.flush()
+            except StoreError as exc:
+                self.logger.warning("the granted role could not be stored: %s", exc)
 
     def _finish_once(self, request: Request, key: str | None,
                      callback: FinishCallback | None) -> Callable[[str], None]:
@@ -202,8 +243,7 @@ class ChatStream(SessionApis):
             if done:
                 return
             done = True
-            self.admission.release()
-            self._session_locks.release(key)
+            self.turn_gate.leave(key)
             self._notify(callback, request, message)
 
         return finished
@@ -226,23 +266,20 @@ class ChatStream(SessionApis):
 
     # -- console ------------------------------------------------------------------------------------
     async def handle_console_input(self, user_input: str) -> AsyncIterator[ReplyChunk]:
-        """One console turn: yields `(response_text, updated_text, pos)` tuples (no queue, no session)."""
-        chat_prompt = self.get_console_chat_prompt()
-        chat_prompt.add_requester_msg(user_input)
-        chat_prompt.add_responder_msg(None)
-        async for chunk in self.chat_generator.generate(chat_prompt, {"output_type": None}):
+        """One console turn: yields `(response_text, updated_text, pos)` tuples (no queue, no HTTP
+        session). The console's conversation is kept in the conversation store like any other."""
+        async for chunk in self.console.reply(user_input):
             yield chunk
 
     def get_console_chat_prompt(self) -> AbstractChatPrompt:
-        """The console conversation, created (with `build_initial_prompt`) if there is none yet."""
-        if self._console_prompt is None:
-            self._console_prompt = self.request_handler.create_chat_prompt()
-        return self._console_prompt
+        """The console conversation as a ChatPrompt, created (with `build_initial_prompt`) if there is
+        none yet; its system text applies to the next turn."""
+        return self.console.chat_prompt()
 
     def clear_console_context(self) -> None:
-        self._console_prompt = None
+        """The next console turn starts a new conversation."""
+        self.console.clear()
 
     @property
     def console_chat_prompt(self) -> AbstractChatPrompt | None:
-        return self._console_prompt
-
+        return self.console.view

@@ -65,7 +65,7 @@ class ConversationApis:
                 raise ConversationNotFound(conversation_id)
             return Target(store, None, None)
         if conversation_id is None:
-            conversation_id = await current_conversation(store, session, create=create)
+            conversation_id = await current_conversation(stores, session, create=create)
             if conversation_id is None:
                 return Target(store, session, None)
         conversation = await store.get_conversation(session.id, conversation_id, include_tokens=False)

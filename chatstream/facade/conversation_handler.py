@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -32,9 +32,6 @@ from chatstream.facade.request_handler import (
 from chatstream.facade.sessions import BoundSession, bind_session
 from chatstream.facade.store_errors import StoreRequestError
 from chatstream.facade.store_handle import StoreHandle
-
-if TYPE_CHECKING:
-    from chatstream.conversations import ConversationStore
 
 CONVERSATION_ID_HEADER = "X-ChatStream-Conversation-Id"
 SKIP_HEADER = "X-FastSession-Skip"
@@ -112,7 +109,7 @@ class ConversationRequestHandler(AbstractRequestHandler):
                 if await store.get_conversation(session.id, conversation_id, include_tokens=False) is None:
                     raise StoreRequestError(_not_found(conversation_id))
             else:
-                conversation_id = await current_conversation(store, session, create=True)
+                conversation_id = await current_conversation(self.stores(), session, create=True)
         except StoreError as exc:
             raise StoreRequestError(exc) from None
         assert conversation_id is not None
@@ -150,17 +147,24 @@ class ConversationRequestHandler(AbstractRequestHandler):
             MESSAGE_ID_HEADER: turn.reply_id, CONVERSATION_ID_HEADER: turn.conversation_id})
 
 
-async def current_conversation(store: ConversationStore, session: BoundSession, *, create: bool) -> str | None:
+async def current_conversation(stores: StoreHandle, session: BoundSession, *, create: bool) -> str | None:
     """The session's current conversation (the one original clients talk in); a new one is made
-    current when there is none (or it is gone) and `create`."""
+    current when there is none (or it is gone) and `create`. Requests of one session that arrive
+    together make one conversation, not one each."""
+    store = await stores.get()
     current = session.current_conversation_id
     if current is not None and await store.get_conversation(session.id, current, include_tokens=False) is not None:
         return current
     if not create:
         return None
-    conversation = await store.create_conversation(session.id)
-    session.record = await store.update_session(session.id, current_conversation_id=conversation.id)
-    return conversation.id
+    async with stores.exclusive("current:" + session.id):
+        record = await store.get_session(session.id)  # another request may have made it meanwhile
+        current = None if record is None else record.current_conversation_id
+        if current is not None and await store.get_conversation(session.id, current, include_tokens=False):
+            return current
+        conversation = await store.create_conversation(session.id)
+        session.record = await store.update_session(session.id, current_conversation_id=conversation.id)
+        return conversation.id
 
 
 def _not_found(conversation_id: str) -> StoreError:

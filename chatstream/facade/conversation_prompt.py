@@ -17,8 +17,8 @@ the answer says why not and the caller re-renders:
 
 - no earlier reply, or it has no ids (the generator mock, an import without them);
 - another model, prompt format or system text (`model_id` names all three: `prompt_model_id`);
-- the reply's text is not what its ids decode to (its reply ended on a stop string, or was cut
-  while text was held back);
+- the reply's text is not what its ids decode to (it ended on a stop string, its text was
+  edited, or its ids are not this model's);
 - the prompt format renders the earlier turns differently once a new turn follows (SINGLE_TURN,
   templates that rewrite history).
 
@@ -111,7 +111,10 @@ def continuation_ids(chat_prompt: AbstractChatPrompt, conversation: Conversation
     ends_turn = output_ids[-1] in end_of_turn_ids
     decoded = tokenizer.decode(output_ids[:-1] if ends_turn else output_ids, skip_special_tokens=True)
     replacements = chat_prompt.get_replacement_when_output() if chat_prompt.is_chat_mode_enabled() else None
-    if visible_reply(decoded, replacements, final=True).strip() != previous.text:
+    # A reply cut by its length limit may end inside a character: its ids then decode to a trailing
+    # U+FFFD that the shown text never had. The ids are still what the model saw and wrote.
+    decoded = visible_reply(decoded, replacements, final=True).strip()
+    if decoded != previous.text and decoded.rstrip("\ufffd").strip() != previous.text:
         return Continuation(None, "the previous reply's text is not what its ids decode to")
     before = chat_prompt.create_prompt({"to_message_id": previous.id, "omit_last_message": True})
     reply = chat_prompt.find_chat_content_by_message_id(previous.id)

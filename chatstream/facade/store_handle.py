@@ -9,8 +9,11 @@ event loop only.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from chatstream.conversations import ConversationStore, StoreOptions, open_store, parse_store_url, redacted
+from chatstream.facade.session_locks import TurnLocks
 
 MEMORY_URL = "memory"
 
@@ -23,6 +26,7 @@ class StoreHandle:
         self.options = options
         self._store: ConversationStore | None = None
         self._opening: asyncio.Future[ConversationStore] | None = None
+        self._locks = TurnLocks()
         if source is None or isinstance(source, str):
             self.url: str | None = source or MEMORY_URL
             parse_store_url(self.url)  # a bad URL fails now, not at the first request
@@ -68,6 +72,16 @@ class StoreHandle:
             raise
         self._store = store
         return store
+
+    @asynccontextmanager
+    async def exclusive(self, key: str) -> AsyncIterator[None]:
+        """One holder of `key` at a time in this process (e.g. while a session's current
+        conversation is looked up and, when missing, made)."""
+        await self._locks.acquire(key)
+        try:
+            yield
+        finally:
+            self._locks.release(key)
 
     async def open(self) -> ConversationStore:
         """Open now (the app's lifespan does, so an unusable SQLite path fails at start)."""

@@ -54,11 +54,17 @@ class TurnGate:
         if limit is not None and self.locks.num_waiting(owner) >= limit:
             raise QueueFull()
         self.admission.hold_place()
+        waiter = self.locks.join(key, owner)  # counted from now on, before anything else runs
         try:
-            await unless_disconnected(self.locks.acquire(key, owner), disconnect_watch(request))
+            await unless_disconnected(self.locks.wait(waiter), disconnect_watch(request))
         except BaseException:
+            got_it = waiter is not None and waiter.done() and not waiter.cancelled()
+            self.locks.leave(key, waiter, owner)
+            if got_it:
+                self.locks.release(key)  # handed over just as the client left: pass it on
             self.admission.drop_place()
             raise
+        self.locks.leave(key, waiter, owner)
 
     def leave(self, key: str | None) -> None:
         """Give the run slot and the conversation's turn back."""

@@ -132,8 +132,8 @@ def _load(url: str) -> dict[str, int]:
 
 
 def test_waiting_for_a_conversation_is_counted_bounded_and_refused_beyond(tmp_path) -> None:
-    # Each reply takes half a second, so all 50 requests arrive while the first one runs.
-    chat_stream = _chat_stream(num_of_concurrent_executions=2, max_queue_size=5, initial_wait_sec=0.5)
+    # Each reply takes a second, so all 50 requests arrive while the first one runs.
+    chat_stream = _chat_stream(num_of_concurrent_executions=2, max_queue_size=3, initial_wait_sec=1.0)
     with LiveServer(_app(chat_stream)) as live, session_client(live.url) as client:
         client.post("/set_generation_params", json={})
         statuses: list[int] = []
@@ -149,17 +149,17 @@ def test_waiting_for_a_conversation_is_counted_bounded_and_refused_beyond(tmp_pa
         while any(t.is_alive() for t in threads):
             seen_waiting.append(_load(live.url)["waiting"])
             time.sleep(0.01)
-        # One reply of the conversation runs at a time; five wait (in the queue's count), the rest are refused.
-        assert statuses.count(200) == 6 and statuses.count(429) == 44
-        assert max(seen_waiting) == 5
+        # One reply of the conversation runs at a time; three wait (in the queue's count), the rest are refused.
+        assert statuses.count(200) == 4 and statuses.count(429) == 46
+        assert max(seen_waiting) == 3
         assert _load(live.url)["waiting"] == 0 and _load(live.url)["processing"] == 0
         messages = client.get("/conversations").json()["conversations"][0]
-        assert messages["num_messages"] == 12  # six whole exchanges, nothing half-open
+        assert messages["num_messages"] == 8  # four whole exchanges, nothing half-open
 
 
 def test_one_session_keeps_at_most_its_share_waiting() -> None:
-    chat_stream = _chat_stream(num_of_concurrent_executions=4, max_queue_size=20, max_waiting_per_session=2,
-                               initial_wait_sec=0.5)
+    chat_stream = _chat_stream(num_of_concurrent_executions=4, max_queue_size=20, max_waiting_per_session=1,
+                               initial_wait_sec=1.5)
     with LiveServer(_app(chat_stream)) as live, session_client(live.url) as client, \
             session_client(live.url) as other:
         client.post("/set_generation_params", json={})
@@ -170,7 +170,7 @@ def test_one_session_keeps_at_most_its_share_waiting() -> None:
             thread.start()
         for thread in threads:
             thread.join()
-        assert statuses.count(200) == 3 and statuses.count(429) == 7  # one runs, two wait
+        assert statuses.count(200) == 2 and statuses.count(429) == 8  # one runs, one waits
         assert _turn(other, "another session is not held up").status_code == 200
 
 

@@ -16,12 +16,15 @@ from chatstream.engine.cpu_attention import load_decode_kernel
 from chatstream.engine.kv_cache import KVCache
 from chatstream.engine.paged_attention import (
     ATTN_IMPLEMENTATION,
+    METADATA_KWARG,
     AttentionMetadata,
     PrefillSequence,
-    forward_context,
 )
 from chatstream.engine.request import Request
 from chatstream.engine.scheduler import ScheduledRequest, SchedulerOutput
+
+
+CPU_KERNEL_DTYPES = (torch.float32, torch.bfloat16)
 
 
 def _additive_mask(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -45,8 +48,10 @@ class ModelRunner:
         self.device = model.device
         self.dtype = model.dtype
         self.decode_kernel = None
-        if use_cpu_kernel and self.device.type == "cpu" and self.dtype == torch.float32:
+        if use_cpu_kernel and self.device.type == "cpu" and self.dtype in CPU_KERNEL_DTYPES:
             self.decode_kernel = load_decode_kernel()
+        # For the start-up log: which code runs decode attention.
+        self.decode_path = "compiled CPU paged kernel" if self.decode_kernel is not None else "SDPA over gathered blocks"
         model.set_attn_implementation(ATTN_IMPLEMENTATION)
 
     def execute(self, output: SchedulerOutput) -> tuple[torch.Tensor, list[Request]]:
@@ -107,6 +112,14 @@ class ModelRunner:
         ids = torch.tensor([input_ids], dtype=torch.long, device=dev)
         pos = torch.tensor([positions], dtype=torch.long, device=dev)
         rows = torch.tensor(logits_rows, dtype=torch.long, device=dev)
-        with torch.inference_mode(), forward_context(meta):
-            out = self.model(input_ids=ids, position_ids=pos, logits_to_keep=rows, use_cache=False)
+        with torch.inference_mode():
+            # The step's metadata goes down explicitly with the call (no state shared between
+            # engines or threads); HF hands it to the attention of every layer.
+            out = self.model(input_ids=ids, position_ids=pos, logits_to_keep=rows, use_cache=False,
+                             **{METADATA_KWARG: meta})
+        if meta.num_layer_calls != self.kv_cache.spec.num_layers:
+            raise RuntimeError(
+                f"{type(self.model).__name__} passed the paged-attention metadata to {meta.num_layer_calls} of "
+                f"{self.kv_cache.spec.num_layers} attention layers: this model does not hand its keyword "
+                "arguments down to attention, which the engine needs")
         return out.logits[0].float(), sampled

@@ -40,7 +40,8 @@ export async function openConversation(api) {
     await api.listConversations(null, 1);
     return new StoredConversation(api);
   } catch (e) {
-    if (e.status === 404 || e.status === 405) return new SessionConversation(api);
+    // No conversation routes (not registered, or not for this client's role): the session's one.
+    if (e.status === 404 || e.status === 405 || e.status === 403) return new SessionConversation(api);
     throw e;
   }
 }

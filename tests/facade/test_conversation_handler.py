@@ -131,47 +131,70 @@ def _load(url: str) -> dict[str, int]:
     return httpx.get(url + "/get_load").json()["chatstream_workers"][0]
 
 
-def test_waiting_for_a_conversation_is_counted_bounded_and_refused_beyond(tmp_path) -> None:
-    # Each reply takes a second, so all 50 requests arrive while the first one runs.
-    chat_stream = _chat_stream(num_of_concurrent_executions=2, max_queue_size=3, initial_wait_sec=1.0)
+def _held_replies(chat_stream: ChatStream) -> threading.Event:
+    """Replies start only once the returned event is set (the test decides when the first one ends)."""
+    gate = threading.Event()
+    generate = chat_stream.chat_generator.generate
+
+    async def held(chat_prompt: Any, opts: Any = None):
+        await asyncio.to_thread(gate.wait, 60)
+        async for chunk in generate(chat_prompt, opts):
+            yield chunk
+
+    chat_stream.chat_generator.generate = held  # type: ignore[method-assign]
+    return gate
+
+
+def _wait_until(predicate, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+
+
+def _burst(client: httpx.Client, count: int, text: str) -> tuple[list[threading.Thread], list[int]]:
+    statuses: list[int] = []
+    threads = [threading.Thread(target=lambda: statuses.append(_turn(client, text).status_code))
+               for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    return threads, statuses
+
+
+def test_waiting_for_a_conversation_is_counted_bounded_and_refused_beyond() -> None:
+    chat_stream = _chat_stream(num_of_concurrent_executions=2, max_queue_size=3)
+    gate = _held_replies(chat_stream)
     with LiveServer(_app(chat_stream)) as live, session_client(live.url) as client:
         client.post("/set_generation_params", json={})
-        statuses: list[int] = []
-        seen_waiting: list[int] = []
-        words = " ".join(["word"] * 10)
-
-        def send() -> None:
-            statuses.append(_turn(client, words).status_code)
-
-        threads = [threading.Thread(target=send) for _ in range(50)]
+        threads, statuses = _burst(client, 50, "one two three")
+        # While the first reply is held: one runs, three wait for the conversation (in the queue's
+        # count, though run slots are free), and the other 46 were refused at once.
+        _wait_until(lambda: len(statuses) == 46)
+        assert statuses == [429] * 46
+        assert (_load(live.url)["processing"], _load(live.url)["waiting"]) == (1, 3)
+        gate.set()
         for thread in threads:
-            thread.start()
-        while any(t.is_alive() for t in threads):
-            seen_waiting.append(_load(live.url)["waiting"])
-            time.sleep(0.01)
-        # One reply of the conversation runs at a time; three wait (in the queue's count), the rest are refused.
-        assert statuses.count(200) == 4 and statuses.count(429) == 46
-        assert max(seen_waiting) == 3
+            thread.join()
+        assert statuses.count(200) == 4
         assert _load(live.url)["waiting"] == 0 and _load(live.url)["processing"] == 0
-        messages = client.get("/conversations").json()["conversations"][0]
-        assert messages["num_messages"] == 8  # four whole exchanges, nothing half-open
+        listed = client.get("/conversations").json()["conversations"][0]
+        assert listed["num_messages"] == 8  # four whole exchanges, nothing half-open
 
 
 def test_one_session_keeps_at_most_its_share_waiting() -> None:
-    chat_stream = _chat_stream(num_of_concurrent_executions=4, max_queue_size=20, max_waiting_per_session=1,
-                               initial_wait_sec=1.5)
+    chat_stream = _chat_stream(num_of_concurrent_executions=4, max_queue_size=20, max_waiting_per_session=1)
+    gate = _held_replies(chat_stream)
     with LiveServer(_app(chat_stream)) as live, session_client(live.url) as client, \
             session_client(live.url) as other:
         client.post("/set_generation_params", json={})
-        statuses: list[int] = []
-        threads = [threading.Thread(target=lambda: statuses.append(_turn(client, "a b c d e f").status_code))
-                   for _ in range(10)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
+        threads, statuses = _burst(client, 10, "a b c")
+        _wait_until(lambda: len(statuses) == 8)
+        assert statuses == [429] * 8 and _load(live.url)["waiting"] == 1  # one runs, one waits
+        other_thread, other_statuses = _burst(other, 1, "another session is not held up by it")
+        gate.set()
+        for thread in threads + other_thread:
             thread.join()
-        assert statuses.count(200) == 2 and statuses.count(429) == 8  # one runs, one waits
-        assert _turn(other, "another session is not held up").status_code == 200
+        assert statuses.count(200) == 2 and other_statuses == [200]
 
 
 def test_a_client_that_leaves_while_waiting_opens_no_turn() -> None:
@@ -267,3 +290,27 @@ def test_an_agent_without_a_session_is_told_why(server: str) -> None:
     response = httpx.post(server + "/chat_stream", headers={"X-FastSession-Skip": "skip"}, json={"user_input": "hi"})
     assert response.status_code == 400
     assert "session" in response.json()["detail"] and "/v1/chat/completions" in response.json()["detail"]
+
+
+def test_an_old_cookie_is_renewed_when_its_session_is_used() -> None:
+    from chatstream.facade.session_cookie import RENEW_AFTER_S, SessionCookie
+
+    chat_stream = _chat_stream()
+    app = FastAPI()
+    chat_stream.append_middlewares(app, {"fast_session": {"secret_key": "a known key"}})
+    chat_stream.append_apis(app, {"all": True})
+    signer = SessionCookie("a known key")
+    session_id = "B" * 32
+    with LiveServer(app) as live:
+        fresh = signer.header(session_id).split(";")[0]
+        made = httpx.post(live.url + "/set_generation_params", headers={"Cookie": fresh}, json={"temperature": 0.5})
+        assert made.headers["set-cookie"].split(";")[0] == fresh  # the session is made under the cookie's id
+        used = httpx.post(live.url + "/set_generation_params", headers={"Cookie": fresh}, json={})
+        assert "set-cookie" not in used.headers  # a fresh cookie stays as it is
+        signer.signer.get_timestamp = lambda: int(time.time()) - 2 * 86400  # type: ignore[method-assign]
+        old = signer.header(session_id).split(";")[0]
+        assert signer.read(old.split("=", 1)[1])[1] > RENEW_AFTER_S
+        renewed = httpx.get(live.url + "/get_generation_params", headers={"Cookie": old})
+        assert renewed.json()["generation_params"]["temperature"] == 0.5  # the same session
+        assert renewed.headers["set-cookie"].startswith("sid=") and renewed.headers["set-cookie"].split(";")[0] != old
+        assert "set-cookie" not in httpx.get(live.url + "/get_load", headers={"Cookie": old}).headers  # not used

@@ -144,3 +144,18 @@ def test_a_conversation_that_is_gone_gives_way_to_a_new_one(server, page_on) -> 
     assert page_conversation_id(page) is None and _shown(page) == [WELCOME]
     _chat(page, "fresh start")
     assert server_prompt(page) == "<human>: fresh start\n<bot>: fresh start\n"
+
+
+def test_without_the_conversation_routes_the_page_talks_in_the_sessions_conversation(page_on) -> None:
+    chat_stream = echo_chat_stream(time_per_token_sec=0.005)
+    with LiveServer(page_app(chat_stream, all=False, exclude=["conversations"])) as live:
+        page = page_on(live.url)
+        assert page.is_hidden("#cs-sidebar") and page.is_hidden("#cs-conversations-toggle")
+        _chat(page, "one")
+        _chat(page, "two")
+        assert page_conversation_id(page) is None
+        prompt = get_json(page, "get_prompt")["prompt"]
+        assert prompt == "%3Chuman%3E%3A%20one%0A%3Cbot%3E%3A%20one%0A%3Chuman%3E%3A%20two%0A%3Cbot%3E%3A%20two%0A"
+        page.reload()  # as the original page did: a reload starts the session's conversation afresh
+        wait_idle(page)
+        assert _shown(page) == [WELCOME] and get_json(page, "get_prompt")["prompt"] is None

@@ -133,6 +133,7 @@ class ChatStream(SessionApis):
             self.request_handler.conversations = self.conversations
             self.request_handler.turns = self.conversation_turns
         self.console = ConsoleConversation(self.conversations, self.conversation_turns, self.create_chat_prompt)
+        self._warned_session_dict = False
 
     def create_chat_prompt(self) -> AbstractChatPrompt:
         """A new ChatPrompt of `chat_prompt_clazz`, with the tokenizer and the preset's initial turns."""
@@ -219,6 +220,12 @@ class ChatStream(SessionApis):
         if isinstance(handler, ConversationRequestHandler):
             target = await handler.resolve_target(request, body)
             return target.lock_key, target.session_id
+        if isinstance(getattr(request.state, "session", None), StoreSession) and not self._warned_session_dict:
+            self._warned_session_dict = True
+            self.logger.warning(
+                "%s keeps its conversation in the session dict, which sessions in the conversation store do not "
+                "keep between requests (only the role and the generation settings); use the default request "
+                "handler, or fastsession's FastSessionMiddleware as the original did", type(handler).__name__)
         key = handler.conversation_key(request)
         return key, key
 

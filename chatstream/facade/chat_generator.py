@@ -56,6 +56,7 @@ class PreparedReply:
     replacements: list[tuple[str, str]] | None
     request_id: str
     post_process_callback: Callable[[str], Awaitable[object]] | None
+    source: str = "rendered"  # "continued": the ids are the stored conversation's, extended by the new turn
 
 
 class ChatGenerator:
@@ -140,9 +141,20 @@ class ChatGenerator:
         formatter = ReplyFormatter(opts.get("output_type", "response_text"))
         params = merge_params(self.params, opts.get("generation_params"))
         max_prompt, max_new = self.context_budget(params)
+        message_id = opts.get("message_id")
+        request_id = self.request_id(message_id or uuid.uuid4().hex)
         with prompt_hooks(chat_prompt):
             chat_mode = chat_prompt.is_chat_mode_enabled()
-            ids, truncated = self.fit_prompt(chat_prompt, params, max_prompt)
+            continued = opts.get("prompt_token_ids")
+            if continued is not None and len(continued) <= max_prompt:
+                ids, truncated, source = list(continued), False, "continued"
+                self.logger.debug("%s: prompt continued from stored token ids (%d tokens)", request_id, len(ids))
+            else:
+                if continued is not None:
+                    self.logger.debug("%s: the stored ids and the new turn (%d tokens) do not fit %d; re-rendering",
+                                      request_id, len(continued), max_prompt)
+                ids, truncated = self.fit_prompt(chat_prompt, params, max_prompt)
+                source = "rendered"
             stop = None
             if chat_mode:
                 checked_strings(chat_prompt.get_stop_strs(), "get_stop_strs")
@@ -153,9 +165,8 @@ class ChatGenerator:
         adjust = getattr(self.token_sampler, "engine_params", None)
         if adjust is not None:
             sampling = adjust(sampling)
-        message_id = opts.get("message_id")
         return PreparedReply(chat_prompt, formatter, message_id, ids, truncated, sampling, replacements,
-                             self.request_id(message_id or uuid.uuid4().hex), opts.get("post_process_callback"))
+                             request_id, opts.get("post_process_callback"), source)
 
     def generate(self, chat_prompt: AbstractChatPrompt,
                  opts: GenerateOptions | None = None) -> AsyncIterator[ReplyChunk]:
@@ -167,6 +178,7 @@ class ChatGenerator:
         chat_prompt, message_id, formatter = reply.chat_prompt, reply.message_id, reply.formatter
         self.logger.debug("generate %s: %d prompt tokens, %s", reply.request_id, len(reply.ids), reply.sampling)
         native, shown, last, failed = "", "", None, False
+        output_ids: list[int] = []
         timer = ReplyTimer()
         self.replies.begin(message_id)
         try:
@@ -177,6 +189,7 @@ class ChatGenerator:
                     last = delta
                     if delta.new_token_ids:
                         timer.token()
+                        output_ids.extend(delta.new_token_ids)
                     native += delta.new_text
                     chat_prompt.set_responder_last_msg(native.strip())
                     if message_id is not None:
@@ -196,7 +209,7 @@ class ChatGenerator:
             record = GenerationRecord(
                 message_id, last.num_prompt_tokens if last else len(reply.ids), last.num_cached_tokens if last else 0,
                 last.num_output_tokens if last else 0, reason, reply.truncated, text,
-                timer.time_to_first_token_sec, timer.decode_sec)
+                timer.time_to_first_token_sec, timer.decode_sec, tuple(reply.ids), tuple(output_ids), reply.source)
             self.replies.end(record)
             if last is not None:
                 self.records.append(record)

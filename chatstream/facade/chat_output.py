@@ -39,12 +39,15 @@ class GenerateOptions(TypedDict, total=False):
     output_type: one of OUTPUT_TYPES (default "response_text"). message_id: set on the reply in
     the history (and names the engine request). generation_params: a session's overrides of
     `ChatStream.params`. post_process_callback: awaited with "success" after the last chunk.
+    prompt_token_ids: the prompt as token ids, continued from a stored conversation's ids (the
+    engine-backed generator uses them when they fit the context, else renders the prompt).
     """
 
     output_type: str | None
     message_id: str | None
     generation_params: dict[str, Any] | None
     post_process_callback: Callable[[str], Awaitable[object]] | None
+    prompt_token_ids: list[int] | None
 
 
 class ChatReplyGenerator(Protocol):

@@ -5,11 +5,16 @@ handler), ChatPrompt rendering, regenerate, the finish callback, the /chat_strea
 and admission (N generations run, Q wait, the rest get 429). Generations that hold a run slot
 are batched together by the engine thread; the event loop only tokenizes and streams.
 
-A /chat_stream request goes: role check -> body check -> the session's lock (one reply per
-conversation at a time) -> a run slot (or 429) -> the request handler opens the turn and returns
-a streaming response -> when the stream ends, for whatever reason, the slot and the lock are
-released and the callback is called once. Requests refused before they got a slot (400, 403,
-429, 503) do not call the callback.
+Conversations live in the conversation store (`conversation_store=`: a URL or a store; `memory`
+by default), for /chat_stream, the web page and the console alike (`ConversationRequestHandler`,
+`ConversationTurns`).
+
+A /chat_stream request goes: role check -> body check -> which conversation (the request's
+`conversation_id`, else the session's current one) -> its turn (one reply per conversation at a
+time) -> a run slot (or 429; `TurnGate` bounds and counts both waits) -> the request handler
+opens the turn and returns a streaming response -> when the stream ends, for whatever reason,
+the reply is stored, the slot and the turn are given back and the callback is called once.
+Requests refused before they got a slot (400, 403, 404, 429, 503) do not call the callback.
 
 The request handler, its callback, the ChatPrompt class and the finish callback are user code:
 whatever they raise, return or forget, the slot and the lock are released (`FinishReport`,
@@ -33,16 +38,20 @@ from chatstream.facade.chat_logging import chat_logger
 from chatstream.facade.chat_output import ChatReplyGenerator, ReplyChunk
 from chatstream.facade.chat_stream_requests import ChatStreamRequests, FinishCallback
 from chatstream.facade.client_roles import ClientRoles
+from chatstream.facade.console_conversation import ConsoleConversation
+from chatstream.facade.conversation_handler import ConversationRequestHandler
+from chatstream.facade.conversation_turns import ConversationTurns
 from chatstream.facade.engine_options import check_engine_options
 from chatstream.facade.generation_params import build_params
 from chatstream.facade.log_locale import EasyLocale
 from chatstream.facade.request_handler import AbstractRequestHandler
 from chatstream.facade.session_apis import SessionApis
-from chatstream.facade.session_locks import SessionLocks
-from chatstream.facade.session_request_handler import SimpleSessionRequestHandler
+from chatstream.facade.store_handle import StoreHandle
+from chatstream.facade.turn_gate import TurnGate
 
 if TYPE_CHECKING:
     from chatstream.chat_prompt.abstract_chat_prompt import AbstractChatPrompt
+    from chatstream.conversations import ConversationStore
     from chatstream.engine.builder import DeviceArg, ModelArg, TokenizerArg
     from chatstream.engine.engine_client import EngineClient
     from chatstream.mock.recorder import RecordTo
@@ -60,6 +69,11 @@ class ChatStream(ChatStreamRequests, SessionApis):
     model). `record_to` (or `probe_mode_enabled=True`) records every generation for replay,
     into `recording_dir`. `engine` is the running engine as an `EngineClient` (None with
     `use_mock_response`, or before a model is configured).
+
+    `conversation_store`: where conversations and sessions live: a URL (`memory`, the default;
+    `sqlite:///PATH`; `redis://HOST:PORT/DB`), an open `ConversationStore`, or a `StoreHandle`.
+    `max_waiting_per_session`: how many /chat_stream requests of one session may wait for their
+    conversations' turns (None: only `max_queue_size` bounds them).
     """
 
     def __init__(
@@ -75,6 +89,8 @@ class ChatStream(ChatStreamRequests, SessionApis):
         request_handler: AbstractRequestHandler | None = None, logger: logging.Logger | None = None,
         locale: str | None = None, client_roles: dict[str, Any] | None = None, seed: int | None = 42,
         probe_mode_enabled: bool = False, record_to: RecordTo = None, retry_after_sec: int = 1,
+        conversation_store: str | ConversationStore | StoreHandle | None = None,
+        max_waiting_per_session: int | None = None,
         **engine_options: Any,
     ) -> None:
         check_engine_options(engine_options)  # the same TypeError with a model, a mock, or neither
@@ -87,7 +103,8 @@ class ChatStream(ChatStreamRequests, SessionApis):
         self.token_sampler = token_sampler
         self.client_roles = ClientRoles(client_roles)
         self.admission = Admission(num_of_concurrent_executions, max_queue_size)
-        self._session_locks = SessionLocks()
+        self.turn_gate = TurnGate(self.admission, max_waiting_per_session)
+        self.conversations = StoreHandle.of(conversation_store)
         self._callback_tasks: set[asyncio.Task[object]] = set()
         self._warned_handlers: set[str] = set()
         self.params = build_params(
@@ -103,8 +120,9 @@ class ChatStream(ChatStreamRequests, SessionApis):
         self.device: Any = device
         self.num_gpus: int | None = num_gpus
         self._chat_prompt_clazz = chat_prompt_clazz
-        self._request_handler = request_handler or SimpleSessionRequestHandler()
-        self._console_prompt: AbstractChatPrompt | None = None
+        self._request_handler = request_handler or ConversationRequestHandler()
+        self.conversation_turns: ConversationTurns | None = None
+        self.console = ConsoleConversation(self.conversations, self._turns, self.create_chat_prompt)
         if use_mock_response or model is not None:
             self.configure(model, tokenizer, device, use_mock_response=use_mock_response, mock_params=mock_params,
                            num_gpus=num_gpus, record_to=record_to, **engine_options)
@@ -177,6 +195,22 @@ class ChatStream(ChatStreamRequests, SessionApis):
                             ("tokenizer", self.tokenizer), ("logger", self.logger), ("eloc", self.eloc),
                             ("client_role_wrapper", self.client_roles)):
             setattr(handler, attr, value)
+        if self.chat_generator is not None and self.conversation_turns is None:
+            self.conversation_turns = ConversationTurns(self.chat_generator, self.create_chat_prompt, self.tokenizer,
+                                                        self.logger)
+        if isinstance(handler, ConversationRequestHandler):
+            handler.conversations = self.conversations
+            handler.turns = self.conversation_turns
+
+    def _turns(self) -> ConversationTurns:
+        if self.conversation_turns is None:
+            raise RuntimeError("no model: call chat_stream.configure(model=...) first")
+        return self.conversation_turns
+
+    def create_chat_prompt(self) -> AbstractChatPrompt:
+        """A new conversation's ChatPrompt: `chat_prompt_clazz` with the tokenizer and the preset's
+        initial turns."""
+        return self.request_handler.new_chat_prompt()
 
     # -- lifecycle -------------------------------------------------------------------------------
     @property
@@ -198,27 +232,29 @@ class ChatStream(ChatStreamRequests, SessionApis):
         if self.engine is not None:
             self.engine.shutdown()
 
+    async def aclose(self) -> None:
+        """`shutdown()`, and close the conversation store if this ChatStream opened it from a URL."""
+        self.shutdown()
+        await self.conversations.close()
+
     # -- console ------------------------------------------------------------------------------------
     async def handle_console_input(self, user_input: str) -> AsyncIterator[ReplyChunk]:
-        """One console turn: yields `(response_text, updated_text, pos)` tuples (no queue, no session)."""
+        """One console turn: yields `(response_text, updated_text, pos)` tuples (no queue, no HTTP
+        session). The console's conversation is kept in the conversation store like any other."""
         if self.chat_generator is None:
             raise RuntimeError("no model: call chat_stream.configure(model=...) first")
-        chat_prompt = self.get_console_chat_prompt()
-        chat_prompt.add_requester_msg(user_input)
-        chat_prompt.add_responder_msg(None)
-        async for chunk in self.chat_generator.generate(chat_prompt, {"output_type": None}):
+        async for chunk in self.console.reply(user_input):
             yield chunk
 
     def get_console_chat_prompt(self) -> AbstractChatPrompt:
-        """The console conversation, created (with `build_initial_prompt`) if there is none yet."""
-        if self._console_prompt is None:
-            self._console_prompt = self.request_handler.new_chat_prompt()
-        return self._console_prompt
+        """The console conversation as a ChatPrompt, created (with `build_initial_prompt`) if there is
+        none yet; its system text applies to the next turn."""
+        return self.console.chat_prompt()
 
     def clear_console_context(self) -> None:
-        self._console_prompt = None
+        """The next console turn starts a new conversation."""
+        self.console.clear()
 
     @property
     def console_chat_prompt(self) -> AbstractChatPrompt | None:
-        return self._console_prompt
-
+        return self.console.view

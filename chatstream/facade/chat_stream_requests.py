@@ -1,5 +1,6 @@
-"""The /chat_stream request path of `ChatStream`: role and body checks, the conversation's lock,
-a run slot (or 429), the request handler, and the end of the request reported exactly once.
+"""The /chat_stream request path of `ChatStream`: role and body checks, the conversation's turn,
+a run slot (or 429; both waits through `TurnGate`), the request handler, and the end of the
+request reported exactly once.
 
 Mixed into `ChatStream` (like `SessionApis`). The request handler and the callbacks are user code:
 whatever they raise, return or forget, the slot and the lock come back (`FinishReport`,
@@ -23,10 +24,12 @@ from chatstream.facade.chat_logging import label_for, log_failure_once, request_
 from chatstream.facade.chat_output import ChatReplyGenerator
 from chatstream.facade.chat_stream_response import DISCONNECTED_BEFORE_STREAMING
 from chatstream.facade.client_roles import ClientRoles
+from chatstream.facade.conversation_handler import ConversationRequestHandler, _json_object
 from chatstream.facade.disconnect import ClientGone, disconnect_watch, unless_disconnected
 from chatstream.facade.finish_report import FinishReport, GuardedResponse
 from chatstream.facade.request_handler import AbstractRequestHandler, ChatRequestError, parse_chat_request
-from chatstream.facade.session_locks import SessionLocks
+from chatstream.facade.sessions import StoreSession, prepare_session
+from chatstream.facade.turn_gate import TurnGate
 
 # The finish callback of a /chat_stream request: (request, the original's callback message); sync or async.
 FinishCallback = Callable[[Request, str], object]
@@ -44,7 +47,7 @@ class ChatStreamRequests:
     logger: logging.Logger
     too_many_request_as_http_error: bool
     retry_after_sec: int
-    _session_locks: SessionLocks
+    turn_gate: TurnGate
     _callback_tasks: set[asyncio.Task[object]]
     _warned_handlers: set[str]
 
@@ -59,41 +62,41 @@ class ChatStreamRequests:
         self, request: Request, request_body: bytes | None = None,
         callback: FinishCallback | None = None,
     ) -> Response:
+        if self.client_roles.enabled:
+            await prepare_session(request)  # the session's role is kept in the store
         denied = self.client_roles.verify(request, "chat_stream")
         if denied is not None:
             return denied
         handler_name = type(self.request_handler).__name__
-        try:
-            key = self.request_handler.conversation_key(request)
-        except Exception as exc:  # noqa: BLE001 - a user's handler must not take the server down
-            log_failure_once(self.logger, exc, f"{handler_name}.conversation_key failed")
-            return _internal_error(f"{handler_name}.conversation_key failed (see the server log)")
-        request_label.set(label_for(key))
         if request_body is None:
             request_body = await request.body()
+        body = _json_object(request_body)
         try:
-            chat_request = parse_chat_request(request_body)
+            chat_request = parse_chat_request(body if body is not None else request_body)
         except ChatRequestError as exc:
             return exc.response()
         if not chat_request.regenerate:
             role = self.client_roles.try_promote(request, chat_request.user_input or "")
             if role is not None:
+                await self._keep_promotion(request)
                 return self.client_roles_promotion_response(request, role)
         if not self.is_ready:
             return self._unavailable()
-        await self._session_locks.acquire(key)
         try:
-            admitted = await self._admit(request)
+            key, owner = await self._turn_target(request, body)
+        except ChatRequestError as exc:
+            return exc.response()
+        except Exception as exc:  # noqa: BLE001 - a user's handler must not take the server down
+            log_failure_once(self.logger, exc, f"{handler_name}.conversation_key failed")
+            return _internal_error(f"{handler_name}.conversation_key failed (see the server log)")
+        request_label.set(label_for(owner))
+        try:
+            entered = await self.turn_gate.enter(request, key, owner)
         except QueueFull:
-            self._session_locks.release(key)
             self.logger.info("queue full: %d running, %d waiting", self.admission.num_running,
                              self.admission.num_waiting)
             return self._too_many_requests()
-        except BaseException:
-            self._session_locks.release(key)
-            raise
-        if not admitted:  # the client left while waiting in line; it never held a slot
-            self._session_locks.release(key)
+        if not entered:  # the client left while waiting; it holds nothing and opened no turn
             self._notify(callback, request, DISCONNECTED_BEFORE_STREAMING)
             return Response(status_code=499)
         report = FinishReport(lambda message: self._finished(request, key, callback, message))
@@ -132,22 +135,30 @@ class ChatStreamRequests:
                                    "not a Response")
         return response
 
-    async def _admit(self, request: Request) -> bool:
-        """Wait for a run slot; False if the client went away while waiting (it then holds none).
+    async def _turn_target(self, request: Request, body: dict[str, object] | None) -> tuple[str | None, str | None]:
+        """(what the request waits its turn on, whose waiting it counts as): the conversation and
+        its session for the store-backed handler, the handler's `conversation_key` for others."""
+        handler = self.request_handler
+        if isinstance(handler, ConversationRequestHandler):
+            target = await handler.resolve_target(request, body)
+            return target.lock_key, target.session_id
+        key = handler.conversation_key(request)
+        return key, key
 
-        Raises `QueueFull` when the line is full.
-        """
-        if self.admission.try_acquire():
-            return True
-        try:
-            await unless_disconnected(self.admission.acquire(), disconnect_watch(request))
-        except ClientGone:
-            return False
-        return True
+    async def _keep_promotion(self, request: Request) -> None:
+        """A role granted by a pass phrase is kept in the session, made now if needed."""
+        session = getattr(request.state, "session", None)
+        if isinstance(session, StoreSession):
+            from chatstream.conversations import StoreError
+
+            try:
+                await session.ensure()
+                await session.flush()
+            except StoreError as exc:
+                self.logger.warning("the granted role could not be stored: %s", exc)
 
     def _finished(self, request: Request, key: str | None, callback: FinishCallback | None, message: str) -> None:
-        self.admission.release()
-        self._session_locks.release(key)
+        self.turn_gate.leave(key)
         self._notify(callback, request, message)
 
     def _notify(self, callback: FinishCallback | None, request: Request, message: str) -> None:

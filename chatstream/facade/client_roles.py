@@ -56,6 +56,8 @@ API_NAMES: tuple[str, ...] = (
     # ours, for the web page: set the conversation's system text, read a reply's statistics
     "set_system_prompt",
     "get_reply_stats",
+    # ours: the conversation routes (/conversations...), one name for all of them
+    "conversations",
 )
 
 AUTH_METHODS: tuple[str, ...] = (

@@ -2,19 +2,21 @@
 sessions and CORS, and `web_page` serves the bundled chat page (`chatstream.web.page`). Also the
 original's names for the routes (`DefaultApiNames`, `to_web_api_path`) and its role middleware.
 
-Routes are plain Starlette routes added to `app.router`, so this works for FastAPI and Starlette
-apps alike. Sessions use fastsession's `FastSessionMiddleware` (the one the original's docs add by
-hand): the conversation stays on the server and the cookie carries only a signed session id.
+The original's routes are plain Starlette routes added to `app.router`, so this works for FastAPI
+and Starlette apps alike; the conversation routes ("conversations", `conversation_routes.py`) are
+FastAPI routes, so they show in `/openapi.json`. Sessions use `SessionCookieMiddleware`: the
+cookie carries only a signed session id, the session lives in the ChatStream's conversation store,
+and only the routes that need one create it. A user's own fastsession `FastSessionMiddleware`
+(the original's quick start) works too.
 """
 
 from __future__ import annotations
 
-import secrets
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from fastapi.routing import APIRouter
-from fastsession import FastSessionMiddleware, MemoryStore
 from starlette.applications import Starlette
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
@@ -22,6 +24,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chatstream.facade.client_roles import API_NAMES, ClientRoles
+from chatstream.facade.conversation_handler import CONVERSATION_ID_HEADER
+from chatstream.facade.conversation_routes import API_NAME as CONVERSATIONS, conversation_router
+from chatstream.facade.session_cookie import SessionCookieMiddleware
+from chatstream.facade.sessions import prepare_session
+from chatstream.facade.store_handle import StoreHandle
 from chatstream.web.page import ASSET_PREFIX, asset_response, index_response, normalize_locale
 
 if TYPE_CHECKING:
@@ -34,13 +41,15 @@ RouteHandler = Callable[["ChatStream", Request], Awaitable[Response]]
 
 _POSTS = ("chat_stream", "clear_context", "set_generation_params", "set_feedback", "set_system_prompt")
 _PATHS = {"webui_index": "/", "webui_js": "/chatstream.js"}
-# name -> (method, path)
+# name -> (method, path), for the routes with one path ("conversations" has several)
 ROUTES: dict[str, tuple[str, str]] = {
     name: ("POST" if name in _POSTS else "GET", _PATHS.get(name, "/" + name)) for name in API_NAMES
+    if name != CONVERSATIONS
 }
 # The page and its files are served while the model loads too (the page then waits for /health).
 _PAGE_NAMES = ("webui_index", "webui_js")
-EXPOSED_HEADERS = ["X-ChatStream-API-DevTool-Enabled", "X-ChatStream-Last-Generated-Message-Id"]
+EXPOSED_HEADERS = ["X-ChatStream-API-DevTool-Enabled", "X-ChatStream-Last-Generated-Message-Id",
+                   CONVERSATION_ID_HEADER]
 
 
 def to_web_api_path(api_name: str) -> str:
@@ -65,9 +74,9 @@ class DefaultApiNames:
     WEBUI_JS = "webui_js"
     SET_SYSTEM_PROMPT = "set_system_prompt"
     GET_REPLY_STATS = "get_reply_stats"
-    API_NAMES = list(API_NAMES)
+    CONVERSATIONS = "conversations"
+    API_NAMES = list(ROUTES)  # the original's: one path each ("conversations" is ours and has several)
     API_METHODS = {name: method for name, (method, _) in ROUTES.items()}
-SKIP_SESSION_HEADER = {"header_name": "X-FastSession-Skip", "header_value": "skip"}
 
 
 def _selected(opts: dict[str, Any]) -> list[str]:
@@ -118,7 +127,14 @@ def register_routes(app: Starlette, names: list[str], resolve: ChatStreamResolve
         "webui_index": lambda cs, r: cs.index(r, None, {"ui_init_params": ui_params, "locale": locale}),
         "webui_js": lambda cs, r: cs.js(r),
     }
-    routes = [(name, *ROUTES[name]) for name in names]
+    if CONVERSATIONS in names:
+        router = conversation_router(resolve)
+        include = getattr(app, "include_router", None)
+        if include is not None:  # FastAPI: the routes show in /openapi.json
+            include(router)
+        else:
+            app.router.routes.extend(router.routes)
+    routes = [(name, *ROUTES[name]) for name in names if name != CONVERSATIONS]
     if "webui_js" in names:
         routes.append(("webui_js", "GET", ASSET_PREFIX + "{path:path}"))
     for name, method, path in routes:
@@ -132,6 +148,8 @@ def register_routes(app: Starlette, names: list[str], resolve: ChatStreamResolve
                         return web_page(None, request, name, ui_params, locale)
                     return JSONResponse({"error": "engine_unavailable", "detail": "the model is still loading"},
                                         status_code=503)
+                if name in _PAGE_NAMES and chat_stream.client_roles.enabled:
+                    await prepare_session(request)  # the browser's role is kept in its stored session
                 if "path" in request.path_params:
                     return web_page(chat_stream, request, name, None)
                 return await handler(chat_stream, request)
@@ -151,12 +169,14 @@ def register_routes(app: Starlette, names: list[str], resolve: ChatStreamResolve
 def append_middlewares(chat_stream: ChatStream, app: Starlette, opts: dict[str, Any] | None) -> None:
     """Add the session middleware and, when `opts["cors"]` is given, CORS for development.
 
-    opts: `fast_session`: {secret_key (default: random per process, so cookies end with the
-    process), store, secure (default False: plain-HTTP development works), same_site ("lax"),
-    max_age}; `cors`: {allow_origins}.
+    opts: `fast_session` (the original's key): {secret_key (default: random per process, so
+    sessions end with the process; give one to keep them), secure (default False: plain-HTTP
+    development works), same_site ("lax"), max_age (seconds; default 14 days, 0: until the
+    browser closes)}; the sessions live in the ChatStream's conversation store (a fastsession
+    `store` given here is not used). `cors`: {allow_origins}.
     """
     opts = opts or {}
-    add_session_middleware(app, opts.get("fast_session"))
+    add_session_middleware(app, chat_stream.conversations, opts.get("fast_session"), chat_stream.logger)
     cors = opts.get("cors")
     if cors is not None:
         origins = list(cors.get("allow_origins") or ["*"])
@@ -165,18 +185,16 @@ def append_middlewares(chat_stream: ChatStream, app: Starlette, opts: dict[str, 
         add_cors_middleware(app, origins)
 
 
-def add_session_middleware(app: Starlette, options: dict[str, Any] | None = None) -> None:
+def add_session_middleware(app: Starlette, stores: StoreHandle, options: dict[str, Any] | None = None,
+                           logger: logging.Logger | None = None) -> None:
+    """Sessions in `stores` (a `StoreHandle`), named by a signed cookie (`SessionCookieMiddleware`)."""
     session = dict(options or {})
-    app.add_middleware(
-        FastSessionMiddleware,
-        secret_key=session.get("secret_key") or secrets.token_urlsafe(32),
-        store=session.get("store") or MemoryStore(),
-        http_only=True,
-        secure=bool(session.get("secure", False)),
-        same_site=session.get("same_site", "lax"),
-        max_age=int(session.get("max_age", 0)),
-        skip_session_header=SKIP_SESSION_HEADER,
-    )
+    if session.get("store") is not None and logger is not None:
+        logger.warning("append_middlewares: sessions are kept in the conversation store; the given store is not used")
+    cookie: dict[str, Any] = {"secure": bool(session.get("secure", False)), "same_site": session.get("same_site", "lax")}
+    if session.get("max_age") is not None:
+        cookie["max_age"] = int(session["max_age"])
+    app.add_middleware(SessionCookieMiddleware, stores=stores, secret_key=session.get("secret_key"), **cookie)
 
 
 def add_cors_middleware(app: Starlette, origins: list[str]) -> None:
@@ -214,5 +232,7 @@ class DefaultClientRoleGrantMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self.roles is not None and self.roles.enabled:
-            self.roles.role_for(Request(scope))
+            request = Request(scope)
+            await prepare_session(request)  # the role is kept in the stored session: read it first
+            self.roles.role_for(request)
         await self.app(scope, receive, send)

@@ -36,6 +36,10 @@ class GenerationRecord:
     text: str = ""  # the reply as the client's last chunk shows it (output replacements applied)
     time_to_first_token_sec: float | None = None
     decode_sec: float | None = None
+    # The exact ids the engine saw and produced (the end-of-turn token included); empty for the mock.
+    prompt_token_ids: tuple[int, ...] = ()
+    output_token_ids: tuple[int, ...] = ()
+    prompt_source: str | None = None  # "continued" (stored ids + the new turn) or "rendered"
 
     @property
     def tokens_per_sec(self) -> float | None:

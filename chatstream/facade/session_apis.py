@@ -3,8 +3,10 @@ generation parameters, feedback, reply statistics, load, resource usage, and the
 setup helpers.
 
 Each handler answers JSON in the original's shape (`{"success": ..., "message": ...}`). Invalid
-input is a 400 that names the field and its allowed range, never a 500; APIs that need the HTTP
-session say so when the request handler keeps conversations elsewhere.
+input is a 400 that names the field and its allowed range, never a 500. With the default request
+handler the conversation APIs act on the conversation store (`conversation_apis.py`); with the
+original's `SimpleSessionRequestHandler` on the ChatPrompt in the session dict; other handlers
+keep conversations elsewhere, and these APIs say they are not supported.
 """
 
 from __future__ import annotations
@@ -20,12 +22,17 @@ import psutil
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from chatstream.conversations import StoreError
 from chatstream.facade import default_routes
 from chatstream.facade.chat_stream_response import fixed_text_response
 from chatstream.facade.client_roles import promotion_stream_text
+from chatstream.facade.conversation_apis import ConversationApis
+from chatstream.facade.conversation_handler import ConversationRequestHandler
 from chatstream.facade.generation_params import (
     GenerationParamError, merge_params, param_ranges, public_params, validate_overrides)
 from chatstream.facade.request_handler import CHAT_PROMPT_KEY, GENERATION_PARAMS_KEY
+from chatstream.facade.sessions import bind_session, prepare_session
+from chatstream.facade.store_errors import store_error_response
 
 if TYPE_CHECKING:
     import torch
@@ -35,6 +42,7 @@ if TYPE_CHECKING:
     from chatstream.facade.admission import Admission
     from chatstream.facade.client_roles import ClientRoles
     from chatstream.facade.request_handler import AbstractRequestHandler
+    from chatstream.facade.store_handle import StoreHandle
 
 GIB = 1024 ** 3
 MAX_SYSTEM_PROMPT_CHARS = 20_000
@@ -81,6 +89,8 @@ def role_checked(api_name: str) -> Callable[
                  ) -> Callable[Concatenate[SessionApis, Request, P], Awaitable[Response]]:
         @functools.wraps(handler)
         async def checked(self: SessionApis, request: Request, *args: P.args, **kwargs: P.kwargs) -> Response:
+            if self.client_roles.enabled:
+                await prepare_session(request)  # the session's role is kept in the store
             denied = self.verify_role_for_api(request, api_name)
             if denied is not None:
                 return denied
@@ -97,6 +107,7 @@ class SessionApis:
 
     client_roles: ClientRoles
     request_handler: AbstractRequestHandler
+    conversations: StoreHandle
     chat_generator: Any
     params: dict[str, Any]
     admission: Admission
@@ -115,9 +126,19 @@ class SessionApis:
     def _not_http_session(self) -> bool:
         return self.request_handler.get_request_handler_type() != "http_session"
 
+    @property
+    def _in_store(self) -> ConversationApis | None:
+        """The store-backed APIs when the default request handler keeps the conversations."""
+        if isinstance(self.request_handler, ConversationRequestHandler):
+            return ConversationApis(self)  # type: ignore[arg-type]
+        return None
+
     @role_checked("clear_context")
     async def handle_clear_context_request(self, request: Request, request_body: bytes | None = None,
                                            callback: Callable[..., Any] | None = None) -> Response:
+        if self._in_store is not None:
+            body = await _json_body(request)
+            return await self._in_store.clear_context(request, body if isinstance(body, dict) else None)
         if self._not_http_session():
             return _fail("Not supported on current request_handler type.")
         store = self._session_store(request)
@@ -130,6 +151,8 @@ class SessionApis:
 
     @role_checked("get_prompt")
     async def handle_get_prompt_request(self, request: Request) -> Response:
+        if self._in_store is not None:
+            return await self._in_store.get_prompt(request)
         if self._not_http_session():
             return _fail("Not supported on current request_handler type.")
         store = self._session_store(request) or {}
@@ -140,24 +163,31 @@ class SessionApis:
 
     @role_checked("set_generation_params")
     async def handle_set_generation_params_request(self, request: Request) -> Response:
-        store = self._session_store(request)
-        if store is None:
+        if self._session_store(request) is None:
             return _fail("no session", status_code=400, generation_params=None)
         try:
             overrides = validate_overrides(await _json_body(request))
         except GenerationParamError as exc:
             return _fail(str(exc), status_code=400, field=exc.field)
-        stored = {**store.get(GENERATION_PARAMS_KEY, {}), **overrides}
-        store[GENERATION_PARAMS_KEY] = stored
-        request.state.session.save_session()
+        try:
+            session = await bind_session(request, self.conversations, create=True)
+            assert session is not None
+            stored = {**session.data.get(GENERATION_PARAMS_KEY, {}), **overrides}
+            session.data[GENERATION_PARAMS_KEY] = stored
+            await session.save()
+        except StoreError as exc:
+            return store_error_response(exc)
         return _ok(generation_params=public_params(merge_params(self.params, stored)))
 
     @role_checked("get_generation_params")
     async def handle_get_generation_params_request(self, request: Request) -> Response:
-        store = self._session_store(request)
-        if store is None:
+        if self._session_store(request) is None:
             return _fail("no session", generation_params=None)
-        stored = store.get(GENERATION_PARAMS_KEY)
+        try:
+            session = await bind_session(request, self.conversations, create=False)
+        except StoreError as exc:
+            return store_error_response(exc)
+        stored = None if session is None else session.data.get(GENERATION_PARAMS_KEY)
         return _ok(generation_params=public_params(merge_params(self.params, stored)),
                    ranges=param_ranges())
 
@@ -165,13 +195,16 @@ class SessionApis:
     async def handle_set_system_prompt_request(self, request: Request) -> Response:
         """`{"system_prompt": str}` becomes the system text of the session's conversation (created
         if there is none yet); an empty or blank text restores the ChatPrompt preset's own."""
-        if self._not_http_session():
+        if self._in_store is None and self._not_http_session():
             return _fail("Not supported on current request_handler type.")
         body = await _json_body(request)
         text = body.get("system_prompt") if isinstance(body, dict) else None
         if not isinstance(text, str) or len(text) > MAX_SYSTEM_PROMPT_CHARS:
             return _fail(f"system_prompt must be a string of at most {MAX_SYSTEM_PROMPT_CHARS} characters", 400,
                          field="system_prompt")
+        if self._in_store is not None:
+            assert isinstance(body, dict)
+            return await self._in_store.set_system_prompt(request, body, text)
         store = self._session_store(request)
         if store is None:
             return _fail("no session", 400)
@@ -188,6 +221,8 @@ class SessionApis:
     async def handle_get_reply_stats_request(self, request: Request) -> Response:
         """`?message_id=ID`: a reply of this session, once generated: its final text and what it cost
         (`finished` is false while it is still being generated; ask again)."""
+        if self._in_store is not None:
+            return await self._in_store.get_reply_stats(request)
         if self._not_http_session():
             return _fail("Not supported on current request_handler type.")
         message_id = request.query_params.get("message_id")
@@ -204,7 +239,7 @@ class SessionApis:
 
     @role_checked("set_feedback")
     async def handle_set_feedback_request(self, request: Request, opts: dict[str, Any] | None = None) -> Response:
-        if self._not_http_session():
+        if self._in_store is None and self._not_http_session():
             return _fail("Not supported on current request_handler type.")
         body = await _json_body(request)
         if not isinstance(body, dict):
@@ -214,6 +249,9 @@ class SessionApis:
             return _fail("message_id is None", 400, field="message_id")
         if is_like is not None and not isinstance(is_like, bool):
             return _fail("is_like must be a JSON boolean", 400, field="is_like")
+        if self._in_store is not None:
+            return await self._in_store.set_feedback(request, body, message_id, is_like,
+                                                     (opts or {}).get("on_feedback_received"))
         store = self._session_store(request) or {}
         chat_prompt = store.get(CHAT_PROMPT_KEY)
         if chat_prompt is None:

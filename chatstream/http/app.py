@@ -1,12 +1,16 @@
 """`create_app`: the `chatstream serve` application, for embedding too.
 
 One FastAPI app serves the native ChatStream API (/chat_stream and the other default APIs, with
-sessions), the OpenAI-compatible API (/v1/...), the web chat page (/), /health and /metrics.
+sessions), the conversation routes (/conversations...), the OpenAI-compatible API (/v1/...), the
+web chat page (/), /health and /metrics.
 
-The app's lifespan owns the model and the engine: at start-up it begins loading the model in a
-worker thread, so the server answers at once (`/health` and the APIs say 503 until the model is
-ready), and at shutdown (uvicorn turns SIGTERM/SIGINT into a lifespan shutdown) it stops the
-engine thread. Every option is fixed when the app is created.
+The app's lifespan owns the conversation store, the model and the engine: at start-up it opens
+the store (an unusable SQLite path stops the start; Redis is reached on first use, so a server
+whose Redis is down still serves /v1 and answers 503 where the store is needed), then begins
+loading the model in a worker thread, so the server answers at once (`/health` and the APIs say
+503 until the model is ready); at shutdown (uvicorn turns SIGTERM/SIGINT into a lifespan
+shutdown) it stops the engine thread and closes the store. Every option is fixed when the app is
+created.
 """
 
 from __future__ import annotations
@@ -20,12 +24,15 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 
+from chatstream.conversations import StoreOptions, days, default_store_url, parse_store_url
 from chatstream.facade.client_roles import API_NAMES
 from chatstream.facade.default_routes import add_cors_middleware, add_session_middleware, register_routes
+from chatstream.facade.store_handle import StoreHandle
 from chatstream.http.metrics import Metrics
 from chatstream.http.openai_routes import add_openai_routes
 from chatstream.http.ops_routes import add_ops_routes
 from chatstream.http.server_state import ServerState, server_state
+from chatstream.http.session_secret import session_secret
 
 if TYPE_CHECKING:
     from chatstream.chat_prompt.abstract_chat_prompt import AbstractChatPrompt
@@ -40,7 +47,12 @@ DEFAULT_WELCOME = "Hello! I am a small language model served by ChatStream. Ask 
 @dataclass(frozen=True)
 class ServerConfig:
     """What `create_app` serves and how; `chat_stream_options` go to the `ChatStream` constructor
-    (sampling defaults, queue sizes and engine options such as `num_kv_blocks`)."""
+    (sampling defaults, queue sizes and engine options such as `num_kv_blocks`).
+
+    `conversation_store`: a store URL (None: `default_store_url()`, an SQLite file in the user's
+    data directory); `conversation_ttl_days`: delete conversations idle this long (None: keep).
+    `session_secret`: signs the session cookie (None: kept in the data directory for a stored
+    store, random for `memory`; see `session_secret`)."""
 
     model: ModelArg = "smollm2"
     tokenizer: TokenizerArg = None
@@ -52,7 +64,15 @@ class ServerConfig:
     web_ui_params: dict[str, Any] | None = None
     locale: str | None = None  # the web page's language ("en" / "ja"); None: the browser's
     metrics_names: str = "both"  # /metrics names: "chatstream", "vllm" (as vLLM's dashboards expect) or "both"
+    conversation_store: str | None = None
+    conversation_ttl_days: float | None = None
     chat_stream_options: dict[str, Any] = field(default_factory=dict)
+
+    def store_url(self) -> str:
+        return self.conversation_store or default_store_url()
+
+    def store_options(self) -> StoreOptions:
+        return StoreOptions(conversation_ttl_s=days(self.conversation_ttl_days))
 
     def served_model_name(self) -> str:
         """The id /v1/models shows: the given name, else the model directory's name (a replay
@@ -87,12 +107,14 @@ def _chat_prompt_class(chat_prompt: str | type[AbstractChatPrompt]) -> type[Abst
         raise ValueError(f"unknown chat prompt preset {chat_prompt!r}; known: {sorted(PRESETS)}") from None
 
 
-def build_chat_stream(config: ServerConfig) -> ChatStream:
+def build_chat_stream(config: ServerConfig, stores: StoreHandle | None = None) -> ChatStream:
     """Load the model and start the engine (blocking: minutes for a large model)."""
     from chatstream.facade.chat_stream import ChatStream
 
     return ChatStream(model=config.model, tokenizer=config.tokenizer,
-                      chat_prompt_clazz=_chat_prompt_class(config.chat_prompt), **config.chat_stream_options)
+                      chat_prompt_clazz=_chat_prompt_class(config.chat_prompt),
+                      conversation_store=stores if stores is not None else config.store_url(),
+                      **config.chat_stream_options)
 
 
 def create_app(config: ServerConfig | None = None, *,
@@ -101,11 +123,17 @@ def create_app(config: ServerConfig | None = None, *,
     the model is loaded (the CLI prints the URL and the KV cache size there)."""
     config = config or ServerConfig(**options)
     _chat_prompt_class(config.chat_prompt)  # an unknown preset fails now, not after loading
+    store_url = config.store_url()
+    parse_store_url(store_url)  # a bad URL fails now (StoreConfigError, a ValueError)
     model_name = config.served_model_name()
-    state = ServerState(model_name=model_name, api_key=config.api_key, metrics=Metrics(model_name, config.metrics_names))
+    stores = StoreHandle(store_url, config.store_options())
+    state = ServerState(model_name=model_name, api_key=config.api_key, metrics=Metrics(model_name, config.metrics_names),
+                        stores=stores)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await stores.open()
+        logger.info("conversation store: %s", stores.describe())
         loading = asyncio.ensure_future(_load(config, state, on_ready))
         try:
             yield
@@ -114,10 +142,11 @@ def create_app(config: ServerConfig | None = None, *,
             await asyncio.gather(loading, return_exceptions=True)
             if state.chat_stream is not None:
                 state.chat_stream.shutdown()
+            await stores.close()
 
     app = FastAPI(title="ChatStream", lifespan=lifespan)
     app.state.server = state
-    add_session_middleware(app, {"secret_key": config.session_secret})
+    add_session_middleware(app, stores, {"secret_key": session_secret(config.session_secret, store_url)})
     if config.cors_origins:
         add_cors_middleware(app, list(config.cors_origins))
     add_ops_routes(app)
@@ -130,7 +159,8 @@ def create_app(config: ServerConfig | None = None, *,
 
 async def _load(config: ServerConfig, state: ServerState, on_ready: Callable[[ChatStream], None] | None) -> None:
     try:
-        chat_stream = await asyncio.get_running_loop().run_in_executor(None, build_chat_stream, config)
+        chat_stream = await asyncio.get_running_loop().run_in_executor(None, build_chat_stream, config,
+                                                                       state.stores)
     except Exception as exc:  # noqa: BLE001 - reported by /health; the server stays up to say so
         logger.exception("loading the model failed")
         state.load_error = exc

@@ -60,6 +60,17 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-warmup", action="store_true",
                         help="skip the warm-up request at start-up (the first user then pays its cost)")
     parser.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on /v1")
+    parser.add_argument("--conversation-store", default=None, metavar="URL",
+                        help="where conversations and sessions are kept: sqlite:///PATH, redis://HOST:PORT/DB or "
+                             "memory (default: an SQLite file in the user's data directory)")
+    parser.add_argument("--conversation-ttl", type=float, default=None, metavar="DAYS",
+                        help="delete conversations not updated for this many days (default: keep them)")
+    parser.add_argument("--max-waiting-per-session", type=int, default=None, metavar="N",
+                        help="/chat_stream requests one session may keep waiting for their conversations "
+                             "(default: only --max-queue bounds them)")
+    parser.add_argument("--session-secret", default=None,
+                        help="key that signs session cookies (default: $CHATSTREAM_SESSION_SECRET, else one kept "
+                             "in the user's data directory; servers sharing a store need the same)")
     parser.add_argument("--locale", default=None, choices=("en", "ja"),
                         help="language of the web page (default: the browser's language)")
     parser.add_argument("--cors-origin", action="append", default=[], help="allowed origin (repeatable)")
@@ -88,9 +99,16 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     options["warmup"] = not args.no_warmup
     if args.record:
         options["record_to"] = True if args.record == "auto" else args.record
+    if args.max_waiting_per_session is not None:
+        options["max_waiting_per_session"] = args.max_waiting_per_session
+    if args.conversation_ttl is not None and args.conversation_ttl <= 0:
+        raise SystemExit(f"chatstream serve: --conversation-ttl must be a positive number of days, "
+                         f"got {args.conversation_ttl}")
     return ServerConfig(model=args.model, chat_prompt=args.chat_prompt, model_name=args.served_model_name,
                         api_key=args.api_key, cors_origins=tuple(args.cors_origin), locale=args.locale,
-                        metrics_names=args.metrics_names, chat_stream_options=options)
+                        metrics_names=args.metrics_names, conversation_store=args.conversation_store,
+                        conversation_ttl_days=args.conversation_ttl, session_secret=args.session_secret,
+                        chat_stream_options=options)
 
 
 def startup_report(chat_stream: ChatStream, url: str, model_name: str) -> str:
@@ -125,6 +143,12 @@ def run_serve(args: argparse.Namespace) -> int:
 
     quiet_library_bars()
     config = config_from_args(args)
+    from chatstream.conversations import StoreConfigError, parse_store_url, redacted
+
+    try:
+        parse_store_url(config.store_url())  # a bad URL stops here, before the model loads
+    except StoreConfigError as exc:
+        raise SystemExit(f"chatstream serve: {exc}") from None
     url = f"http://{args.host}:{args.port}"
     model_name = config.served_model_name()
 
@@ -133,7 +157,8 @@ def run_serve(args: argparse.Namespace) -> int:
         logger.info("%s", startup_report(chat_stream, url, model_name))
 
     app = create_app(config, on_ready=on_ready)
-    logger.info("ChatStream: loading %s ... (the API answers 503 until it is ready)", model_name)
+    logger.info("ChatStream: loading %s ... (the API answers 503 until it is ready); conversations in %s",
+                model_name, redacted(config.store_url()))
     # log_config=None: uvicorn's records go through the process's one handler (text or JSON).
     uvicorn.run(app, host=args.host, port=args.port, log_config=None, log_level=logging.getLevelName(
         logging.getLogger().getEffectiveLevel()).lower(), timeout_graceful_shutdown=5)

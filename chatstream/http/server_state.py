@@ -20,6 +20,7 @@ from chatstream.http.serving_context import ServingContext
 
 if TYPE_CHECKING:
     from chatstream.facade.chat_stream import ChatStream
+    from chatstream.facade.store_handle import StoreHandle
     from chatstream.http.metrics import Metrics
 
 
@@ -27,7 +28,8 @@ if TYPE_CHECKING:
 class ServerState:
     """model_name: the id clients use. api_key: required on /v1 when set. metrics: the
     Prometheus metrics (None: /metrics is 404). created: the /v1/models timestamp, fixed per app.
-    serving / openai: set by `set_ready` once the model is loaded. load_error: why it did not load."""
+    serving / openai: set by `set_ready` once the model is loaded. load_error: why it did not load.
+    stores: the conversation store (opened and closed by the app's lifespan)."""
 
     model_name: str
     api_key: str | None = None
@@ -36,6 +38,7 @@ class ServerState:
     serving: ServingContext | None = None
     openai: OpenAIServing | None = None
     load_error: BaseException | None = None
+    stores: StoreHandle | None = None
 
     def set_ready(self, chat_stream: ChatStream) -> ServingContext:
         """The model is loaded: from now on both APIs serve `chat_stream`'s engine."""

@@ -7,7 +7,7 @@
 const DEFAULT_ENDPOINTS = {
   stream: "chat_stream", clearContext: "clear_context", setSystemPrompt: "set_system_prompt",
   getGenerationParams: "get_generation_params", setGenerationParams: "set_generation_params",
-  setFeedback: "set_feedback", getReplyStats: "get_reply_stats", health: "health",
+  setFeedback: "set_feedback", getReplyStats: "get_reply_stats", health: "health", conversations: "conversations",
 };
 
 export class ApiError extends Error {
@@ -96,13 +96,41 @@ export class ChatApi {
   getGenerationParams() { return this.json(this.endpoints.getGenerationParams); }
   setGenerationParams(changes) { return this.postJson(this.endpoints.setGenerationParams, changes); }
 
-  /** isLike: true, false, or null to take the feedback back. */
-  setFeedback(messageId, isLike) {
-    return this.postJson(this.endpoints.setFeedback, { message_id: messageId, is_like: isLike, form_data: null });
+  /** isLike: true, false, or null to take the feedback back; `conversationId` null: the session's. */
+  setFeedback(messageId, isLike, conversationId = null) {
+    const body = { message_id: messageId, is_like: isLike, form_data: null };
+    if (conversationId) body.conversation_id = conversationId;
+    return this.postJson(this.endpoints.setFeedback, body);
   }
 
-  getReplyStats(messageId) {
-    return this.json(this.endpoints.getReplyStats + "?message_id=" + encodeURIComponent(messageId));
+  getReplyStats(messageId, conversationId = null) {
+    const query = "?message_id=" + encodeURIComponent(messageId) +
+      (conversationId ? "&conversation_id=" + encodeURIComponent(conversationId) : "");
+    return this.json(this.endpoints.getReplyStats + query);
+  }
+
+  // -- stored conversations (/conversations...) ----------------------------------------------------
+  conversationUrl(id, suffix = "") {
+    return this.endpoints.conversations + "/" + encodeURIComponent(id) + suffix;
+  }
+
+  /** This session's conversations, newest first: {conversations, next_cursor}. */
+  listConversations(cursor = null, limit = 50) {
+    const query = "?limit=" + limit + (cursor ? "&cursor=" + encodeURIComponent(cursor) : "");
+    return this.json(this.endpoints.conversations + query);
+  }
+
+  createConversation(fields = {}) { return this.postJson(this.endpoints.conversations, fields); }
+  getConversation(id) { return this.json(this.conversationUrl(id)); }
+
+  updateConversation(id, fields) {
+    const headers = { "Content-Type": "application/json" };
+    return this.json(this.conversationUrl(id), { method: "PATCH", headers, body: JSON.stringify(fields) });
+  }
+
+  async deleteConversation(id) {
+    const resp = await this.fetch(this.conversationUrl(id), { method: "DELETE" });
+    if (!resp.ok && resp.status !== 404) throw await errorFromResponse(resp);
   }
 
   /** /health as {ok, status, body}; a server without /health (an embedding app) counts as ready. */

@@ -1,21 +1,25 @@
 // app.js - the chat page: wires the modules to the markup of index.html, starts the page (after
-// the model loaded, if it was loading), and keeps the view state: which buttons show, and where
-// focus is. Focus never drops to <body>: when the focused control goes away (hidden, disabled,
-// removed), Stop takes it while a reply streams, the message box otherwise. Turns themselves
-// (send, Regenerate, Stop, retries) are run by turns.js.
+// the model loaded, if it was loading), opens this tab's conversation (the one in the URL, after a
+// reload), switches between the session's conversations (sidebar.js), and keeps the view state:
+// which buttons show, and where focus is. Focus never drops to <body>: when the focused control
+// goes away (hidden, disabled, removed), Stop takes it while a reply streams, the message box
+// otherwise. Turns themselves (send, Regenerate, Stop, retries) are run by turns.js.
 
 import { ChatApi } from "./api.js";
 import { Composer } from "./composer.js";
-import { SessionConversation } from "./conversation.js";
+import { SessionConversation, StoredConversation, historyItems, openConversation } from "./conversation.js";
 import { chooseLocale, createTranslator, translatePage } from "./i18n.js";
 import { placeIcons } from "./icons.js";
 import { waitUntilReady } from "./loading.js";
 import { MessageList } from "./message_list.js";
 import { NoticeArea } from "./notice.js";
 import { SettingsPanel } from "./settings.js";
+import { ConversationList } from "./sidebar.js";
 import { TurnRunner } from "./turns.js";
 
-const DEFAULT_OPTIONS = { welcomeMessage: null, clearContextOnReload: true, developMode: false, title: null };
+// clearContextOnReload: null means "the server decides": stored conversations come back after a
+// reload, the session's one conversation (servers without /conversations) starts afresh.
+const DEFAULT_OPTIONS = { welcomeMessage: null, clearContextOnReload: null, developMode: false, title: null };
 
 const $ = (id) => document.getElementById(id);
 
@@ -28,7 +32,7 @@ export class ChatApp {
     this.locale = chooseLocale(config.locale, navigator.languages);
     this.t = createTranslator(this.locale);
     this.api = new ChatApi(this.options);
-    this.conversation = new SessionConversation(this.api);
+    this.conversation = new SessionConversation(this.api); // until start() knows the server
     this.turns = new TurnRunner(this);
     this.state = "starting";
   }
@@ -47,6 +51,14 @@ export class ChatApp {
     });
     this.notice = new NoticeArea($("cs-notice"));
     this.composer = new Composer($("cs-composer"), $("cs-input"), $("cs-send"), (text) => this.turns.send(text));
+    this.sidebar = new ConversationList({
+      panel: $("cs-sidebar"), list: $("cs-conv-list"), empty: $("cs-conv-empty"), more: $("cs-conv-more"),
+      toggle: $("cs-conversations-toggle"),
+    }, this.api, t, {
+      open: (id) => this.switchTo(id),
+      deleted: (id) => this.conversationDeleted(id),
+      failed: (e) => this.notice.show("error", t("conversationsFailed", { detail: e.message }), [this.dismissAction()]),
+    });
     this.settings = new SettingsPanel({
       toggle: this.el.settingsToggle, panel: $("cs-settings"), form: $("cs-settings-form"), grid: $("cs-param-fields"),
       systemPrompt: $("cs-system-prompt"), status: $("cs-settings-status"), closeButton: $("cs-settings-close"),
@@ -67,12 +79,93 @@ export class ChatApp {
       await waitUntilReady(this.api, { panel: $("cs-loading"), detail: $("cs-loading-detail"),
         progress: $("cs-loading-progress") }, t);
     }
-    if (this.options.clearContextOnReload) await this.resetConversation();
-    this.messages.renderHistory(this.welcomeItems());
+    await this.openFirstConversation();
     this.composer.setEnabled(true);
     this.setState("idle");
     this.composer.focus();
   }
+
+  /** The stored conversation this tab was on (after a reload), else a new one; or the session's. */
+  async openFirstConversation() {
+    try {
+      this.conversation = await openConversation(this.api);
+    } catch (e) {
+      this.showError(e);
+    }
+    this.settings.conversation = this.conversation;
+    if (!this.conversation.stored) {
+      if (this.options.clearContextOnReload !== false) await this.resetConversation();
+      this.messages.renderHistory(this.welcomeItems());
+      return;
+    }
+    this.sidebar.enable();
+    const remembered = StoredConversation.remembered();
+    if (remembered && this.options.clearContextOnReload !== true) await this.showConversation(remembered, true);
+    else await this.showNewConversation();
+    await this.sidebar.load();
+  }
+
+  /** Show stored conversation `id`; one that is gone (deleted, expired) gives way to a new one. */
+  async showConversation(id, quiet = false) {
+    try {
+      const conversation = await this.conversation.open(id);
+      const items = historyItems(conversation);
+      this.messages.renderHistory(items.length ? items : this.welcomeItems());
+      this.sidebar.setCurrent(conversation.id);
+    } catch (e) {
+      if (e.status !== 404 && e.status !== 400) throw e;
+      await this.showNewConversation();
+      if (!quiet) this.notice.show("error", this.t("conversationGone"), [this.dismissAction()]);
+    }
+  }
+
+  async showNewConversation() {
+    await this.conversation.startNew();
+    this.sidebar.setCurrent(null);
+    this.messages.renderHistory(this.welcomeItems());
+  }
+
+  /** After a turn: the list shows the conversation's title and order. */
+  turnEnded() {
+    if (this.conversation.stored) {
+      this.sidebar.setCurrent(this.conversation.id);
+      this.sidebar.load();
+    }
+  }
+
+  async switchTo(id) {
+    if (id === this.conversation.id && !this.turns.isRunning) return;
+    await this.stopTurn();
+    this.dismissNotice();
+    try {
+      await this.showConversation(id);
+    } catch (e) {
+      this.showError(e);
+    }
+    if (!window.matchMedia("(min-width: 900px)").matches) this.sidebar.setOpen(false);
+    this.setState("idle");
+    this.composer.focus();
+  }
+
+  async conversationDeleted(id) {
+    if (id === this.conversation.id) {
+      await this.stopTurn();
+      await this.showNewConversation();
+      this.setState("idle");
+    }
+    this.composer.focus();
+  }
+
+  async stopTurn() {
+    if (this.turns.isRunning) {
+      this.turns.stop();
+      await this.turns.done;
+    }
+  }
+
+  dismissAction() { return { label: this.t("dismiss"), onClick: () => this.dismissNotice() }; }
+
+  showError(e) { this.notice.show("error", this.turns.errorText(e), [this.dismissAction()]); }
 
   applyOptions() {
     const title = this.options.title || this.t("title");
@@ -94,14 +187,13 @@ export class ChatApp {
     try {
       await this.conversation.reset();
     } catch (e) {
-      const dismiss = { label: this.t("dismiss"), onClick: () => this.dismissNotice() };
-      this.notice.show("error", this.turns.errorText(e), [dismiss]);
+      this.showError(e);
     }
   }
 
   async sendFeedback(view, isLike) {
     try {
-      await this.api.setFeedback(view.messageId, isLike);
+      await this.api.setFeedback(view.messageId, isLike, this.conversation.id);
       if (isLike !== null) this.announce(this.t("feedbackSaved"));
       return true;
     } catch (e) {
@@ -111,14 +203,15 @@ export class ChatApp {
   }
 
   async newChat() {
-    if (this.turns.isRunning) {
-      this.turns.stop();
-      await this.turns.done;
-    }
+    await this.stopTurn();
     this.dismissNotice();
     this.el.clear.disabled = true;
-    await this.resetConversation();
-    this.messages.renderHistory(this.welcomeItems());
+    if (this.conversation.stored) {
+      await this.showNewConversation();
+    } else {
+      await this.resetConversation();
+      this.messages.renderHistory(this.welcomeItems());
+    }
     this.el.clear.disabled = false;
     this.setState("idle");
     this.composer.focus();
@@ -134,6 +227,7 @@ export class ChatApp {
     this.el.regenerate.hidden = running || !ready || !this.style.regenerate_enabled || !this.messages.lastReply();
     this.el.clear.disabled = !ready;
     this.el.settingsToggle.disabled = !ready;
+    for (const button of this.sidebar.panel.querySelectorAll("button")) button.disabled = !ready;
     this.composer.setCanSend(state === "idle");
     this.keepFocus();
   }

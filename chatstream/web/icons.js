@@ -15,6 +15,9 @@ const PATHS = {
   arrowDown: ["stroke", "M12 5v14M6 13l6 6 6-6"],
   assistant: ["fill", "M12 2l2.4 6.6L21 11l-6.6 2.4L12 20l-2.4-6.6L3 11l6.6-2.4z"],
   user: ["fill", "M12 4a4 4 0 1 1 0 8 4 4 0 0 1 0-8zM4 21c0-4.4 3.6-7 8-7s8 2.6 8 7z"],
+  conversations: ["stroke", "M4 6h16M4 12h16M4 18h16"],
+  rename: ["stroke", "M4 20h4L19 9l-4-4L4 16zM13 7l4 4"],
+  trash: ["stroke", "M4 7h16M9 7V4h6v3M6 7l1 13h10l1-13M10 11v6M14 11v6"],
 };
 
 /** An <svg> icon, hidden from assistive technology (its button carries the name). */

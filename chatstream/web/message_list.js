@@ -1,7 +1,7 @@
 // message_list.js - the conversation on the page: user messages, assistant replies, scrolling.
 //
-// It knows nothing of HTTP. `renderHistory` shows a stored conversation in one go (the welcome
-// text today; a saved conversation once the page lists them), `addUser` / `addReply` grow it
+// It knows nothing of HTTP. `renderHistory` shows a conversation in one go (a stored one, or the
+// welcome text of a new one), `addUser` / `addReply` grow it
 // turn by turn. The list is the page's ARIA live region (role="log"): a new message is announced,
 // and a reply being written is aria-busy until it ends, so it is read once, whole.
 
@@ -30,7 +30,7 @@ export class MessageList {
 
   /**
    * Show a whole conversation: items {role: "user" | "assistant", text, messageId?, feedback?,
-   * stats?, welcome?}, as a stored conversation holds them.
+   * stats?, state? ("done" or "stopped"), welcome?}, as a stored conversation holds them.
    */
   renderHistory(items) {
     this.clear();
@@ -42,7 +42,7 @@ export class MessageList {
       const view = this.addReply();
       view.messageId = item.messageId || null;
       view.setText(item.text);
-      view.finish(item.welcome ? "welcome" : "done");
+      view.finish(item.welcome ? "welcome" : item.state || "done");
       if (item.feedback !== undefined && item.feedback !== null && view.like) view.showFeedback(item.feedback);
       if (item.stats) view.showStats(item.stats);
     }

@@ -33,7 +33,7 @@ export class TurnRunner {
     this.ui.composer.clear();
     this.ui.notice.hide();
     const userMessage = this.ui.messages.addUser(text);
-    this.startTurn({ body: this.ui.conversation.requestBody(text), userText: text, userMessage });
+    this.startTurn({ userText: text, userMessage });
   }
 
   regenerate() {
@@ -43,7 +43,7 @@ export class TurnRunner {
     const replaced = last.element;
     const marker = document.createComment("replaced reply");
     replaced.replaceWith(marker);
-    this.startTurn({ body: this.ui.conversation.requestBody(null, true), replaced, marker });
+    this.startTurn({ regenerate: true, replaced, marker });
   }
 
   /** Stop the streaming reply, or the wait before retrying a full server. */
@@ -63,12 +63,29 @@ export class TurnRunner {
 
   async runTurn(turn) {
     this.ui.setState("streaming");
-    while ((await this.attempt(turn)) === "retry") {
-      turn.controller = new AbortController();
+    if (await this.prepare(turn)) {
+      while ((await this.attempt(turn)) === "retry") {
+        turn.controller = new AbortController();
+      }
     }
     if (turn.marker) turn.marker.remove();
     this.turn = null;
     this.ui.setState("idle");
+    this.ui.turnEnded();
+  }
+
+  /** The request body, once the conversation exists on the server (a new one is made with its first message). */
+  async prepare(turn) {
+    const conversation = this.ui.conversation;
+    try {
+      await conversation.ensureStored();
+    } catch (error) {
+      this.notSent(turn, error);
+      return false;
+    }
+    turn.conversationId = conversation.id;
+    turn.body = conversation.requestBody(turn.userText ?? null, Boolean(turn.regenerate));
+    return true;
   }
 
   /** One request of a turn; returns "retry" to send it again. */
@@ -94,19 +111,19 @@ export class TurnRunner {
       reply.finish("done");
       this.ui.messages.scrollToEnd();
       this.ui.announce(t("replyDone"));
-      this.syncWithServer(reply);
+      this.syncWithServer(reply, turn.conversationId);
       return "done";
     } catch (error) {
       if (error.name === "AbortError" && accepted) {
         reply.finish("stopped");
         this.ui.messages.scrollToEnd();
         this.ui.announce(t("replyStopped"));
-        this.syncWithServer(reply);
+        this.syncWithServer(reply, turn.conversationId);
         return "stopped";
       }
       if (error instanceof DroppedError) {
         reply.finish("dropped");
-        this.syncWithServer(reply);
+        this.syncWithServer(reply, turn.conversationId);
         this.ui.notice.show("error", t("networkErrorAfterStart"), [
           { label: t("retry"), id: "cs-notice-retry", onClick: () => { this.ui.dismissNotice(); this.regenerate(); } },
           { label: t("dismiss"), onClick: () => this.ui.dismissNotice() },
@@ -184,12 +201,12 @@ export class TurnRunner {
   }
 
   /** Ask for the reply's statistics and the text the server kept; show both. */
-  async syncWithServer(reply) {
+  async syncWithServer(reply, conversationId) {
     if (!reply.messageId) return;
     for (let tries = 0; tries < STATS_POLL_TRIES; tries += 1) {
       let body;
       try {
-        body = await this.ui.api.getReplyStats(reply.messageId);
+        body = await this.ui.api.getReplyStats(reply.messageId, conversationId);
       } catch (e) {
         return; // an older server, or the reply is gone: what the page shows stays
       }

@@ -104,7 +104,7 @@ def test_invalid_json_and_invalid_generation_params(server_and_calls):
 def test_two_requests_of_one_session_run_one_after_the_other(server_and_calls):
     server, calls, _ = server_and_calls
     with session_client(server.url) as client:
-        client.post("/clear_context")  # sets the session cookie
+        client.post("/set_generation_params", json={})  # makes the session (a route that needs one) and its cookie
         results: dict[str, list[str]] = {}
 
         def send(text: str) -> None:

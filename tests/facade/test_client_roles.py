@@ -107,7 +107,7 @@ def test_api_names() -> None:
     assert API_NAMES == (
         "chat_stream", "clear_context", "get_prompt", "set_generation_params", "get_generation_params",
         "set_feedback", "get_load", "get_resource_usage", "webui_index", "webui_js",
-        "set_system_prompt", "get_reply_stats",
+        "set_system_prompt", "get_reply_stats", "conversations",
     )
 
 

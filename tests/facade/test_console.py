@@ -231,11 +231,11 @@ def test_ctrl_c_during_a_reply_stops_only_that_reply() -> None:
 def test_a_failing_turn_reports_the_error_and_the_chat_goes_on() -> None:
     chat_stream = make_chat_stream()
 
-    async def broken(chat_prompt, opts=None):
+    async def broken(reply):
         raise RuntimeError("engine is gone")
         yield  # pragma: no cover
 
-    chat_stream.chat_generator.generate = broken
+    chat_stream.chat_generator.stream = broken
     _, out = run_console(["hi", "/help"], chat_stream=chat_stream)
     assert "error: engine is gone" in out
     assert "/clear" in out

@@ -31,7 +31,8 @@ def _free_port() -> int:
 def server(smollm2_dir, tmp_path_factory):
     port = _free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    env = {**os.environ, "PYTHONPATH": str(REPO), "CHATSTREAM_CACHE_DIR": str(log.parent)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "CHATSTREAM_CACHE_DIR": str(log.parent),
+           "CHATSTREAM_DATA_DIR": str(log.parent)}
     with open(log, "w") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "chatstream.cli", "serve", "--model", str(smollm2_dir), "--port", str(port),

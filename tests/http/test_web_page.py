@@ -173,13 +173,16 @@ def test_keyboard_alone_sends_stops_regenerates_and_keeps_focus(page_on):
         assert page.locator("#cs-messages > .cs-user .cs-content").inner_text() == "first line\nsecond line"
         assert focused(page) == "cs-input"
 
-        # Tab walks the controls in reading order, from the header to Send (the last one on the page).
-        page.focus("#cs-settings-toggle")
+        # Tab walks the controls in reading order, from the header through the conversation list to Send
+        # (the last one on the page).
+        page.focus("#cs-conversations-toggle")
         order = [focused(page)]
         while order[-1] != "cs-send" and len(order) < 20:
             page.keyboard.press("Tab")
             order.append(focused(page))
-        assert order == ["cs-settings-toggle", "cs-clear", "BUTTON.cs-tool.cs-copy-reply", "BUTTON.cs-tool.cs-like",
+        assert order == ["cs-conversations-toggle", "cs-settings-toggle", "cs-clear", "BUTTON.cs-conv-open",
+                         "BUTTON.cs-tool.cs-conv-rename", "BUTTON.cs-tool.cs-conv-delete",
+                         "BUTTON.cs-tool.cs-copy-reply", "BUTTON.cs-tool.cs-like",
                          "BUTTON.cs-tool.cs-dislike", "cs-regenerate", "cs-input", "cs-send"], order
 
         # Regenerate from the keyboard: focus goes to Stop while the reply streams, then back to the box.

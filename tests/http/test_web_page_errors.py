@@ -141,7 +141,7 @@ def test_a_reply_cut_off_midway_says_so_and_retry_asks_for_a_new_one(page_on) ->
 def test_while_the_model_loads_the_page_says_so_and_opens_when_ready(page_on, monkeypatch, artifacts) -> None:
     gate = threading.Event()
     build = app_module.build_chat_stream
-    monkeypatch.setattr(app_module, "build_chat_stream", lambda config: (gate.wait(120), build(config))[1])
+    monkeypatch.setattr(app_module, "build_chat_stream", lambda config, *rest: (gate.wait(120), build(config, *rest))[1])
     app = app_module.create_app(ServerConfig(
         chat_prompt=ChatPromptTogetherRedPajamaINCITEChat, web_ui_params={"welcomeMessage": "Ready when you are."},
         chat_stream_options={"use_mock_response": True, "mock_params": {"type": "echo", "time_per_token_sec": 0.01}}))

@@ -142,7 +142,10 @@ def test_reply_stats_are_the_servers_and_only_for_the_own_session(server) -> Non
         assert stats["decode_sec"] == round(record.decode_sec, 4)
 
         assert other.get("/get_reply_stats", params={"message_id": message_id}).status_code == 404
-        assert client.get("/get_reply_stats", params={"message_id": "nope"}).status_code == 404
+        unknown = client.get("/get_reply_stats", params={"message_id": "0f8fad5b-d9cb-469f-a165-70867728950e"})
+        assert unknown.status_code == 404 and unknown.json()["field"] == "message_id"
+        malformed = client.get("/get_reply_stats", params={"message_id": "nope"})
+        assert malformed.status_code == 400 and malformed.json()["field"] == "message_id"
         missing = client.get("/get_reply_stats")
         assert missing.status_code == 400 and missing.json()["field"] == "message_id"
 
@@ -156,9 +159,10 @@ def test_a_reply_still_streaming_is_not_finished_and_a_stopped_one_keeps_its_tex
             message_id = response.headers[MESSAGE_ID]
             chunks = response.iter_text()
             next(chunks)
-            with session_client(live.url) as probe:  # another session learns nothing but "not finished"
-                assert probe.get("/get_reply_stats", params={"message_id": message_id}).json() == {
-                    "success": True, "message": "success", "message_id": message_id, "finished": False}
+            with session_client(live.url) as probe:  # another session learns nothing, not even that it exists
+                assert probe.get("/get_reply_stats", params={"message_id": message_id}).status_code == 404
+            assert client.get("/get_reply_stats", params={"message_id": message_id}).json() == {
+                "success": True, "message": "success", "message_id": message_id, "finished": False}
         # The client left: the server keeps what it generated, and says exactly what.
         for _ in range(200):
             body = client.get("/get_reply_stats", params={"message_id": message_id}).json()
@@ -174,7 +178,7 @@ def test_a_reply_still_streaming_is_not_finished_and_a_stopped_one_keeps_its_tex
 def test_while_the_model_loads_the_page_is_served_and_the_apis_say_503(monkeypatch) -> None:
     gate = threading.Event()
     build = app_module.build_chat_stream
-    monkeypatch.setattr(app_module, "build_chat_stream", lambda config: (gate.wait(60), build(config))[1])
+    monkeypatch.setattr(app_module, "build_chat_stream", lambda config, *rest: (gate.wait(60), build(config, *rest))[1])
     app = app_module.create_app(ServerConfig(
         chat_prompt=ChatPromptTogetherRedPajamaINCITEChat, locale="en",
         chat_stream_options={"use_mock_response": True}))

@@ -134,8 +134,17 @@ def get_json(page: Any, endpoint: str) -> dict[str, Any]:
     return page.evaluate("(e) => fetch(e, {cache: 'no-store'}).then((r) => r.json())", endpoint)
 
 
+def page_conversation_id(page: Any) -> str | None:
+    """The stored conversation the page is on (its URL fragment says), None for a new one."""
+    return page.evaluate("() => new URLSearchParams(location.hash.slice(1)).get('c')")
+
+
 def server_prompt(page: Any) -> str | None:
-    prompt = get_json(page, "get_prompt")["prompt"]
+    """The prompt the server renders for the page's conversation (None: the page has none yet)."""
+    conversation_id = page_conversation_id(page)
+    if conversation_id is None:
+        return None
+    prompt = get_json(page, f"get_prompt?conversation_id={conversation_id}")["prompt"]
     return None if prompt is None else urllib.parse.unquote(prompt)
 
 

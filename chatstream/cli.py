@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from chatstream.commands.config_file import (
     ConfigFileError,
@@ -100,6 +100,19 @@ def _run_chat(args: argparse.Namespace) -> int:
     return run_chat(args, _engine_options(args))
 
 
+def _run_serve(single: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """`chatstream serve`: one engine in this process, or `--replicas N` on Ray Serve."""
+    def run(args: argparse.Namespace) -> int:
+        if getattr(args, "replicas", None) is None:
+            return single(args)
+        from chatstream.http.serve import config_from_args
+        from chatstream.ray.command import run_replicated_serve
+
+        return run_replicated_serve(args, config_from_args(args))
+
+    return run
+
+
 def _add_model_positional(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model_positional", nargs="?", default=None, metavar="MODEL",
                         help="the model, as --model takes it (default: --model's value)")
@@ -125,8 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="serve the web chat, the OpenAI-compatible API and /chat_stream")
     _add_model_positional(serve)
     add_serve_arguments(serve)
+    from chatstream.ray.command import add_replica_arguments
+
+    add_replica_arguments(serve)
     add_config_arguments(serve)
-    serve.set_defaults(func=run_serve, command_parser=serve)
+    serve.set_defaults(func=_run_serve(run_serve), command_parser=serve)
 
     gen = sub.add_parser("generate", help="generate replies to prompts with the engine")
     gen.add_argument("prompt", nargs="*", help="user message(s); several run as one batch (default: stdin, "

@@ -40,6 +40,8 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "chatstream.web": ("chatstream.web", *SHARED),  # the page's files and how they are served
     "chatstream.facade": ("chatstream.facade", "chatstream.engine", "chatstream.mock", "chatstream.chat_prompt",
                           "chatstream.conversations", "chatstream.web", *SHARED),
+    # Ray Serve replicas and their ingress: above the server, whose app each replica runs.
+    "chatstream.ray": ("chatstream.ray", "chatstream.http", "chatstream.facade", "chatstream.conversations", *SHARED),
 }
 SHARED_ALLOWED: tuple[str, ...] = SHARED
 

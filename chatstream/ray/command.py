@@ -64,17 +64,23 @@ def run_replicated_serve(args: argparse.Namespace, config: ServerConfig) -> int:
 
 
 def _wait_until_ready(url: str, replicas: int) -> None:
-    import httpx
+    """Until the ingress's /health lists every replica ready (a 503 body lists them too)."""
+    import json
+    import urllib.error
+    import urllib.request
 
-    start = time.monotonic()
+    import psutil
+
     while True:
         try:
-            body = httpx.get(url + "/health", timeout=5).json()
-            ready = sum(r.get("status") == "ready" for r in body.get("replicas", []))
-        except (httpx.HTTPError, ValueError):
-            ready = 0
-        if ready == replicas:
-            log_ready(f"serving {replicas} replicas on {url}", time.monotonic() - start)
+            with urllib.request.urlopen(url + "/health", timeout=5) as response:
+                body = json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            body = json.loads(exc.read() or b"{}")
+        except (OSError, ValueError):
+            body = {}
+        if sum(r.get("status") == "ready" for r in body.get("replicas", [])) == replicas:
+            log_ready(f"serving {replicas} replicas on {url}", time.time() - psutil.Process().create_time())
             return
         time.sleep(0.5)
 

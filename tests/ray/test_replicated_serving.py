@@ -8,8 +8,10 @@ A burst against two replicas of the generator mock gets exactly the 429s that th
 
 from __future__ import annotations
 
+import json
 import re
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -157,32 +159,46 @@ def test_a_conversation_named_by_id_stays_on_its_replica(served):
     assert [m["role"] for m in stored["messages"]] == ["user", "assistant"] * 3
 
 
-def test_a_burst_is_refused_only_beyond_every_replicas_line(ray_url, redis_server):
-    """Two replicas of the generator mock, each running 1 and keeping 2 waiting: of 14 requests
-    sent at once, exactly 2 x (1 + 2) = 6 are served and 8 get 429 with Retry-After."""
-    burst, capacity = 14, 2 * (1 + 2)
-    options = {"use_mock_response": True, "mock_params": {"type": "echo", "time_per_token_sec": 0.1},
-               "num_of_concurrent_executions": 1, "max_queue_size": 2}
+def test_a_burst_is_refused_only_beyond_every_replicas_line_and_disconnects_free_the_lines(ray_url, redis_server):
+    """Two replicas of the generator mock (a long reply, slowly), each running 1 and keeping 2
+    waiting: of 14 requests sent at once exactly 2 x (1 + 2) = 6 are taken and 8 get 429 with
+    Retry-After. Every taken client then leaves after its first chunk: the replicas' lines empty
+    long before any of those replies could have ended, so each disconnect reached its replica."""
+    burst, capacity, running = 14, 2 * (1 + 2), 2
+    options = {"use_mock_response": True, "mock_params": {"type": "long", "time_per_token_sec": 0.2},
+               "num_of_concurrent_executions": 1, "max_queue_size": 2, "client_roles": OPEN_ROLES}
     config = ServerConfig(chat_prompt=ChatPromptTogetherRedPajamaINCITEChat, model_name="mock",
                           conversation_store=redis_server.url(db=2) + "?prefix=burst",
                           chat_stream_options=options)
     with replicated_app(ray_url, "burst", config, num_cpus=0.5, route_prefix="/burst") as url:
-        all_sent = threading.Barrier(burst)
+        all_sent, release = threading.Barrier(burst), threading.Event()
+        answered = threading.Semaphore(0)
 
         def one(i: int) -> tuple[int, str | None, str]:
             with session_client(url, timeout=120) as client:
                 all_sent.wait()
-                words = " ".join(f"w{i}_{k}" for k in range(20))
-                response = client.post("/chat_stream", json={"user_input": words})
-                if response.status_code == 429:
-                    return 429, response.headers.get("retry-after"), response.json()["error"]
-                return response.status_code, response.headers.get("x-chatstream-replica"), \
-                    read_chat_stream(response)[-1]
+                with client.stream("POST", "/chat_stream", json={"user_input": f"request {i}"}) as response:
+                    if response.status_code == 429:
+                        answered.release()
+                        return 429, response.headers.get("retry-after"), json.loads(response.read())["error"]
+                    first = next(response.iter_text())
+                    answered.release()
+                    release.wait(60)  # keeps its slot until every request has been answered or queued
+                    return response.status_code, response.headers.get("x-chatstream-replica"), first
 
         with ThreadPoolExecutor(burst) as pool:
-            results = list(pool.map(one, range(burst)))
-    refused = [r for r in results if r[0] == 429]
-    served_ = [r for r in results if r[0] == 200]
-    assert len(refused) == burst - capacity and len(served_) == capacity, results
-    assert all(int(retry_after) >= 1 and error == "too_many_requests" for _, retry_after, error in refused)
-    assert {replica for _, replica, _ in served_} == set(REPLICAS)
+            futures = [pool.submit(one, i) for i in range(burst)]
+            for _ in range(burst - capacity + running):  # the refusals and the running; the rest wait
+                assert answered.acquire(timeout=60)
+            release.set()  # the running leave, the waiting run and leave in turn
+            results = [future.result(timeout=120) for future in futures]
+
+        refused = [r for r in results if r[0] == 429]
+        taken = [r for r in results if r[0] == 200]
+        assert len(refused) == burst - capacity and len(taken) == capacity, results
+        assert all(int(retry_after) >= 1 and error == "too_many_requests" for _, retry_after, error in refused)
+        assert {replica for _, replica, _ in taken} == set(REPLICAS)
+        deadline = time.monotonic() + 20  # each reply alone runs for minutes
+        while (total := httpx.get(url + "/get_load", timeout=30).json()["total"])["processing"] or total["waiting"]:
+            assert time.monotonic() < deadline, total
+            time.sleep(0.2)

@@ -15,7 +15,6 @@ it is ready. The ingress holds no model and needs no CPU of its own (`num_cpus=0
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Mapping
@@ -32,7 +31,7 @@ from chatstream.facade.store_handle import StoreHandle
 from chatstream.ray.asgi_bridge import ProxiedRequest, ResponseStart
 from chatstream.ray.failover import settle_broken_reply
 from chatstream.ray.metrics_merge import merge_metrics, replica_gauges
-from chatstream.ray.proxy import BrokenStream, ReplicaProxy, ReplicaUnreachable
+from chatstream.ray.proxy import BrokenStream, ReplicaProxy
 from chatstream.ray.router import ReplicaRouter
 
 logger = logging.getLogger("chatstream.ray")
@@ -110,7 +109,7 @@ class Ingress:
             try:
                 start, stream = await self.proxy.open(name, request)
                 return start, b"".join([chunk async for chunk in stream])
-            except (ReplicaUnreachable, Exception):  # noqa: BLE001 - a replica that fails here is left out
+            except Exception:  # noqa: BLE001 - a replica that fails here (ReplicaUnreachable, ...) is left out
                 return None
 
         names = self.router.live
@@ -132,14 +131,13 @@ class Ingress:
             status = await asyncio.wait_for(handle.status.remote(), timeout=max(2.0, 3 * self.probe_interval_s))
         except Exception as exc:  # noqa: BLE001 - unreachable, restarting or slow: not routed to
             status = {"replica": name, "status": "unreachable", "reason": f"{type(exc).__name__}"}
-        with contextlib.suppress(Exception):
-            was_up = self.router.is_up(name)
-            if status.get("status") == "ready":
-                self.router.mark_up(name)
-            else:
-                self.router.mark_down(name)
-            if was_up != self.router.is_up(name):
-                logger.info("replica %s is %s", name, status.get("status"))
+        was_up = self.router.is_up(name)
+        if status.get("status") == "ready":
+            self.router.mark_up(name)
+        else:
+            self.router.mark_down(name)
+        if was_up != self.router.is_up(name):
+            logger.info("replica %s is %s", name, status.get("status"))
         self.statuses[name] = status
 
 

@@ -145,6 +145,16 @@ def test_get_load_lists_each_replica_and_their_sum(served):
     assert health["status"] == "ready" and [r["status"] for r in health["replicas"]] == ["ready", "ready"]
 
 
+def test_the_page_and_the_rest_of_the_surface_are_served_through_the_ingress(served):
+    page = httpx.get(served + "/", timeout=30)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert page.headers["x-chatstream-replica"] in REPLICAS
+    models = httpx.get(served + "/v1/models", timeout=30).json()
+    assert [m["id"] for m in models["data"]] == ["tiny"]
+    bad = httpx.post(served + "/v1/chat/completions", json={"model": "tiny", "messages": [], "max_tokens": -1})
+    assert bad.status_code == 400 and "x-chatstream-replica" in bad.headers  # the replica's own 4xx, unchanged
+
+
 def test_a_conversation_named_by_id_stays_on_its_replica(served):
     with session_client(served, timeout=60) as client:
         conversation = client.post("/conversations", json={}).json()

@@ -27,7 +27,7 @@ APP_NAME = "chatstream"
 def add_replica_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--replicas", type=int, default=None, metavar="N",
                         help="serve with N engine replicas on Ray Serve (one per GPU, or a share of the CPUs); "
-                             f"needs {'chatstream[ray]'} and, for N > 1, --conversation-store redis://... "
+                             "needs chatstream[ray] and, for N > 1, --conversation-store redis://... "
                              "(default: one engine in this process, no Ray)")
     parser.add_argument("--ray-address", default=None, metavar="ADDR",
                         help="with --replicas: the Ray cluster to join, e.g. ray://head:10001 or auto "
@@ -37,11 +37,11 @@ def add_replica_arguments(parser: argparse.ArgumentParser) -> None:
 def run_replicated_serve(args: argparse.Namespace, config: ServerConfig) -> int:
     from chatstream.ray.app_builder import SharedStoreRequired, build_app, check_shared_store, require_ray
 
-    require_ray()
     try:
         check_shared_store(config.store_url(), args.replicas)
     except (SharedStoreRequired, ValueError) as exc:
         raise SystemExit(f"chatstream serve: {exc}") from None
+    require_ray()
     import ray
     from ray import serve
 

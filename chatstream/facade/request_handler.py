@@ -14,7 +14,6 @@ must make sure `streaming_finished_callback(message)` is called exactly once (a
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from abc import ABC, abstractmethod
@@ -26,6 +25,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from chatstream.facade.chat_stream_response import DISCONNECTED_BEFORE_STREAMING, ChatStreamResponse
+from chatstream.facade.json_body import JsonBodyError, parse_json
+from chatstream.facade.json_body import check_value as check_json_value
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -68,11 +69,10 @@ def _invalid(detail: str, field: str | None = None) -> ChatRequestError:
 
 def parse_chat_request(body: bytes | str | dict[str, Any]) -> ChatRequest:
     """Validate a /chat_stream body; raises `ChatRequestError` (400) naming the bad field."""
-    if isinstance(body, (bytes, str)):
-        try:
-            body = json.loads(body or b"null")
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise _invalid(f"the request body must be JSON: {exc}") from None
+    try:
+        body = parse_json(body or b"null") if isinstance(body, (bytes, str)) else check_json_value(body)
+    except JsonBodyError as exc:
+        raise _invalid(str(exc), exc.field) from None
     if not isinstance(body, dict):
         raise _invalid('the request body must be a JSON object {"user_input": string, "regenerate": boolean}')
     regenerate = body.get("regenerate", False)
@@ -126,7 +126,8 @@ class AbstractRequestHandler(ABC):
                                    "the request handler has no chat_generator: give it to ChatStream(request_handler=...)")
         chunks = generator.generate(chat_prompt, {
             "output_type": "response_text", "message_id": message_id, "generation_params": generation_params})
-        return ChatStreamResponse(chunks, on_close, headers={MESSAGE_ID_HEADER: message_id})
+        return ChatStreamResponse(chunks, on_close, headers={MESSAGE_ID_HEADER: message_id},
+                                  abort=lambda: generator.abort(message_id))
 
     @staticmethod
     def start_turn(chat_prompt: AbstractChatPrompt, chat_request: ChatRequest) -> None:
@@ -163,14 +164,27 @@ class AbstractRequestHandler(ABC):
         return None
 
 
+SKIP_SESSION_HEADER_NAME = "X-FastSession-Skip"
+
+
 def session_of(request: Request) -> HttpSession:
+    """The request's HTTP session. An agent that skipped sessions (`X-FastSession-Skip`) has none,
+    and a conversation kept in the session cannot be served without one: that is the client's
+    400, not a server error. A missing session middleware is the server's 500."""
     session = getattr(request.state, "session", None)
-    if session is None:
+    if session is not None:
+        return session
+    callback_message = "unknown_error_occurred,while processing simple session request"
+    if SKIP_SESSION_HEADER_NAME in request.headers:
         raise ChatRequestError(
-            500, "internal_server_error",
-            "no session: add chat_stream.append_middlewares(app) or fastsession's FastSessionMiddleware",
-            callback_message="unknown_error_occurred,while processing simple session request")
-    return session
+            400, "session_required",
+            f"this conversation lives in the HTTP session, and a request with {SKIP_SESSION_HEADER_NAME} has "
+            "none: send the request without that header (keeping the session cookie), or serve agents with a "
+            "request handler that keeps conversations elsewhere", callback_message=callback_message)
+    raise ChatRequestError(
+        500, "internal_server_error",
+        "no session: add chat_stream.append_middlewares(app) or fastsession's FastSessionMiddleware",
+        callback_message=callback_message)
 
 
 class SimpleSessionRequestHandler(AbstractRequestHandler):

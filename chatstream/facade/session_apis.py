@@ -10,7 +10,6 @@ session say so when the request handler keeps conversations elsewhere.
 from __future__ import annotations
 
 import functools
-import json
 import sys
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -23,6 +22,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from chatstream.facade import default_routes
 from chatstream.facade.chat_output import DEFAULT_FINISH_TOKEN
 from chatstream.facade.client_roles import promotion_stream_text
+from chatstream.facade.json_body import JsonBodyError, parse_json
 from chatstream.facade.generation_params import (
     GenerationParamError, merge_params, param_ranges, public_params, validate_overrides)
 from chatstream.facade.request_handler import CHAT_PROMPT_KEY, GENERATION_PARAMS_KEY
@@ -50,10 +50,8 @@ def _fail(message: str, status_code: int = 200, **fields: Any) -> JSONResponse:
 
 
 async def _json_body(request: Request) -> Any:
-    try:
-        return json.loads(await request.body() or b"{}")
-    except (ValueError, UnicodeDecodeError):
-        return None
+    """The body as JSON ({} when empty); a `JsonBodyError` becomes the handler's 400 (`role_checked`)."""
+    return parse_json(await request.body() or b"{}")
 
 
 def role_checked(api_name: str) -> Callable[
@@ -69,7 +67,11 @@ def role_checked(api_name: str) -> Callable[
             denied = self.verify_role_for_api(request, api_name)
             if denied is not None:
                 return denied
-            return await handler(self, request, *args, **kwargs)
+            try:
+                return await handler(self, request, *args, **kwargs)
+            except JsonBodyError as exc:
+                fields = {} if exc.field is None else {"field": exc.field}
+                return _fail(str(exc), 400, **fields)
 
         return checked
 

@@ -29,6 +29,7 @@ from chatstream.facade.chat_stream_response import DISCONNECTED_BEFORE_STREAMING
 from chatstream.facade.client_roles import ClientRoles
 from chatstream.facade.disconnect import ClientGone, disconnect_watch, unless_disconnected
 from chatstream.facade.generation_params import build_params
+from chatstream.facade.offload import Offload
 from chatstream.facade.request_handler import (
     AbstractRequestHandler, ChatRequestError, SimpleSessionRequestHandler, parse_chat_request)
 from chatstream.facade.session_apis import SessionApis
@@ -87,6 +88,7 @@ class ChatStream(SessionApis):
             frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
             add_special_tokens=add_special_tokens, seed=seed, probe_mode_enabled=probe_mode_enabled)
         self.engine: EngineClient | None = None
+        self.offload = Offload()  # big prompts are rendered and tokenized off the event loop
         self.recording_dir: Path | None = None
         self.chat_generator: ChatReplyGenerator
         if use_mock_response:
@@ -105,7 +107,7 @@ class ChatStream(SessionApis):
             # Resource reports show the GPUs the model is on without extra configuration.
             self.num_gpus = (1 if num_gpus is None else num_gpus) if self.device.type == "cuda" else 0
             self.chat_generator = ChatGenerator(started.engine, self.tokenizer, self.params, self.logger,
-                                                token_sampler)
+                                                token_sampler, self.offload)
         self.request_handler = request_handler or SimpleSessionRequestHandler()
         for attr, value in (("chat_generator", self.chat_generator), ("chat_prompt_clazz", chat_prompt_clazz),
                             ("tokenizer", self.tokenizer), ("logger", self.logger)):
@@ -127,6 +129,7 @@ class ChatStream(SessionApis):
         await self.start_queue_worker()
 
     def shutdown(self) -> None:
+        self.offload.shutdown()
         if self.engine is not None:
             self.engine.shutdown()
 

@@ -19,12 +19,18 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from chatstream.facade.client_roles import API_NAMES
-from chatstream.facade.default_routes import add_cors_middleware, add_session_middleware, register_routes
+from chatstream.facade.default_routes import (
+    add_cors_middleware, add_request_limits, add_session_middleware, register_routes)
+from chatstream.facade.request_limits import DEFAULT_BODY_TIMEOUT_SEC, DEFAULT_MAX_REQUEST_BYTES
+from chatstream.http.auth import ApiKeyAuth
+from chatstream.http.drain import DEFAULT_SHUTDOWN_TIMEOUT_SEC, Drain, DrainGuard
 from chatstream.http.metrics import Metrics
 from chatstream.http.openai_routes import add_openai_routes
 from chatstream.http.ops_routes import add_ops_routes
+from chatstream.http.origin_guard import OriginGuard
 from chatstream.http.server_state import ServerState, server_state
 
 if TYPE_CHECKING:
@@ -52,6 +58,10 @@ class ServerConfig:
     web_ui_params: dict[str, Any] | None = None
     locale: str | None = None  # the web page's language ("en" / "ja"); None: the browser's
     chat_stream_options: dict[str, Any] = field(default_factory=dict)
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES  # a larger body is a 413
+    body_timeout: float = DEFAULT_BODY_TIMEOUT_SEC  # a body that takes longer to arrive is a 408
+    shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT_SEC  # SIGTERM: how long running streams may go on
+    allowed_hosts: tuple[str, ...] = ()  # Host header values served (empty: any), against DNS rebinding
 
     def served_model_name(self) -> str:
         """The id /v1/models shows: the given name, else the model directory's name (a replay
@@ -95,9 +105,11 @@ def build_chat_stream(config: ServerConfig) -> ChatStream:
 
 
 def create_app(config: ServerConfig | None = None, *,
-               on_ready: Callable[[ChatStream], None] | None = None, **options: Any) -> FastAPI:
+               on_ready: Callable[[ChatStream], None] | None = None,
+               on_failed: Callable[[BaseException], None] | None = None, **options: Any) -> FastAPI:
     """The app; pass a `ServerConfig` or its fields as keywords. `on_ready(chat_stream)` runs once
-    the model is loaded (the CLI prints the URL and the KV cache size there)."""
+    the model is loaded (the CLI prints the URL and the KV cache size there); `on_failed(error)`
+    when it did not load (the CLI exits; an embedding app keeps answering 503 with the reason)."""
     config = config or ServerConfig(**options)
     _chat_prompt_class(config.chat_prompt)  # an unknown preset fails now, not after loading
     model_name = config.served_model_name()
@@ -105,7 +117,7 @@ def create_app(config: ServerConfig | None = None, *,
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        loading = asyncio.ensure_future(_load(config, state, on_ready))
+        loading = asyncio.ensure_future(_load(config, state, on_ready, on_failed))
         try:
             yield
         finally:
@@ -116,9 +128,19 @@ def create_app(config: ServerConfig | None = None, *,
 
     app = FastAPI(title="ChatStream", lifespan=lifespan)
     app.state.server = state
+    state.drain = Drain(config.shutdown_timeout)
+    # Outermost last: drain guard, request limits, trusted hosts, CORS, origin guard, API key, sessions
+    # (so a request without the key never gets a session, and a draining server refuses before all).
     add_session_middleware(app, {"secret_key": config.session_secret})
+    if config.api_key:
+        app.add_middleware(ApiKeyAuth, api_key=config.api_key)
+    app.add_middleware(OriginGuard, allowed_origins=config.cors_origins)
     if config.cors_origins:
         add_cors_middleware(app, list(config.cors_origins))
+    if config.allowed_hosts:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(config.allowed_hosts))
+    add_request_limits(app, config.max_request_bytes, config.body_timeout)
+    app.add_middleware(DrainGuard, drain=state.drain)
     add_ops_routes(app)
     add_openai_routes(app)
     ui_params = config.web_ui_params or {"welcomeMessage": DEFAULT_WELCOME, "title": f"ChatStream · {state.model_name}"}
@@ -127,12 +149,16 @@ def create_app(config: ServerConfig | None = None, *,
     return app
 
 
-async def _load(config: ServerConfig, state: ServerState, on_ready: Callable[[ChatStream], None] | None) -> None:
+async def _load(config: ServerConfig, state: ServerState, on_ready: Callable[[ChatStream], None] | None,
+                on_failed: Callable[[BaseException], None] | None) -> None:
     try:
         chat_stream = await asyncio.get_running_loop().run_in_executor(None, build_chat_stream, config)
     except Exception as exc:  # noqa: BLE001 - reported by /health; the server stays up to say so
-        logger.exception("loading the model failed")
+        logger.error("loading the model failed: %s: %s", type(exc).__name__, exc)
+        logger.debug("loading the model failed", exc_info=exc)
         state.load_error = exc
+        if on_failed is not None:
+            on_failed(exc)
         return
     if state.metrics is not None:
         state.metrics.attach(chat_stream.engine, chat_stream.admission)

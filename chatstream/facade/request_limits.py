@@ -89,19 +89,36 @@ class RequestLimits:
 
         try:
             await self.app(scope, limited_receive, watched_send)
-        except _TooLarge:
-            if not started:
+        except Exception as exc:
+            # Middleware built on BaseHTTPMiddleware (the session middleware) hands errors on
+            # inside an ExceptionGroup.
+            reason = _find(exc, (_TooLarge, _TooSlow, ClientDisconnect))
+            if reason is None:
+                raise
+            if isinstance(reason, ClientDisconnect):
+                logger.debug("the client left while its request body was being read: %s", scope.get("path"))
+            elif started:
+                pass  # a handler that answered before reading all of its body
+            elif isinstance(reason, _TooLarge):
                 await self._too_large(send)
-        except _TooSlow:
-            if not started:
+            else:
                 await _error(send, 408, "request_timeout",
                              f"the request body did not arrive within {self.body_timeout:g} s")
-        except ClientDisconnect:
-            logger.debug("the client left while its request body was being read: %s", scope.get("path"))
 
     async def _too_large(self, send: Send) -> None:
         await _error(send, 413, "request_too_large",
                      f"the request body is larger than {self.max_request_bytes} bytes (the server's limit)")
+
+
+def _find(exc: BaseException, kinds: tuple[type[BaseException], ...]) -> BaseException | None:
+    """`exc` if it is one of `kinds`, else the first such exception inside it (exception groups)."""
+    if isinstance(exc, kinds):
+        return exc
+    for inner in getattr(exc, "exceptions", ()):
+        found = _find(inner, kinds)
+        if found is not None:
+            return found
+    return None
 
 
 def _content_length(scope: Scope) -> int | None:

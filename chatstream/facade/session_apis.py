@@ -24,7 +24,7 @@ from chatstream.facade.chat_output import DEFAULT_FINISH_TOKEN
 from chatstream.facade.client_roles import promotion_stream_text
 from chatstream.facade.json_body import JsonBodyError, parse_json
 from chatstream.facade.generation_params import (
-    GenerationParamError, merge_params, param_ranges, public_params, validate_overrides)
+    GenerationParamError, check_with_engine, merge_params, param_ranges, public_params, validate_overrides)
 from chatstream.facade.request_handler import CHAT_PROMPT_KEY, GENERATION_PARAMS_KEY
 
 if TYPE_CHECKING:
@@ -133,6 +133,10 @@ class SessionApis:
         except GenerationParamError as exc:
             return _fail(str(exc), status_code=400, field=exc.field)
         stored = {**store.get(GENERATION_PARAMS_KEY, {}), **overrides}
+        try:
+            check_with_engine(self.params, stored)
+        except GenerationParamError as exc:
+            return _fail(str(exc), status_code=400, field=exc.field)
         store[GENERATION_PARAMS_KEY] = stored
         request.state.session.save_session()
         return _ok(generation_params=public_params(merge_params(self.params, stored)))

@@ -29,6 +29,7 @@ from chatstream.http.auth import ApiKeyAuth
 from chatstream.http.drain import DEFAULT_SHUTDOWN_TIMEOUT_SEC, Drain, DrainGuard
 from chatstream.http.metrics import Metrics
 from chatstream.http.openai_routes import add_openai_routes
+from chatstream.http.openapi_doc import install_openapi
 from chatstream.http.ops_routes import add_ops_routes
 from chatstream.http.origin_guard import OriginGuard
 from chatstream.http.server_state import ServerState, server_state
@@ -146,6 +147,7 @@ def create_app(config: ServerConfig | None = None, *,
     ui_params = config.web_ui_params or {"welcomeMessage": DEFAULT_WELCOME, "title": f"ChatStream · {state.model_name}"}
     register_routes(app, list(API_NAMES), lambda request: server_state(request).chat_stream,
                     {"web_ui_params": ui_params, "locale": config.locale})
+    install_openapi(app)
     return app
 
 

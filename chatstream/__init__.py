@@ -21,6 +21,7 @@ _EXPORTS = {
     "EngineCore": "chatstream.engine.engine_core",
     "AsyncEngine": "chatstream.engine.async_engine",
     "EngineDeadError": "chatstream.engine.async_engine",
+    "RequestFailedError": "chatstream.engine.async_engine",
     "load_model": "chatstream.engine.model_loader",
     "ChatStream": "chatstream.facade.chat_stream",
     "TokenSamplerHft": "chatstream.facade.token_samplers",

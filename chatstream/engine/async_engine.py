@@ -7,8 +7,11 @@ that step). Cancellation has one path: when the consumer of `generate()` stops e
 disconnect, task cancelled, `break`), its `finally` calls `abort(request_id)`, and the thread
 frees the request's blocks before its next step.
 
-If a step raises, the engine is dead: every waiting `generate()` raises `EngineDeadError` and new
-requests are refused, so callers can answer 503 instead of hanging.
+A failure confined to one request (see `EngineCore`) ends only that request: its `generate()`
+raises `RequestFailedError`, the others go on. If a step itself raises (the model's forward pass,
+the scheduler: no request's fault), the engine is dead: every waiting `generate()` raises
+`EngineDeadError`, new requests are refused, and `dead_reason` says why, so callers can answer 503
+(and a health check can show the reason) instead of hanging.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
+from chatstream.engine.confinement import describe
 from chatstream.engine.engine_core import EngineCore
 from chatstream.engine.outputs import RequestDelta
 from chatstream.engine.sampling_params import SamplingParams
@@ -32,6 +36,10 @@ logger = logging.getLogger("chatstream.engine")
 
 class EngineDeadError(RuntimeError):
     """The engine thread stopped because of an error; no request can be served."""
+
+
+class RequestFailedError(RuntimeError):
+    """This request failed in the engine (the message says why); the engine and other requests go on."""
 
 
 class RequestObserver(Protocol):
@@ -87,6 +95,15 @@ class AsyncEngine:
         return self._thread.is_alive() and self.error is None
 
     @property
+    def dead_reason(self) -> str | None:
+        """None while the engine serves; else why it stopped (the error that killed it, or shutdown)."""
+        if self.error is not None:
+            return f"{type(self.error).__name__}: {self.error}"
+        if self._stopping or not self._thread.is_alive():
+            return "the engine was shut down"
+        return None
+
+    @property
     def tokenizer(self):  # noqa: ANN201 - the HF tokenizer type
         return self.core.tokenizer
 
@@ -136,6 +153,9 @@ class AsyncEngine:
                 if isinstance(item, BaseException):
                     raise item
                 finished = item.finished
+                if item.finish_reason == "error":
+                    last = item
+                    raise RequestFailedError(f"request {request_id!r} failed in the engine: {item.error}")
                 if self.observer is not None and item.new_token_ids:
                     now = time.perf_counter()
                     if last_token_time == start:
@@ -182,8 +202,13 @@ class AsyncEngine:
                 for add in adds:
                     try:
                         core.add_request(add.request_id, add.prompt_token_ids, add.params, add.prompt)
-                    except ValueError as exc:
+                    except ValueError as exc:  # refused input (e.g. a replay with no recording of it)
                         self._deliver_error(add.request_id, exc)
+                    except Exception as exc:  # noqa: BLE001 - this request could not be set up: only it fails
+                        logger.error("request %r could not be added", add.request_id, exc_info=exc)
+                        failed = RequestFailedError(f"request {add.request_id!r} failed in the engine: {describe(exc)}")
+                        failed.__cause__ = exc
+                        self._deliver_error(add.request_id, failed)
                 for request_id in aborts:
                     delta = core.abort_request(request_id)
                     if delta is not None:

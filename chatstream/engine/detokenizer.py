@@ -2,7 +2,9 @@
 
 Owns: turning the stream of generated token ids into text a step at a time without ever splitting a UTF-8 character,
 finding stop strings in that text (even when they straddle tokens), and deciding which part of the text is safe to
-stream. It runs once per token per request inside the engine loop, so every step costs O(new text), never O(total text).
+stream. It runs once per token per request inside the engine loop, so every step costs O(new text), never O(total text)
+nor O(stop-string length): stop strings are matched by an automaton (`stop_strings.StopStringMatcher`) whose state
+also says how much text could still become a stop string and must be held back.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from tokenizers.decoders import DecodeStream
+
+from chatstream.engine.stop_strings import StopStringMatcher
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -134,12 +138,13 @@ class IncrementalDetokenizer:
     ) -> None:
         self._decoder = _make_token_decoder(tokenizer, prompt_token_ids, params.skip_special_tokens)
         stop = params.stop
-        self._stops: list[str] = [s for s in ([stop] if isinstance(stop, str) else stop or []) if s]
-        self._max_stop_len = max((len(s) for s in self._stops), default=0)
-        self._stop_prefixes = {s[:k] for s in self._stops for k in range(1, len(s))}
+        stops = [s for s in ([stop] if isinstance(stop, str) else stop or []) if s]
+        # Built here, on the engine thread, in time and memory linear in the stop strings' total length (which
+        # SamplingParams bounds).
+        self._matcher = StopStringMatcher(stops) if stops else None
         self._include_stop = params.include_stop_str_in_output
-        # Like the engine's other stop conditions, stop strings only count once min_tokens tokens exist; text that
-        # appeared earlier is not searched again (only the usual overlap of max_len - 1 chars).
+        # Like the engine's other stop conditions, stop strings only count once min_tokens tokens exist: one that
+        # completes in the text of an earlier token is not a stop.
         self._min_tokens = params.min_tokens
         self._num_tokens = 0
         # Ids no tokenizer can decode (padded model vocab) are skipped rather than crashing the slow path.
@@ -196,21 +201,18 @@ class IncrementalDetokenizer:
         self._chunks.append(new_text)
         self._length += len(new_text)
         self._joined = None
-        if not self._stops or self._num_tokens < self._min_tokens:
+        if self._matcher is None:
             return None
-        # A stop string completed by this text ends in it, so it starts at most max_len - 1 chars before it.
-        window_start = max(0, old_length - (self._max_stop_len - 1))
-        window = self._suffix(self._length - window_start)
-        best: tuple[int, int, str] | None = None
-        for stop in self._stops:
-            index = window.find(stop)
-            # Earliest start wins; on a tie the shorter one, which would have completed first.
-            if index >= 0 and (best is None or (index, len(stop)) < best[:2]):
-                best = (index, len(stop), stop)
-        if best is None:
+        counts = self._num_tokens >= self._min_tokens
+        found = self._matcher.feed(new_text)
+        while found is not None and not counts:  # too early to stop: read on, the automaton keeps its state
+            found = self._matcher.feed(new_text, found[0])
+        if found is None:
             return None
-        index, length, stop = best
-        self._truncate(window_start + index + (length if self._include_stop else 0))
+        # The first stop string to complete wins (of those completing together, the longest).
+        end, stop = found
+        end += old_length
+        self._truncate(end if self._include_stop else end - len(stop))
         self._stopped = True
         return stop
 
@@ -239,11 +241,7 @@ class IncrementalDetokenizer:
         self._joined = None
 
     def _stop_prefix_len(self) -> int:
-        """Length of the longest tail of the text that could still grow into a stop string."""
-        if not self._stop_prefixes:
+        """Length of the longest tail of the unsent text that could still grow into a stop string."""
+        if self._matcher is None:
             return 0
-        tail = self._suffix(min(self._max_stop_len - 1, self._length - self._sent))
-        for k in range(len(tail), 0, -1):
-            if tail[-k:] in self._stop_prefixes:
-                return k
-        return 0
+        return min(self._matcher.hold_back, self._length - self._sent)

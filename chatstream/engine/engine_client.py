@@ -27,7 +27,8 @@ class EngineClient(Protocol):
     tokenizer: the engine's tokenizer (None when it was built without one).
     max_model_len: the longest sequence (prompt + output) one request may reach.
     stats: the newest snapshot (`EngineStats`); is_running: False once the engine died or was
-        shut down; error: what killed it, if anything. observer: sees each request's timing.
+        shut down; error: what killed it, if anything; dead_reason: None while it serves, else why
+        it stopped, as one line. observer: sees each request's timing.
     validate_prompt(ids): raises ValueError unless the engine can serve this prompt.
     generate(...): stream one request's deltas; leaving early aborts it. abort(request_id): stop
         it (idempotent). shutdown(): stop the engine thread.
@@ -49,6 +50,9 @@ class EngineClient(Protocol):
 
     @property
     def error(self) -> BaseException | None: ...
+
+    @property
+    def dead_reason(self) -> str | None: ...
 
     def validate_prompt(self, ids: Sequence[int]) -> None: ...
 

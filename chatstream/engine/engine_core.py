@@ -7,6 +7,12 @@ against its stop conditions, detokenized, and finished requests give their block
 EngineCore is not thread-safe: exactly one thread (the `AsyncEngine`'s, or the caller of
 `LLM.generate`) drives it. Validation happens in `add_request`, before anything is queued, so bad
 input raises `ValueError` in the caller and can never break a step.
+
+Failure is confined to the request that caused it: when one request's part of a step fails (its
+sampling, its stop checks and text, the recorder's view of it) that request ends with finish
+reason "error" and an `error` message, its blocks are freed, and the step's other requests go on
+(`confinement.py`). `step()` raises only for what is no request's fault (scheduling, the model's
+forward pass): then the engine itself is broken.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from chatstream.engine.config import EngineConfig
 from chatstream.engine.block_manager import BlockManager
+from chatstream.engine.confinement import RequestFailure, describe, record_step_each, sample_each
 from chatstream.engine.detokenizer import IncrementalDetokenizer
 from chatstream.engine.hf_step_runner import HFStepRunner
 from chatstream.engine.request import Request
@@ -89,11 +96,15 @@ class EngineCore:
         detok = IncrementalDetokenizer(self.tokenizer, ids, params) if self.tokenizer is not None else None
         request = Request(request_id, ids, params, max_tokens, self.eos_token_ids, prompt, detok)
         self.runner.admit(request)  # may refuse it (ValueError: nothing is queued) or lower its max_tokens
+        if self.recorder is not None:
+            try:
+                self.recorder.on_add(request)  # before queueing: if it refuses the request, nothing is queued
+            except BaseException:
+                self.runner.release(request)
+                raise
         self.requests[request_id] = request
         self.scheduler.add_request(request)
         self.stats.num_prompt_tokens += len(ids)
-        if self.recorder is not None:
-            self.recorder.on_add(request)
         return request
 
     def validate_prompt(self, ids: Sequence[int]) -> None:
@@ -132,12 +143,18 @@ class EngineCore:
         self.scheduler.update_after_step(output)
         if not sampled:
             return []
-        token_ids = self.sampler(logits, [self._sampling_row(r) for r in sampled]).tolist()
+        tokens = sample_each(self.sampler, logits, [self._sampling_row(r) for r in sampled])
         if self.recorder is not None:
-            self.recorder.on_step(sampled, logits, token_ids)
+            record_step_each(self.recorder, sampled, logits, tokens)
         deltas = []
-        for request, token_id in zip(sampled, token_ids):
-            deltas.append(self._process_token(request, token_id))
+        for request, token in zip(sampled, tokens):
+            if isinstance(token, RequestFailure):
+                deltas.append(self._fail(request, token.message))
+                continue
+            try:
+                deltas.append(self._process_token(request, token))
+            except Exception as exc:  # noqa: BLE001 - its stop checks or text failed: confined to it
+                deltas.append(self._fail(request, f"processing its token failed: {describe(exc)}", exc))
         return deltas
 
     def _sampling_row(self, request: Request) -> SamplingRow:
@@ -172,15 +189,31 @@ class EngineCore:
         return self._finish(request, [token_id], None)
 
     def _finish(self, request: Request, new_token_ids: list[int], text: str | None) -> RequestDelta:
+        """Release a finished request; `text` None takes the detokenizer's last text (which may raise first)."""
         if text is None:
             text = request.detokenizer.take_delta(finished=True) if request.detokenizer is not None else ""
         self.scheduler.finish_request(request)
         self.runner.release(request)
-        if self.recorder is not None:
-            self.recorder.on_finish(request)
         del self.requests[request.request_id]
         self.stats.num_finished_requests += 1
+        if self.recorder is not None:
+            try:
+                self.recorder.on_finish(request)
+            except Exception:  # noqa: BLE001 - the reply is complete; only its recording is lost
+                logger.exception("the recorder failed at the end of request %r", request.request_id)
         return self._delta(request, new_token_ids, text)
+
+    def _fail(self, request: Request, message: str, exc: BaseException | None = None) -> RequestDelta:
+        """End `request` with finish reason "error" (its blocks freed); the engine goes on."""
+        if exc is not None:
+            logger.error("request %r failed: %s", request.request_id, message, exc_info=exc)
+        else:
+            logger.error("request %r failed: %s", request.request_id, message)
+        request.finish("error")
+        request.error = message
+        if request.request_id in self.requests:
+            self._finish(request, [], "")
+        return self._delta(request, [], "")
 
     @staticmethod
     def _delta(request: Request, new_token_ids: list[int], text: str) -> RequestDelta:
@@ -194,4 +227,5 @@ class EngineCore:
             num_cached_tokens=max(0, request.num_cached_tokens),
             num_output_tokens=request.num_output_tokens,
             stop_reason=request.stop_reason,
+            error=request.error,
         )

@@ -16,9 +16,9 @@ from chatstream.engine.cpu_attention import load_decode_kernel
 from chatstream.engine.kv_cache import KVCache
 from chatstream.engine.paged_attention import (
     ATTN_IMPLEMENTATION,
+    METADATA_KWARG,
     AttentionMetadata,
     PrefillSequence,
-    forward_context,
 )
 from chatstream.engine.request import Request
 from chatstream.engine.scheduler import ScheduledRequest, SchedulerOutput
@@ -107,6 +107,14 @@ class ModelRunner:
         ids = torch.tensor([input_ids], dtype=torch.long, device=dev)
         pos = torch.tensor([positions], dtype=torch.long, device=dev)
         rows = torch.tensor(logits_rows, dtype=torch.long, device=dev)
-        with torch.inference_mode(), forward_context(meta):
-            out = self.model(input_ids=ids, position_ids=pos, logits_to_keep=rows, use_cache=False)
+        with torch.inference_mode():
+            # The step's metadata goes down explicitly with the call (no state shared between
+            # engines or threads); HF hands it to the attention of every layer.
+            out = self.model(input_ids=ids, position_ids=pos, logits_to_keep=rows, use_cache=False,
+                             **{METADATA_KWARG: meta})
+        if meta.num_layer_calls != self.kv_cache.spec.num_layers:
+            raise RuntimeError(
+                f"{type(self.model).__name__} passed the paged-attention metadata to {meta.num_layer_calls} of "
+                f"{self.kv_cache.spec.num_layers} attention layers: this model does not hand its keyword "
+                "arguments down to attention, which the engine needs")
         return out.logits[0].float(), sampled

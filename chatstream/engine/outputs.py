@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-FinishReason = Literal["stop", "length", "abort"]
+# "error": the request failed in the engine (its `error` says why); the engine and the other
+# requests went on.
+FinishReason = Literal["stop", "length", "abort", "error"]
 
 
 @dataclass
@@ -25,6 +27,7 @@ class RequestDelta:
     num_cached_tokens: int
     num_output_tokens: int
     stop_reason: str | int | None = None
+    error: str | None = None  # why the request failed, with finish_reason "error"
 
 
 @dataclass

@@ -11,8 +11,12 @@ with the interface works unchanged (Llama, Mistral, Qwen2/3, GPT-NeoX, GPT-2, ..
 numerics stay HF's, which is what the parity tests compare against.
 
 The per-step metadata (slot mapping, block tables, masks) is built once per step by the
-`ModelRunner` and shared by all layers; it reaches this function through `forward_context`, a
-value set only for the duration of one forward pass on the engine thread.
+`ModelRunner` and shared by all layers; it travels explicitly, as the keyword argument
+`METADATA_KWARG` of the model call, which HF hands down to every attention call. There is no
+module state: any number of engines, each stepped by its own thread, share this function, and a
+forward pass without the argument (the user's own `model.generate`, in any thread, at any time)
+is plain SDPA attention. Each call counts itself in the metadata, so the runner can check that
+the model really passed the argument down to every layer.
 
 Decodes (one new token per request) run, on CPU in fp32, through our compiled kernel that reads
 K/V straight from the blocks (`cpu_attention.py`); elsewhere they are batched into one SDPA call
@@ -23,8 +27,7 @@ hits, resumed requests).
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -35,6 +38,8 @@ from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from chatstream.engine.kv_cache import KVCache
 
 ATTN_IMPLEMENTATION = "chatstream_paged"
+# The model-call keyword that carries one step's `AttentionMetadata` down to every layer.
+METADATA_KWARG = "chatstream_attention_metadata"
 
 
 @dataclass
@@ -61,18 +66,7 @@ class AttentionMetadata:
     # The compiled CPU kernel (cpu_attention.py) when available; it replaces gather + SDPA.
     decode_kernel: Callable[..., torch.Tensor] | None = None
     prefills: list[PrefillSequence] = field(default_factory=list)
-
-
-_current: list[AttentionMetadata] = []
-
-
-@contextlib.contextmanager
-def forward_context(metadata: AttentionMetadata) -> Iterator[None]:
-    _current.append(metadata)
-    try:
-        yield
-    finally:
-        _current.pop()
+    num_layer_calls: int = 0  # attention calls that received this metadata (one per layer)
 
 
 def _gather(blocks: torch.Tensor, block_table: torch.Tensor) -> torch.Tensor:
@@ -96,14 +90,17 @@ def paged_attention_forward(
     **kwargs: object,
 ) -> tuple[torch.Tensor, None]:
     """query `[1, H, T, D]`, key/value `[1, KVH, T, D]` → output `[1, T, H, D]`."""
-    if not _current:
-        # Outside an engine step (e.g. the user calls HF `generate` on a model they also gave to
-        # the engine) the model keeps working with plain SDPA attention.
+    meta = kwargs.pop(METADATA_KWARG, None)
+    if meta is None:
+        # Not an engine step (e.g. the user calls HF `generate` on a model they also gave to
+        # the engine): the model keeps working with plain SDPA attention.
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout,
                                       scaling=scaling, **kwargs)
+    if not isinstance(meta, AttentionMetadata):
+        raise TypeError(f"{METADATA_KWARG} must be AttentionMetadata, got {type(meta).__name__}")
     if kwargs.get("softcap") is not None:
         raise NotImplementedError("attention logit soft-capping is not supported by the paged engine")
-    meta = _current[-1]
+    meta.num_layer_calls += 1
     layer = module.layer_idx
     cache = meta.kv_cache
     q = query[0]  # [H, T, D]

@@ -1,8 +1,9 @@
 """Repetition, frequency and presence penalties on a batch of logits.
 
 This module owns the penalty math: `apply_penalties`, one pure function over a [B, V] logits
-tensor with per-row values, mode flags and scope flags, and `token_counts`, which turns
-token-id lists into the [B, V] count tensors it reads. Everything is vectorised over the
+tensor with per-row values, mode flags and scope flags; `token_counts`, which turns
+token-id lists into the [B, V] count tensors it reads; and `penalise`, the sampler's step that
+applies every row's `SamplingParams` penalties to a batch. Everything is vectorised over the
 vocabulary; the only Python loop is over penalty kinds.
 
 Semantics (c = count of a token in the penalty's scope, l = its logit, p = the row's value):
@@ -20,6 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+
+from chatstream.engine.sampling_params import PENALTY_NAMES, SamplingParams
 
 
 @dataclass(frozen=True)
@@ -128,3 +131,61 @@ def _apply_one(
     if not any_multiplicative:
         return subtracted
     return torch.where(penalty.multiplicative[:, None], multiplied, subtracted)
+
+
+def penalise(
+    logits: torch.Tensor,
+    params: Sequence[SamplingParams],
+    prompts: Sequence[Sequence[int]],
+    outputs: Sequence[Sequence[int]],
+) -> torch.Tensor:
+    """Logits with each row's penalties applied (row b: `params[b]` over `prompts[b]` and `outputs[b]`).
+
+    Returns `logits` itself when no row has an active penalty, else a new float32 tensor. Penalties
+    never touch a token no row has seen, so the math runs on the seen columns only: a few thousand
+    instead of the whole vocabulary.
+    """
+    penalised = [b for b, p in enumerate(params) if p.has_penalties]
+    if not penalised:
+        return logits
+    device, vocab = logits.device, logits.shape[1]
+    sub_params = [params[b] for b in penalised]
+    kinds = {name: _row_penalty(sub_params, name, device) for name in PENALTY_NAMES}
+    # Count only what some active penalty reads: prompts can be long.
+    needs_prompt = any(
+        p.penalty_is_active(name) and getattr(p, f"{name}_scope") == "prompt_and_output"
+        for p in sub_params
+        for name in PENALTY_NAMES
+    )
+    sub_prompts = [prompts[b] if needs_prompt else () for b in penalised]
+    sub_outputs = [outputs[b] for b in penalised]
+    seen = torch.tensor([t for ids in (*sub_prompts, *sub_outputs) for t in ids], dtype=torch.long, device=device)
+    columns = seen[(seen >= 0) & (seen < vocab)].unique()
+    if len(columns) == 0:
+        return logits
+    prompt_counts = token_counts(sub_prompts, vocab, columns=columns, device=device) if needs_prompt else None
+    output_counts = token_counts(sub_outputs, vocab, columns=columns, device=device)
+    cells = (torch.tensor(penalised, device=device)[:, None], columns[None, :])
+    logits = logits.float()
+    result = apply_penalties(
+        logits[cells],
+        prompt_counts,
+        output_counts,
+        repetition=kinds["repetition_penalty"],
+        frequency=kinds["frequency_penalty"],
+        presence=kinds["presence_penalty"],
+    )
+    return logits.index_put(cells, result)  # out of place: the caller's logits stay untouched
+
+
+def _row_penalty(params: Sequence[SamplingParams], name: str, device: torch.device) -> RowPenalty | None:
+    """The [B] tensors of penalty `name`, or None when it is neutral in every row."""
+    if not any(p.penalty_is_active(name) for p in params):
+        return None
+    modes = [getattr(p, f"{name}_mode") for p in params]
+    scopes = [getattr(p, f"{name}_scope") for p in params]
+    return RowPenalty(
+        value=torch.tensor([getattr(p, name) for p in params], dtype=torch.float32, device=device),
+        multiplicative=torch.tensor([mode == "multiplicative" for mode in modes], device=device),
+        include_prompt=torch.tensor([scope == "prompt_and_output" for scope in scopes], device=device),
+    )

@@ -51,6 +51,7 @@ class Request:
     num_preemptions: int = field(default=0, init=False)
     finish_reason: FinishReason | None = field(default=None, init=False)
     stop_reason: str | int | None = field(default=None, init=False)
+    error: str | None = field(default=None, init=False)  # why it failed (finish reason "error")
     first_token_time: float | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:

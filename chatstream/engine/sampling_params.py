@@ -4,6 +4,11 @@ This module owns `SamplingParams`: the one flat dataclass a caller fills in to s
 completion is sampled and when it stops, together with its validation. Invalid values are
 rejected up front (ValueError naming the field and the allowed range) so that the engine
 never meets them mid-batch, and list-like fields are normalised to plain lists.
+
+The ranges are those where the sampler's float32 math stays finite and a request's cost stays
+bounded (the README's sampling-parameters table lists them): e.g. a top_p of 1e-300 is 0 in
+float32 and a multiplicative penalty of 1e-300 divides by 0, so both are refused here; stop
+strings are limited in number and length because the engine matches them for every token.
 """
 
 from __future__ import annotations
@@ -22,11 +27,23 @@ PENALTY_NAMES: tuple[str, ...] = ("repetition_penalty", "frequency_penalty", "pr
 # The value that leaves logits untouched, per mode.
 NEUTRAL_PENALTY: dict[str, float] = {"multiplicative": 1.0, "subtractive": 0.0}
 
-# Allowed penalty values per mode, as (low, high, low_inclusive, text for messages).
-_PENALTY_RANGES: dict[str, tuple[float, float, bool, str]] = {
-    "multiplicative": (0.0, 10.0, False, "(0, 10]"),
-    "subtractive": (-2.0, 2.0, True, "[-2, 2]"),
+# Allowed penalty values per mode, as (low, high, text for messages). A multiplicative factor
+# near 0 would divide logits by 0 in float32; 1/100 already makes a seen token all but banned.
+PENALTY_RANGES: dict[str, tuple[float, float, str]] = {
+    "multiplicative": (0.01, 10.0, "[0.01, 10]"),
+    "subtractive": (-2.0, 2.0, "[-2, 2]"),
 }
+# Beyond 100 every distribution is flat already; the bound keeps logits / temperature finite.
+MAX_TEMPERATURE = 100.0
+# Any top_p below the top token's probability keeps that token alone, and with vocabularies under
+# 10^9 tokens 1e-9 is below it; smaller values would only risk rounding to 0 in float32.
+MIN_TOP_P = 1e-9
+# Seeds are hashed with the output length into a 64-bit generator seed.
+SEED_RANGE = (-(2**63), 2**64 - 1)
+# The engine matches stop strings on every new character: their number and length are the cost.
+MAX_STOP_STRINGS = 32
+MAX_STOP_STRING_CHARS = 1024
+MAX_STOP_TOKEN_IDS = 1024
 
 
 def _is_int(value: object) -> bool:
@@ -35,7 +52,9 @@ def _is_int(value: object) -> bool:
 
 
 def _is_real(value: object) -> bool:
-    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)  # type: ignore[arg-type]
+    # An int is finite however long (and compares exactly with the float bounds); only floats can be
+    # nan or inf. math.isfinite would overflow on an int beyond float range.
+    return _is_int(value) or (isinstance(value, float) and math.isfinite(value))
 
 
 @dataclass
@@ -77,6 +96,9 @@ class SamplingParams:
         self._validate_sampling()
         for name in PENALTY_NAMES:
             self._validate_penalty(name)
+        for name in ("ignore_eos", "skip_special_tokens", "include_stop_str_in_output"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {_short_repr(getattr(self, name))}")
         self.stop = _normalise_stop(self.stop)
         self.stop_token_ids = _normalise_stop_token_ids(self.stop_token_ids)
 
@@ -97,25 +119,27 @@ class SamplingParams:
 
     def _validate_lengths(self) -> None:
         if self.max_tokens is not None and not (_is_int(self.max_tokens) and self.max_tokens >= 1):
-            raise ValueError(f"max_tokens must be an integer >= 1 or None, got {self.max_tokens!r}")
+            raise ValueError(f"max_tokens must be an integer >= 1 or None, got {_short_repr(self.max_tokens)}")
         if not (_is_int(self.min_tokens) and self.min_tokens >= 0):
-            raise ValueError(f"min_tokens must be an integer >= 0, got {self.min_tokens!r}")
+            raise ValueError(f"min_tokens must be an integer >= 0, got {_short_repr(self.min_tokens)}")
         if self.max_tokens is not None and self.min_tokens > self.max_tokens:
             raise ValueError(
-                f"min_tokens must be in [0, max_tokens={self.max_tokens}], got {self.min_tokens!r}"
+                f"min_tokens must be in [0, max_tokens={self.max_tokens}], got {_short_repr(self.min_tokens)}"
             )
 
     def _validate_sampling(self) -> None:
-        if not (_is_real(self.temperature) and self.temperature >= 0):
-            raise ValueError(f"temperature must be a finite number >= 0, got {self.temperature!r}")
+        if not (_is_real(self.temperature) and 0 <= self.temperature <= MAX_TEMPERATURE):
+            raise ValueError(
+                f"temperature must be in [0, {MAX_TEMPERATURE:g}] (0 = greedy), got {_short_repr(self.temperature)}")
         if not (_is_int(self.top_k) and self.top_k >= -1):
-            raise ValueError(f"top_k must be 0 or -1 (disabled) or an integer >= 1, got {self.top_k!r}")
-        if not (_is_real(self.top_p) and 0 < self.top_p <= 1):
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p!r}")
+            raise ValueError(f"top_k must be 0 or -1 (disabled) or an integer >= 1, got {_short_repr(self.top_k)}")
+        if not (_is_real(self.top_p) and MIN_TOP_P <= self.top_p <= 1):
+            raise ValueError(f"top_p must be in [{MIN_TOP_P:g}, 1], got {_short_repr(self.top_p)}")
         if not (_is_real(self.min_p) and 0 <= self.min_p <= 1):
-            raise ValueError(f"min_p must be in [0, 1], got {self.min_p!r}")
-        if self.seed is not None and not _is_int(self.seed):
-            raise ValueError(f"seed must be an integer or None, got {self.seed!r}")
+            raise ValueError(f"min_p must be in [0, 1], got {_short_repr(self.min_p)}")
+        if self.seed is not None and not (_is_int(self.seed) and SEED_RANGE[0] <= self.seed <= SEED_RANGE[1]):
+            raise ValueError(
+                f"seed must be None or an integer in [-2**63, 2**64 - 1], got {_short_repr(self.seed)}")
         self.temperature = float(self.temperature)
         self.top_p = float(self.top_p)
         self.min_p = float(self.min_p)
@@ -126,16 +150,24 @@ class SamplingParams:
             value = getattr(self, field_name)
             if value not in allowed:
                 choices = ", ".join(repr(choice) for choice in allowed)
-                raise ValueError(f"{field_name} must be one of {choices}, got {value!r}")
+                raise ValueError(f"{field_name} must be one of {choices}, got {_short_repr(value)}")
             # str-Enum members compare equal to their value; store the plain string.
             setattr(self, field_name, allowed[allowed.index(value)])
         mode = getattr(self, f"{name}_mode")
         value = getattr(self, name)
-        low, high, low_inclusive, text = _PENALTY_RANGES[mode]
-        in_range = _is_real(value) and (value >= low if low_inclusive else value > low) and value <= high
-        if not in_range:
-            raise ValueError(f"{name} must be in {text} when {name}_mode is {mode!r}, got {value!r}")
+        low, high, text = PENALTY_RANGES[mode]
+        if not (_is_real(value) and low <= value <= high):
+            raise ValueError(f"{name} must be in {text} when {name}_mode is {mode!r}, got {_short_repr(value)}")
         setattr(self, name, float(value))
+
+
+def _short_repr(value: object, limit: int = 80) -> str:
+    # A rejected value is echoed in the message; a 40,000-character one must not be.
+    try:
+        text = repr(value)
+    except ValueError:  # e.g. an int too long to convert to decimal
+        return f"a {type(value).__name__} too large to print"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _normalise_stop(stop: list[str] | str | None) -> list[str]:
@@ -143,10 +175,16 @@ def _normalise_stop(stop: list[str] | str | None) -> list[str]:
         return []
     items = [stop] if isinstance(stop, str) else stop
     if not isinstance(items, (list, tuple)) or not all(isinstance(item, str) for item in items):
-        raise ValueError(f"stop must be a string or a list of strings, got {stop!r}")
+        raise ValueError(f"stop must be a string or a list of strings, got {_short_repr(stop)}")
+    if len(items) > MAX_STOP_STRINGS:
+        raise ValueError(f"stop must hold at most {MAX_STOP_STRINGS} strings, got {len(items)}")
     # An empty stop string would match before any text is produced.
     if any(item == "" for item in items):
-        raise ValueError(f"stop must contain only non-empty strings, got {stop!r}")
+        raise ValueError(f"stop must contain only non-empty strings, got {_short_repr(stop)}")
+    longest = max(range(len(items)), key=lambda i: len(items[i]), default=None)
+    if longest is not None and len(items[longest]) > MAX_STOP_STRING_CHARS:
+        raise ValueError(f"stop strings must be at most {MAX_STOP_STRING_CHARS} characters each, "
+                         f"got {len(items[longest])} in stop string {longest}")
     return list(items)
 
 
@@ -157,6 +195,8 @@ def _normalise_stop_token_ids(stop_token_ids: list[int] | None) -> list[int]:
         _is_int(token) and token >= 0 for token in stop_token_ids
     ):
         raise ValueError(
-            f"stop_token_ids must be a list of integers >= 0, got {stop_token_ids!r}"
+            f"stop_token_ids must be a list of integers >= 0, got {_short_repr(stop_token_ids)}"
         )
+    if len(stop_token_ids) > MAX_STOP_TOKEN_IDS:
+        raise ValueError(f"stop_token_ids must hold at most {MAX_STOP_TOKEN_IDS} ids, got {len(stop_token_ids)}")
     return list(stop_token_ids)

@@ -24,8 +24,12 @@ class StepRecorder(Protocol):
         float32 `[N, V]` tensor (before penalties, temperature, top-k/top-p), on the model's
         device, and `token_ids` the N sampled ids, in the same order. It is called before the
         tokens are appended to the requests.
-    on_finish: the request finished or was aborted (`request.finish_reason` says which); the
-        engine forgets it right after.
+    on_finish: the request finished, was aborted or failed (`request.finish_reason` says which);
+        the engine forgets it right after.
+
+    A hook that raises fails only the request(s) it was called for (see `confinement.py`): on_add
+    refuses the request, on_step is called again for each request alone and fails those it still
+    raises for, and an on_finish failure is logged (the reply was complete; its recording is lost).
     """
 
     def on_add(self, request: "Request") -> None: ...

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import random
+import tracemalloc
 from typing import Any
 
 import pytest
@@ -292,3 +293,68 @@ def test_a_character_cut_off_by_the_last_token_is_dropped_not_replaced() -> None
     detok.update(ids[:-1])  # the emoji's last byte never comes: max_tokens cut it off
     text = detok.take_delta(finished=False) + detok.take_delta(finished=True)
     assert text == "ok "
+
+
+LONG_STOP_PIECES = ["The answer is forty two, said the computer. ", "日本語のテキスト ", "Party 🎉 time! "]
+
+
+def _long_stop(length: int, seed: int) -> str:
+    rng = random.Random(seed)
+    text = ""
+    while len(text) < length:
+        text += rng.choice(LONG_STOP_PIECES)
+    return text[:length]
+
+
+@pytest.mark.parametrize("include", [False, True])
+def test_a_stop_string_of_the_longest_allowed_length_is_found_across_many_tokens(include: bool) -> None:
+    tok = _fast("byte_level")  # an ASCII-trained vocabulary: the Japanese and emoji arrive byte by byte
+    stop = _long_stop(1024, 1)
+    before = "Hello world, here it comes: "
+    output = encode(tok, before + stop + " and what follows must never show")
+    deltas, detok, matched = stream(tok, [], output, stop=["unrelated", stop], include_stop_str_in_output=include)
+    assert matched == stop
+    assert "".join(deltas) == detok.output_text == before + (stop if include else "")
+    assert all("\ufffd" not in d for d in deltas)
+    # Text that cannot start the stop string streams at once; the stop's own prefix is held back, not the rest.
+    assert "".join(deltas[:-1]).startswith("Hello world")
+
+
+def test_a_long_stop_prefix_that_is_never_completed_is_released_in_full() -> None:
+    tok = _fast("byte_level")
+    stop = _long_stop(1024, 2)
+    text = "Start " + stop[:-1] + "X, then more text."  # one character short of stopping
+    deltas, detok, matched = stream(tok, [], encode(tok, text), stop=[stop])
+    assert matched is None and "".join(deltas) == detok.output_text == text
+
+
+def _traced(fn):  # noqa: ANN001, ANN202 - (result, bytes retained, peak bytes) of fn()
+    tracemalloc.start()
+    try:
+        result = fn()
+        retained, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    return result, retained, peak
+
+
+def test_long_stop_strings_cost_memory_linear_in_their_length() -> None:
+    tok = _fast("byte_level")
+    prompt = encode(tok, PROMPT)
+    stops = [_long_stop(1024, seed) for seed in range(32)]  # the most SamplingParams allows
+    params = SamplingParams(stop=stops)
+    detok, retained, peak = _traced(lambda: IncrementalDetokenizer(tok, prompt, params))
+    # All prefixes of these stop strings (what the detokenizer used to precompute) would be ~20 MB.
+    assert retained < 2 * 1024 * 1024 and peak < 3 * 1024 * 1024, (retained, peak)
+
+    output = encode(tok, (" ".join(_long_stop(1024, 100 + i) for i in range(8)))[:6000])
+
+    def run() -> str:
+        for token_id in output:
+            assert detok.update([token_id]) is None
+            detok.take_delta(finished=False)
+        return detok.take_delta(finished=True)
+
+    _, retained_after, peak_streaming = _traced(run)
+    text_bytes = len(detok.output_text.encode("utf-32"))  # generous: the text itself is kept
+    assert peak_streaming < text_bytes + 512 * 1024, (peak_streaming, text_bytes)

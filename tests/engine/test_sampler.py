@@ -198,3 +198,52 @@ def test_unseeded_rows_follow_the_sampler_generator() -> None:
     rows = [_row() for _ in range(20)]
     assert torch.equal(_sampler(64, seed=7)(logits, rows), _sampler(64, seed=7)(logits, rows))
     assert not torch.equal(_sampler(64, seed=7)(logits, rows), _sampler(64, seed=8)(logits, rows))
+
+
+def _unvalidated(**params: object) -> SamplingRow:
+    """A row whose params were changed after validation (the sampler must survive what validation forbids)."""
+    row = _row()
+    for name, value in params.items():
+        setattr(row.params, name, value)
+    return row
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_degenerate_settings_still_pick_a_real_token(temperature: float) -> None:
+    logits = torch.randn(4, V, generator=torch.Generator().manual_seed(9)) * 3
+    rows = [
+        _unvalidated(top_p=1e-300, temperature=temperature),  # 0 in float32: nothing would cross it
+        _unvalidated(repetition_penalty=1e-300, temperature=temperature),  # logit / 0 = inf, then inf - inf = NaN
+        _unvalidated(min_p=1.0, top_k=1, top_p=1e-45, temperature=temperature),
+        _unvalidated(presence_penalty=1e-300, presence_penalty_mode="multiplicative", temperature=temperature),
+    ]
+    for row in rows:
+        row.output_token_ids.extend([0, 1, 2, 3])  # seen tokens, so the penalties bite
+    batched = _sampler()(logits, rows)
+    alone = torch.cat([_sampler()(logits[i:i + 1], [row]) for i, row in enumerate(rows)])
+    for tokens in (batched, alone):
+        assert ((tokens >= 0) & (tokens < V)).all()
+        assert tokens[0].item() == logits[0].argmax().item()  # top-p keeps at least the top token
+        assert tokens[2].item() == logits[2].argmax().item()
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.7])
+def test_non_finite_logits_never_reach_a_choice(temperature: float) -> None:
+    logits = torch.zeros(5, V)
+    logits[0, 3] = math.nan  # a NaN is never chosen
+    logits[0, 4] = 1.0
+    logits[1, 6] = math.inf  # +inf is the best there is
+    logits[2] = -math.inf  # nothing to choose
+    logits[3] = math.nan
+    logits[4, 2] = 5.0  # a normal row beside them
+    rows = [_row(temperature=temperature, **extra) for extra in ({}, {}, {}, {"top_p": 0.5}, {"top_k": 3})]
+    tokens = _sampler()(logits, rows).tolist()
+    assert tokens[1] == 6 and tokens[2] == tokens[3] == sampler_module.NO_TOKEN
+    assert tokens[0] != 3 and 0 <= tokens[0] < V and (temperature or tokens[0] == 4)
+    assert 0 <= tokens[4] < V and (temperature or tokens[4] == 2)
+
+
+def test_a_row_with_every_token_blocked_gets_no_token() -> None:
+    rows = [_row(blocked=tuple(range(V))), _row(temperature=0.0, blocked=tuple(range(V))), _row(temperature=0.0)]
+    tokens = _sampler()(torch.randn(3, V), rows).tolist()
+    assert tokens[:2] == [sampler_module.NO_TOKEN] * 2 and 0 <= tokens[2] < V

@@ -29,26 +29,33 @@ def test_defaults() -> None:
     [
         ({"max_tokens": 0}, ["max_tokens", ">= 1"]),
         ({"max_tokens": 2.5}, ["max_tokens", ">= 1"]),
-        ({"temperature": -0.1}, ["temperature", ">= 0"]),
-        ({"temperature": math.nan}, ["temperature", ">= 0"]),
-        ({"temperature": math.inf}, ["temperature", ">= 0"]),
+        ({"temperature": -0.1}, ["temperature", "[0, 100]"]),
+        ({"temperature": math.nan}, ["temperature", "[0, 100]"]),
+        ({"temperature": math.inf}, ["temperature", "[0, 100]"]),
+        ({"temperature": 100.5}, ["temperature", "[0, 100]"]),
+        ({"temperature": 10**400}, ["temperature", "[0, 100]"]),
         ({"top_k": -2}, ["top_k", ">= 1"]),
         ({"top_k": 1.5}, ["top_k", ">= 1"]),
-        ({"top_p": 0.0}, ["top_p", "(0, 1]"]),
-        ({"top_p": 1.5}, ["top_p", "(0, 1]", "1.5"]),
+        ({"top_p": 0.0}, ["top_p", "[1e-09, 1]"]),
+        ({"top_p": 1e-300}, ["top_p", "[1e-09, 1]"]),  # 0 in float32: no token would be kept
+        ({"top_p": 1.5}, ["top_p", "[1e-09, 1]", "1.5"]),
         ({"min_p": -0.1}, ["min_p", "[0, 1]"]),
         ({"min_p": 1.1}, ["min_p", "[0, 1]"]),
         ({"seed": 1.5}, ["seed", "integer"]),
+        ({"seed": 2**64}, ["seed", "[-2**63, 2**64 - 1]"]),
+        ({"seed": -(10**5000)}, ["seed", "[-2**63, 2**64 - 1]", "too large to print"]),
         ({"min_tokens": -1}, ["min_tokens", ">= 0"]),
         ({"min_tokens": 11, "max_tokens": 10}, ["min_tokens", "max_tokens=10"]),
-        ({"repetition_penalty": 0.0}, ["repetition_penalty", "(0, 10]", "repetition_penalty_mode"]),
-        ({"repetition_penalty": 10.5}, ["repetition_penalty", "(0, 10]"]),
+        ({"repetition_penalty": 0.0}, ["repetition_penalty", "[0.01, 10]", "repetition_penalty_mode"]),
+        ({"repetition_penalty": 1e-300}, ["repetition_penalty", "[0.01, 10]"]),  # logit / 0 in float32
+        ({"repetition_penalty": 10.5}, ["repetition_penalty", "[0.01, 10]"]),
         ({"repetition_penalty": 3.0, "repetition_penalty_mode": "subtractive"}, ["repetition_penalty", "[-2, 2]"]),
         ({"frequency_penalty": 2.5}, ["frequency_penalty", "[-2, 2]", "frequency_penalty_mode"]),
         ({"frequency_penalty": -2.1}, ["frequency_penalty", "[-2, 2]"]),
-        ({"frequency_penalty_mode": "multiplicative"}, ["frequency_penalty", "(0, 10]", "frequency_penalty_mode"]),
+        ({"frequency_penalty_mode": "multiplicative"}, ["frequency_penalty", "[0.01, 10]", "frequency_penalty_mode"]),
         ({"presence_penalty": -3.0}, ["presence_penalty", "[-2, 2]"]),
-        ({"presence_penalty": -1.0, "presence_penalty_mode": "multiplicative"}, ["presence_penalty", "(0, 10]"]),
+        ({"presence_penalty": -1.0, "presence_penalty_mode": "multiplicative"}, ["presence_penalty", "[0.01, 10]"]),
+        ({"presence_penalty": 1e-300, "presence_penalty_mode": "multiplicative"}, ["presence_penalty", "[0.01, 10]"]),
         ({"presence_penalty": math.nan}, ["presence_penalty", "[-2, 2]"]),
         ({"repetition_penalty_mode": "additive"}, ["repetition_penalty_mode", "'multiplicative'", "'subtractive'"]),
         ({"frequency_penalty_scope": "prompt"}, ["frequency_penalty_scope", "'prompt_and_output'", "'output'"]),
@@ -57,6 +64,13 @@ def test_defaults() -> None:
         ({"stop": [1]}, ["stop", "strings"]),
         ({"stop_token_ids": [-1]}, ["stop_token_ids", ">= 0"]),
         ({"stop_token_ids": ["2"]}, ["stop_token_ids", ">= 0"]),
+        ({"stop": ["s"] * 33}, ["stop", "at most 32 strings", "33"]),
+        ({"stop": ["ok", "x" * 1025]}, ["stop", "at most 1024 characters", "1025", "stop string 1"]),
+        ({"stop": "x" * 40_000}, ["stop", "at most 1024 characters", "40000"]),
+        ({"stop_token_ids": list(range(1025))}, ["stop_token_ids", "at most 1024", "1025"]),
+        ({"ignore_eos": "yes"}, ["ignore_eos", "true or false"]),
+        ({"skip_special_tokens": 1}, ["skip_special_tokens", "true or false"]),
+        ({"include_stop_str_in_output": None}, ["include_stop_str_in_output", "true or false"]),
     ],
 )
 def test_invalid_values_name_field_and_range(kwargs: dict[str, object], fragments: list[str]) -> None:
@@ -64,6 +78,7 @@ def test_invalid_values_name_field_and_range(kwargs: dict[str, object], fragment
         SamplingParams(**kwargs)
     for fragment in fragments:
         assert fragment in str(excinfo.value)
+    assert len(str(excinfo.value)) < 200  # a huge rejected value is not echoed back
 
 
 @pytest.mark.parametrize(
@@ -74,6 +89,14 @@ def test_invalid_values_name_field_and_range(kwargs: dict[str, object], fragment
         {"top_k": -1},
         {"top_k": 1},
         {"top_p": 1e-9},
+        {"temperature": 100},
+        {"seed": 2**64 - 1},
+        {"seed": -(2**63)},
+        {"stop": ["s"] * 32},
+        {"stop": "x" * 1024},
+        {"stop_token_ids": list(range(1024))},
+        {"repetition_penalty": 0.01},
+        {"presence_penalty": 0.01, "presence_penalty_mode": "multiplicative"},
         {"min_p": 1.0},
         {"min_tokens": 10, "max_tokens": 10},
         {"min_tokens": 10_000, "max_tokens": None},

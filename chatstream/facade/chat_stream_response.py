@@ -34,7 +34,7 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from chatstream.engine.async_engine import EngineDeadError
+from chatstream.engine.async_engine import EngineDeadError, RequestFailedError
 from chatstream.facade.chat_output import error_segment
 from chatstream.facade.stream_cutoff import cutoff_of
 
@@ -52,7 +52,7 @@ ErrorChunk = Callable[[str | None, str], str]
 def reply_error_text(exc: BaseException) -> str:
     """What a client is told when generation raised: the engine's own words for engine failures
     (they say nothing about other users), a pointer to the log for anything else."""
-    if isinstance(exc, EngineDeadError) or type(exc).__name__ == "RequestFailedError":
+    if isinstance(exc, (EngineDeadError, RequestFailedError)):
         return str(exc)
     return f"the reply failed ({type(exc).__name__}); see the server log"
 
@@ -106,7 +106,7 @@ class ChatStreamResponse(StreamingResponse):
                 message = ERROR_WHILE_GENERATING
                 yield self._error_chunk(last, self._cut_reason)
         except Exception as exc:  # noqa: BLE001 - the headers are sent; all we can do is end the stream
-            if isinstance(exc, EngineDeadError) or type(exc).__name__ == "RequestFailedError":
+            if isinstance(exc, (EngineDeadError, RequestFailedError)):
                 logger.error("generation failed while streaming: %s", exc)
             else:
                 logger.exception("generation failed while streaming")

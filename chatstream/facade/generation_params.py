@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from chatstream.engine.sampling_params import SamplingParams
+from chatstream.engine.sampling_params import MIN_TOP_P, PENALTY_RANGES, SamplingParams
 
 
 class GenerationParamError(ValueError):
@@ -48,13 +48,15 @@ class _Range:
         return int(value) if self.integer else float(value)
 
 
-# What a session may override, with the allowed ranges (0 disables top-k; 1.0 disables top-p).
+# What a session may override, with the allowed ranges (0 disables top-k; 1.0 disables top-p): the
+# engine's own (`SamplingParams`) or narrower, so a stored override never fails a generation;
+# `check_with_engine` checks the merged values with `SamplingParams` itself as well.
 SESSION_PARAM_RANGES: dict[str, _Range] = {
     "temperature": _Range(0.0, 2.0),
     "top_k_value": _Range(0, 1000, integer=True),
-    "top_p_value": _Range(0.0, 1.0, low_open=True),
+    "top_p_value": _Range(MIN_TOP_P, 1.0),
     "max_new_tokens": _Range(1, 32768, integer=True),
-    "repetition_penalty": _Range(0.0, 10.0, low_open=True),
+    "repetition_penalty": _Range(*PENALTY_RANGES["multiplicative"][:2]),
     "frequency_penalty": _Range(-2.0, 2.0),
     "presence_penalty": _Range(-2.0, 2.0),
 }

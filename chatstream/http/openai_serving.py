@@ -33,7 +33,7 @@ from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
 from chatstream.chat_prompt.presets.chat_template import END_OF_TURN_TOKENS
-from chatstream.engine.async_engine import EngineDeadError
+from chatstream.engine.async_engine import EngineDeadError, RequestFailedError
 from chatstream.engine.outputs import RequestDelta
 from chatstream.engine.sampling_params import SamplingParams
 from chatstream.facade.admission import QueueFull
@@ -309,5 +309,7 @@ def engine_error(exc: BaseException) -> OpenAIError:
         return OpenAIError(503, "the engine is not running", type="service_unavailable", code="engine_dead")
     if isinstance(exc, ValueError):  # the engine refused the request's input
         return OpenAIError(400, str(exc))
+    if isinstance(exc, RequestFailedError):  # this request alone failed in the engine (logged there)
+        return OpenAIError(500, f"generation failed: {exc}", type="server_error", code="request_failed")
     logger.error("generation failed", exc_info=exc)
     return OpenAIError(500, "generation failed; see the server log", type="server_error")

@@ -61,3 +61,8 @@ class ServingContext:
     @property
     def engine_error(self) -> BaseException | None:
         return None if self.engine is None else self.engine.error
+
+    @property
+    def dead_reason(self) -> str | None:
+        """None while the engine serves; else why it stopped, in one line."""
+        return None if self.engine is None else self.engine.dead_reason

@@ -141,16 +141,20 @@ def serving(engine: Any) -> ServingContext:
 def test_health_body_for_each_state() -> None:
     state = ServerState(model_name=MODEL)
     assert health_body(state) == ({"status": "loading", "model": MODEL}, 503)
-    state.serving = serving(SimpleNamespace(is_running=True, error=None))
+    state.serving = serving(SimpleNamespace(is_running=True, error=None, dead_reason=None))
     assert health_body(state) == ({"status": "ready", "model": MODEL}, 200)
     state.serving = serving(None)  # a ChatStream of mock responses has no engine to die
     assert health_body(state) == ({"status": "ready", "model": MODEL}, 200)
-    state.serving = serving(SimpleNamespace(is_running=False, error=RuntimeError("x" * 1000)))
+    state.serving = serving(SimpleNamespace(is_running=False, error=RuntimeError("x" * 1000),
+                                            dead_reason="RuntimeError: " + "x" * 1000))
     body, code = health_body(state)
     assert code == 503 and body["status"] == "dead" and body["error"].startswith("RuntimeError: xxx")
     assert len(body["error"]) <= 300
     state.load_error = OSError("no such model")
     assert health_body(state) == ({"status": "failed", "model": MODEL, "error": "OSError: no such model"}, 503)
+    state.drain.draining = True  # SIGTERM: the server still answers, and says it is going away
+    body, code = health_body(state)
+    assert code == 503 and body["status"] == "draining" and "shutting down" in body["detail"]
 
 
 # -- end to end over HTTP -------------------------------------------------------------------------

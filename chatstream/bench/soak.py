@@ -151,13 +151,14 @@ async def soak(url: str, num_requests: int, disconnect_fraction: float, concurre
     async def worker(index: int) -> None:
         session: dict[str, str] = {}
         worker_rng = random.Random(seed * 1000 + index)
-        while not queue.empty():
-            leave = queue.get_nowait()
-            # A fresh connection pool per request: a client that leaves closes its own connection.
-            async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+        # One client per worker; a request it abandons closes its own connection (httpx does not
+        # reuse a connection whose response was not read to the end).
+        async with httpx.AsyncClient(base_url=url, timeout=120) as client:
+            while not queue.empty():
+                leave = queue.get_nowait()
                 outcome = await _one(client, worker_rng, session, leave)
-            report.statuses[outcome] = report.statuses.get(outcome, 0) + 1
-            report.requests += 1
+                report.statuses[outcome] = report.statuses.get(outcome, 0) + 1
+                report.requests += 1
 
     await asyncio.gather(*(worker(i) for i in range(concurrency)))
 

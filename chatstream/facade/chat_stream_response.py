@@ -27,6 +27,7 @@ awaited.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
@@ -34,7 +35,6 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from chatstream.engine.async_engine import EngineDeadError, RequestFailedError
 from chatstream.facade.chat_output import error_segment
 from chatstream.facade.stream_cutoff import cutoff_of
 
@@ -49,10 +49,17 @@ logger = logging.getLogger("chatstream")
 ErrorChunk = Callable[[str | None, str], str]
 
 
+def is_engine_failure(exc: BaseException) -> bool:
+    """The engine died, or this request failed in it. (Looked up lazily: mock replies never load
+    the engine, nor torch.)"""
+    engine = sys.modules.get("chatstream.engine.async_engine")
+    return engine is not None and isinstance(exc, (engine.EngineDeadError, engine.RequestFailedError))
+
+
 def reply_error_text(exc: BaseException) -> str:
     """What a client is told when generation raised: the engine's own words for engine failures
     (they say nothing about other users), a pointer to the log for anything else."""
-    if isinstance(exc, (EngineDeadError, RequestFailedError)):
+    if is_engine_failure(exc):
         return str(exc)
     return f"the reply failed ({type(exc).__name__}); see the server log"
 
@@ -106,7 +113,7 @@ class ChatStreamResponse(StreamingResponse):
                 message = ERROR_WHILE_GENERATING
                 yield self._error_chunk(last, self._cut_reason)
         except Exception as exc:  # noqa: BLE001 - the headers are sent; all we can do is end the stream
-            if isinstance(exc, (EngineDeadError, RequestFailedError)):
+            if is_engine_failure(exc):
                 logger.error("generation failed while streaming: %s", exc)
             else:
                 logger.exception("generation failed while streaming")

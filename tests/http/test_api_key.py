@@ -138,3 +138,14 @@ def test_the_page_logs_in_through_the_form_and_chats(server, page_on):  # noqa: 
     page.context.clear_cookies()
     send(page, "Are you still there?")
     page.wait_for_url("**/login?next=%2F")
+
+
+def test_a_loopback_server_answers_only_loopback_host_names(tiny_model_factory):
+    from chatstream.http.serve import allowed_hosts
+
+    assert allowed_hosts("127.0.0.1", None) == ("localhost", "127.0.0.1", "::1", "[::1]")
+    assert allowed_hosts("0.0.0.0", None) == () and allowed_hosts("0.0.0.0", ["chat.example"]) == ("chat.example",)
+    with tiny_server(tiny_model_factory, allowed_hosts=allowed_hosts("127.0.0.1", None)) as (server, _):
+        assert httpx.get(server.url + "/health").status_code == 200
+        rebound = httpx.get(server.url + "/get_load", headers={"Host": f"evil.example:{server.port}"})
+        assert rebound.status_code == 400  # a page whose name resolves to 127.0.0.1 cannot read this server

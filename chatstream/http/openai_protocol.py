@@ -88,6 +88,7 @@ class _SamplingRequest(_Model):
     top_k: int | None = None
     min_p: float | None = None
     repetition_penalty: float | None = None
+    ignore_eos: bool | None = None  # vLLM's extra: generate max_tokens even past EOS (benchmarks use it)
 
     @property
     def include_usage(self) -> bool:
@@ -118,7 +119,7 @@ class _SamplingRequest(_Model):
             "max_tokens": max_tokens, "temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k,
             "min_p": self.min_p, "seed": self.seed, "stop": self.stop, "stop_token_ids": stop_token_ids,
             "presence_penalty": self.presence_penalty, "frequency_penalty": self.frequency_penalty,
-            "repetition_penalty": self.repetition_penalty,
+            "repetition_penalty": self.repetition_penalty, "ignore_eos": self.ignore_eos,
         }
         try:
             return SamplingParams(**{k: v for k, v in values.items() if v is not None})

@@ -1,4 +1,5 @@
-"""The disconnect soak and the /health latency measurement: `python -m chatstream.bench.soak`.
+"""The disconnect soak and the /health latency measurement: `chatstream bench soak`
+(also `python -m chatstream.bench.soak`).
 
 It serves a model with `chatstream serve`'s app (`create_app`, every middleware) on uvicorn in a
 thread of this process, and drives it over real HTTP:
@@ -256,25 +257,29 @@ def run_soak(app: Any, num_requests: int, disconnect_fraction: float = 0.3, conc
     return report
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m chatstream.bench.soak", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_soak_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="smollm2", help="what `chatstream serve --model` takes (smollm2)")
     parser.add_argument("--requests", type=int, default=3000)
     parser.add_argument("--disconnect-fraction", type=float, default=0.3)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--num-concurrent", type=int, default=8, help="the server's run slots")
     parser.add_argument("--max-new-tokens", type=int, default=24)
+    parser.add_argument("--num-kv-blocks", type=int, default=None,
+                        help="KV blocks (default: sized for the machine; its pages become resident as blocks are "
+                             "first used, which the RSS figure then includes)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--health-phase", action="store_true", help="also measure /health under big prompts")
     parser.add_argument("--json", default=None, metavar="FILE", help="also write the report here")
-    args = parser.parse_args(argv)
 
+
+def run_soak_command(args: argparse.Namespace) -> int:
     from chatstream.http.app import ServerConfig, create_app
 
-    app = create_app(ServerConfig(model=args.model, chat_stream_options={
-        "num_of_concurrent_executions": args.num_concurrent, "max_queue_size": 256,
-        "max_new_tokens": args.max_new_tokens, "temperature": 0.7, "context_len": None}))
+    options: dict[str, Any] = {"num_of_concurrent_executions": args.num_concurrent, "max_queue_size": 256,
+                               "max_new_tokens": args.max_new_tokens, "temperature": 0.7, "context_len": None}
+    if args.num_kv_blocks:
+        options["num_kv_blocks"] = args.num_kv_blocks
+    app = create_app(ServerConfig(model=args.model, chat_stream_options=options))
     report = run_soak(app, args.requests, args.disconnect_fraction, args.concurrency, args.seed, args.health_phase)
     text = json.dumps(asdict(report), indent=2)
     print(text)
@@ -282,6 +287,13 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.json, "w") as out:
             out.write(text + "\n")
     return 1 if report.failures else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="chatstream bench soak", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_soak_arguments(parser)
+    return run_soak_command(parser.parse_args(argv))
 
 
 if __name__ == "__main__":

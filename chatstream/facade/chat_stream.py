@@ -145,8 +145,8 @@ class ChatStream(SessionApis):
         request_label.set(label_for(key))
         if request_body is None:
             request_body = await request.body()
-        try:
-            chat_request = parse_chat_request(request_body)
+        try:  # a big body is parsed and checked on the tokenizing pool, off the event loop
+            chat_request = await self.offload.run(len(request_body), parse_chat_request, request_body)
         except ChatRequestError as exc:
             return exc.response()
         if not chat_request.regenerate:

@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from chatstream.facade.chat_stream_response import ChatStreamResponse
 from chatstream.facade.disconnect import ClientGone, disconnect_watch
 from chatstream.facade.json_body import JsonBodyError, parse_json
+from chatstream.facade.offload import Offload
 from chatstream.http.auth import AUTHENTICATED_SCOPE_KEY, key_matches
 from chatstream.http.openai_protocol import ChatCompletionRequest, CompletionRequest, OpenAIError, model_list, sse
 from chatstream.http.openai_serving import SSEStream
@@ -55,7 +56,7 @@ async def _handle(request: Request, model: type[BaseModel]) -> Response:
     state = server_state(request)
     try:
         _check_key(request, state)
-        body = await _parse(request, model)
+        body = await _parse(request, model, state.serving.offload if state.serving is not None else None)
         serving = state.openai
         if serving is None or not state.is_ready:
             raise OpenAIError(503, f"the model is not ready (status: {state.status})", type="service_unavailable")
@@ -95,9 +96,10 @@ def _check_key(request: Request, state: ServerState) -> None:
         raise OpenAIError(401, "Incorrect API key provided", code="invalid_api_key")
 
 
-async def _parse(request: Request, model: type[BaseModel]) -> BaseModel:
-    try:
-        data = parse_json(await request.body())
+async def _parse(request: Request, model: type[BaseModel], offload: Offload | None = None) -> BaseModel:
+    body = await request.body()
+    try:  # a big body is parsed and checked on the tokenizing pool, off the event loop
+        data = parse_json(body) if offload is None else await offload.run(len(body), parse_json, body)
     except JsonBodyError as exc:
         raise OpenAIError(400, str(exc), param=exc.field) from None
     if not isinstance(data, dict):

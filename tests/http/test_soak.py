@@ -1,7 +1,7 @@
 """The disconnect soak, short: a few hundred mixed requests, 30% abandoned by their clients at a random
 point; at idle nothing is held (slots, waiting places, engine requests, KV blocks), the engine is
 alive and gives the same greedy reply as before. The full size is
-`python -m chatstream.bench.soak --requests 3000` (README, "Reliability")."""
+`chatstream bench soak --requests 3000` (README, "Reliability and security")."""
 
 from __future__ import annotations
 

@@ -44,7 +44,9 @@ class OpenAIError(Exception):
 
 # -- requests ----------------------------------------------------------------------------------
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore")  # see the module docstring
+    # extra="ignore": see the module docstring. strict: a JSON value must already have the field's
+    # type ("stream": "yes" is not true, false is not token 0, 1.5 is not an integer).
+    model_config = ConfigDict(extra="ignore", strict=True)
 
 
 class TextPart(_Model):

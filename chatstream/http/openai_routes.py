@@ -8,9 +8,6 @@ an `SSEStream` an event stream, an `OpenAIError` an error in OpenAI's shape.
 
 from __future__ import annotations
 
-import json
-import secrets
-
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -18,7 +15,10 @@ from starlette.responses import JSONResponse, Response
 
 from chatstream.facade.chat_stream_response import ChatStreamResponse
 from chatstream.facade.disconnect import ClientGone, disconnect_watch
-from chatstream.http.openai_protocol import ChatCompletionRequest, CompletionRequest, OpenAIError, model_list
+from chatstream.facade.json_body import JsonBodyError, parse_json
+from chatstream.facade.offload import Offload
+from chatstream.http.auth import AUTHENTICATED_SCOPE_KEY, key_matches
+from chatstream.http.openai_protocol import ChatCompletionRequest, CompletionRequest, OpenAIError, model_list, sse
 from chatstream.http.openai_serving import SSEStream
 from chatstream.http.server_state import ServerState, server_state
 
@@ -56,7 +56,7 @@ async def _handle(request: Request, model: type[BaseModel]) -> Response:
     state = server_state(request)
     try:
         _check_key(request, state)
-        body = await _parse(request, model)
+        body = await _parse(request, model, state.serving.offload if state.serving is not None else None)
         serving = state.openai
         if serving is None or not state.is_ready:
             raise OpenAIError(503, f"the model is not ready (status: {state.status})", type="service_unavailable")
@@ -73,27 +73,35 @@ async def _handle(request: Request, model: type[BaseModel]) -> Response:
     if isinstance(result, SSEStream):
         # ChatStreamResponse calls on_close exactly once, also when the body never started, so the
         # slot cannot leak; closing the stream closes the engine requests.
-        return ChatStreamResponse(result, on_close=lambda _message: result.release(), headers=SSE_HEADERS)
+        return ChatStreamResponse(result, on_close=lambda _message: result.release(), headers=SSE_HEADERS,
+                                  media_type="text/event-stream", abort=result.abort, error_chunk=_error_event)
     return JSONResponse(result)
 
 
+def _error_event(_last: str | None, reason: str) -> str:
+    """The last event of a stream that could not be finished (OpenAI's clients raise on it)."""
+    return sse(OpenAIError(503, reason, type="server_error", code="stream_interrupted").body())
+
+
 def _check_key(request: Request, state: ServerState) -> None:
-    if not state.api_key:
+    """The key check for apps that mount these routes without `ApiKeyAuth` (which guards every
+    route of `chatstream serve` and marks the requests it let through)."""
+    if not state.api_key or request.scope.get(AUTHENTICATED_SCOPE_KEY):
         return
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise OpenAIError(401, "You didn't provide an API key: send it as `Authorization: Bearer <key>`",
                           code="invalid_api_key")
-    # compare_digest takes as long for a near miss as for a far one, so timing reveals nothing.
-    if not secrets.compare_digest(token.strip().encode(), state.api_key.encode()):
+    if not key_matches(token.strip(), state.api_key):
         raise OpenAIError(401, "Incorrect API key provided", code="invalid_api_key")
 
 
-async def _parse(request: Request, model: type[BaseModel]) -> BaseModel:
-    try:
-        data = json.loads(await request.body())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise OpenAIError(400, f"the request body is not valid JSON: {exc}") from exc
+async def _parse(request: Request, model: type[BaseModel], offload: Offload | None = None) -> BaseModel:
+    body = await request.body()
+    try:  # a big body is parsed and checked on the tokenizing pool, off the event loop
+        data = parse_json(body) if offload is None else await offload.run(len(body), parse_json, body)
+    except JsonBodyError as exc:
+        raise OpenAIError(400, str(exc), param=exc.field) from None
     if not isinstance(data, dict):
         raise OpenAIError(400, "the request body must be a JSON object")
     try:

@@ -12,6 +12,11 @@ Retry-After. The slot is freed when the answer is complete or the client leaves 
 by the stream's end, or by `SSEStream.release()`, which the response calls when the body never
 started).
 
+Size: one request may start at most `max_sequences` engine sequences (n x the number of
+prompts): the larger of 8 (so every n the protocol allows works) and the server's run slots
+(`--num-concurrent`), so one request never runs more sequences than the whole server lets run at
+once. More is a 400 naming `n`, checked before anything is tokenized.
+
 Length: a prompt that leaves no room is a 400; a max_tokens larger than the room left is
 clamped to it (the choice then ends with finish_reason "length"), so clients that always send a
 large max_tokens work with any context size.
@@ -28,11 +33,12 @@ from contextlib import aclosing
 from typing import TYPE_CHECKING, Any
 
 from chatstream.chat_prompt.presets.chat_template import END_OF_TURN_TOKENS
-from chatstream.engine.async_engine import EngineDeadError
+from chatstream.engine.async_engine import EngineDeadError, RequestFailedError
 from chatstream.engine.outputs import RequestDelta
 from chatstream.engine.sampling_params import SamplingParams
 from chatstream.facade.admission import QueueFull
 from chatstream.facade.disconnect import ClientGone, DisconnectWatch, unless_disconnected
+from chatstream.facade.prompt_bounds import PromptMeasure
 from chatstream.http import openai_protocol as proto
 from chatstream.http.openai_protocol import DONE_EVENT, ChatCompletionRequest, CompletionRequest, OpenAIError, sse
 from chatstream.http.stream_merge import merge
@@ -44,14 +50,17 @@ if TYPE_CHECKING:
     from chatstream.http.serving_context import ServingContext
 
 logger = logging.getLogger("chatstream")
+MIN_SEQUENCES_PER_REQUEST = 8  # the protocol's largest n always fits
 
 
 class SSEStream:
     """The body of a streaming answer: `data: ...` strings, holding one admission slot until it ends."""
 
-    def __init__(self, events: AsyncGenerator[str, None], release: Callable[[], None]) -> None:
+    def __init__(self, events: AsyncGenerator[str, None], release: Callable[[], None],
+                 abort: Callable[[], None] = lambda: None) -> None:
         self._events = events
         self.release = release  # idempotent
+        self.abort = abort  # stops the engine requests; the events then end
 
     def __aiter__(self) -> SSEStream:
         return self
@@ -110,7 +119,10 @@ class OpenAIServing:
     async def chat(self, request: ChatCompletionRequest,
                    disconnect_watch: DisconnectWatch) -> dict[str, Any] | SSEStream:
         self._check_model(request.model)
-        ids = self._checked(self._chat_prompt_ids(request), "messages")
+        self._check_size(1, request.n)
+        contents = [message["content"] for message in request.template_messages()]
+        self._check_bound("".join(contents), "messages")
+        ids = self._checked(await self._offloaded(sum(map(len, contents)), self._chat_prompt_ids, request), "messages")
         room = self.engine.max_model_len - len(ids)
         params = request.to_sampling_params(room, max_room=room, stop_token_ids=self.stop_token_ids)
         job = _Job("chat", proto.new_id("chatcmpl"), [ids], [params], request.n, request.include_usage)
@@ -119,9 +131,14 @@ class OpenAIServing:
     async def completion(self, request: CompletionRequest,
                          disconnect_watch: DisconnectWatch) -> dict[str, Any] | SSEStream:
         self._check_model(request.model)
+        self._check_size(len(request.prompts()), request.n)
         tokenizer = self.tokenizer
-        prompts = [self._checked(p if isinstance(p, list) else tokenizer.encode(p), "prompt")
-                   for p in request.prompts()]
+        prompts = []
+        for prompt in request.prompts():
+            if isinstance(prompt, str):
+                self._check_bound(prompt, "prompt")
+                prompt = await self._offloaded(len(prompt), tokenizer.encode, prompt)
+            prompts.append(self._checked(prompt, "prompt"))
         max_model_len = self.engine.max_model_len
         params = [request.to_sampling_params(max_model_len - len(ids), max_room=max_model_len - len(ids))
                   for ids in prompts]
@@ -129,6 +146,16 @@ class OpenAIServing:
         return await self._serve(job, request.stream, disconnect_watch)
 
     # -- request checks ----------------------------------------------------------------------
+    @property
+    def max_sequences(self) -> int:
+        """The most engine sequences (n x prompts) one request may start."""
+        return max(MIN_SEQUENCES_PER_REQUEST, self.context.admission.max_running)
+
+    def _check_size(self, num_prompts: int, n: int) -> None:
+        if num_prompts * n > self.max_sequences:
+            raise OpenAIError(400, f"n x prompts = {n} x {num_prompts} = {num_prompts * n} sequences; one request may "
+                                   f"ask for at most {self.max_sequences}", param="n")
+
     def _check_model(self, model: str | None) -> None:
         if model and model != self.model_name:  # an empty model means "the one you serve"
             raise OpenAIError(404, f"The model `{model}` does not exist; this server serves `{self.model_name}`",
@@ -146,6 +173,21 @@ class OpenAIServing:
             raise OpenAIError(400, f"the chat template rejected the messages: {exc}", param="messages") from exc
         # The template already holds the special tokens the model wants (BOS included).
         return list(tokenizer.encode(text, add_special_tokens=False))
+
+    @functools.cached_property
+    def measure(self) -> PromptMeasure:
+        return PromptMeasure(self.tokenizer)
+
+    def _check_bound(self, text: str, param: str) -> None:
+        """Refuse, before tokenizing, a text that certainly has no room in the context (see `PromptMeasure`)."""
+        num_tokens, max_model_len = self.measure.min_tokens(text), self.engine.max_model_len
+        if num_tokens >= max_model_len:
+            raise OpenAIError(400, f"{param}: the prompt has at least {num_tokens} tokens ({len(text)} characters); "
+                                   f"the context holds {max_model_len}", param=param, code="context_length_exceeded")
+
+    async def _offloaded(self, size: int, fn: Callable[..., Any], *args: Any) -> Any:
+        offload = self.context.offload
+        return fn(*args) if offload is None else await offload.run(size, fn, *args)
 
     def _checked(self, ids: list[int], param: str) -> list[int]:
         try:
@@ -186,7 +228,7 @@ class OpenAIServing:
                      disconnect_watch: DisconnectWatch) -> dict[str, Any] | SSEStream:
         release = await self._admit(disconnect_watch)
         if stream:
-            return SSEStream(self._events(job, release), release)
+            return SSEStream(self._events(job, release), release, abort=lambda: self._abort(job))
         choices = self._choices(job)
         try:
             await unless_disconnected(self._collect(job, choices), disconnect_watch)
@@ -200,6 +242,10 @@ class OpenAIServing:
         if job.kind == "chat":
             return choices.chat_completion(job.id, job.created, self.model_name)
         return choices.text_completion(job.id, job.created, self.model_name)
+
+    def _abort(self, job: _Job) -> None:
+        for index in range(len(job.prompts) * job.n):
+            self.engine.abort(f"{job.id}-{index}")
 
     def _choices(self, job: _Job) -> proto.Choices:
         # Finished requests are counted by the metrics' engine observer, once per engine request.
@@ -263,5 +309,7 @@ def engine_error(exc: BaseException) -> OpenAIError:
         return OpenAIError(503, "the engine is not running", type="service_unavailable", code="engine_dead")
     if isinstance(exc, ValueError):  # the engine refused the request's input
         return OpenAIError(400, str(exc))
+    if isinstance(exc, RequestFailedError):  # this request alone failed in the engine (logged there)
+        return OpenAIError(500, f"generation failed: {exc}", type="server_error", code="request_failed")
     logger.error("generation failed", exc_info=exc)
     return OpenAIError(500, "generation failed; see the server log", type="server_error")

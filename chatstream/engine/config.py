@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
+LOGPROBS_MODES: tuple[str, ...] = ("raw", "processed")
+
 
 @dataclass(frozen=True)
 class EngineConfig:
@@ -26,6 +28,9 @@ class EngineConfig:
         (faster small-batch matrix products, at the cost of a second copy of those weights).
     cpu_attention_kernel: on CPU in fp32, run decode attention in our compiled paged kernel
         (built on first use; without a compiler the engine falls back to SDPA).
+    logprobs_mode: what reported log-probs are taken of: "raw" (the model's logits, as vLLM by
+        default) or "processed" (the logits the sampler draws from: after blocked tokens, the
+        grammar mask, logit bias, penalties and temperature; before top-k, top-p and min-p).
     """
 
     block_size: int = 16
@@ -37,6 +42,7 @@ class EngineConfig:
     enable_prefix_caching: bool = True
     cpu_prepack_weights: bool = True
     cpu_attention_kernel: bool = True
+    logprobs_mode: str = "raw"
 
     def __post_init__(self) -> None:
         if self.block_size < 1:
@@ -49,6 +55,8 @@ class EngineConfig:
             raise ValueError(f"max_num_seqs must be >= 1, got {self.max_num_seqs}")
         if self.max_num_batched_tokens < 1:
             raise ValueError(f"max_num_batched_tokens must be >= 1, got {self.max_num_batched_tokens}")
+        if self.logprobs_mode not in LOGPROBS_MODES:
+            raise ValueError(f"logprobs_mode must be one of {', '.join(LOGPROBS_MODES)}, got {self.logprobs_mode!r}")
         if self.max_model_len is not None and self.max_model_len < 2:
             raise ValueError(f"max_model_len must be >= 2, got {self.max_model_len}")
 

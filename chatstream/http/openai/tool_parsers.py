@@ -172,8 +172,10 @@ class ToolCallStream:
         self._mode: Literal["undecided", "content", "calls", "after"] = \
             "undecided" if format == "llama3_json" else "content"
         self.content = ""
+        self._text = ""  # everything fed
 
     def feed(self, text: str) -> list[ToolDelta]:
+        self._text += text
         self._pending += text
         deltas: list[ToolDelta] = []
         while self._pending:
@@ -184,11 +186,13 @@ class ToolCallStream:
         return deltas
 
     def finish(self) -> list[ToolDelta]:
-        """The reply ended: what is left is content unless it is part of a call."""
-        rest, self._pending = self._pending, ""
-        if self._current is None and rest and (self._mode in ("content", "undecided")):
-            return [self._content(rest)]
-        return []
+        """The reply ended. When it held no call after all (text that only looked like one), all
+        of it not yet sent is content."""
+        self._pending = ""
+        if any(call.header_sent for call in self.calls):
+            return []
+        rest = self._text[len(self.content):]  # content so far is always a prefix of the text
+        return [self._content(rest)] if rest else []
 
     def _advance(self) -> list[ToolDelta]:
         if self._current is not None:

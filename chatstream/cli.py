@@ -16,6 +16,8 @@ def _add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="smollm2",
                         help="local HF directory, hub id, or 'smollm2' (the bundled SmolLM2-135M-Instruct)")
     parser.add_argument("--dtype", default="auto", help="auto | float32 | bfloat16 | float16")
+    parser.add_argument("--quantization", default=None, choices=["int8"],
+                        help="weight-only per-channel int8 linear weights (default: none)")
     parser.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda if available)")
     parser.add_argument("--block-size", type=int, default=16)
     parser.add_argument("--kv-cache-memory-gb", type=float, default=None,
@@ -34,7 +36,7 @@ def _engine_options(args: argparse.Namespace) -> dict:
         "kv_cache_memory_gb": args.kv_cache_memory_gb, "num_kv_blocks": args.num_kv_blocks,
         "max_num_seqs": args.max_num_seqs,
         "max_num_batched_tokens": args.max_num_batched_tokens, "max_model_len": args.max_model_len,
-        "enable_prefix_caching": not args.no_prefix_caching,
+        "enable_prefix_caching": not args.no_prefix_caching, "quantization": args.quantization,
     }
 
 
@@ -98,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="throughput benchmark: our engine against HF and vLLM")
     add_bench_arguments(bench)
     bench.set_defaults(func=run_bench)
+    from chatstream.bench.serve_cli import add_serve_bench_arguments, serve_bench_main
+
+    bench_sub = bench.add_subparsers(dest="bench_command", metavar="{serve}")
+    serve_bench = bench_sub.add_parser("serve", help="serving benchmark over HTTP against OpenAI-compatible servers")
+    add_serve_bench_arguments(serve_bench)
+    serve_bench.set_defaults(func=serve_bench_main)
     return parser
 
 

@@ -28,6 +28,21 @@ def _non_negative(text: str) -> int:
     return value
 
 
+def _positive_list(text: str) -> list[int]:
+    return [_positive(part) for part in text.split(",") if part.strip()]
+
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def _dtype_list(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    bad = [n for n in names if n not in DTYPES]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"dtypes must be among {', '.join(DTYPES)}, got {text!r}")
+    return names
+
+
 def _key_value(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key:
@@ -51,6 +66,9 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     work.add_argument("--model", default=None,
                       help="model directory or hub id (default: the bundled SmolLM2-135M-Instruct)")
     work.add_argument("--num-requests", type=_positive, default=32, help="concurrent requests, all at t=0 (32)")
+    work.add_argument("--concurrency", type=_positive_list, default=None, metavar="N[,N...]",
+                      help="run the whole benchmark once per value (e.g. 1,8,32) and end with a summary of every "
+                           "contender at every concurrency; overrides --num-requests")
     work.add_argument("--prompt-len", type=_positive, default=64,
                       help="prompt tokens per request, after any shared prefix (64)")
     work.add_argument("--output-len", type=_positive, default=128,
@@ -62,7 +80,9 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--contenders", default=None,
                      help=f"comma-separated subset of: {names} (default: every one available here; "
                           "chatstream-noprefix only with a shared prefix)")
-    run.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    run.add_argument("--dtype", type=_dtype_list, default=["float32"], metavar="DTYPE[,DTYPE...]",
+                     help="float32 | bfloat16 | float16, or several (e.g. float32,bfloat16: each is run and the "
+                          "summary compares them) (float32)")
     run.add_argument("--threads", type=_positive, default=None, help="CPU threads per contender (default: all cores)")
     run.add_argument("--kv-cache-gb", type=float, default=None,
                      help="KV cache budget for every paged engine (default: enough for the whole workload at once)")
@@ -93,33 +113,53 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_bench(args: argparse.Namespace) -> int:
     """0 when every contender that ran succeeded, 1 when one failed, 2 for unusable options."""
-    from chatstream.bench.report import render_table, summarize, to_json
+    from chatstream.bench.report import render_table, summarize
     from chatstream.bench.runner import BenchConfig, run_benchmark
 
     config = BenchConfig(
         model=args.model, num_requests=args.num_requests, prompt_len=args.prompt_len, output_len=args.output_len,
         shared_prefix_len=args.shared_prefix_len,
         contenders=[c.strip() for c in args.contenders.split(",") if c.strip()] if args.contenders else None,
-        dtype=args.dtype, threads=args.threads, seed=args.seed, kv_cache_gb=args.kv_cache_gb,
+        dtype=args.dtype[0], threads=args.threads, seed=args.seed, kv_cache_gb=args.kv_cache_gb,
         max_num_batched_tokens=args.max_num_batched_tokens, warmup=args.warmup, vllm_python=args.vllm_python,
         vllm_cpu_bind=args.vllm_cpu_bind, vllm_reserved_cpus=args.vllm_reserved_cpus,
         vllm_enforce_eager=args.vllm_enforce_eager, vllm_env=dict(args.vllm_env),
         engine_options=dict(args.engine_option),
         timeout_s=args.timeout, verbose=args.verbose,
     )
+    progress = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    table_out = sys.stderr if args.json == "-" else sys.stdout
     try:
-        outcome = run_benchmark(config, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
+        if args.concurrency or len(args.dtype) > 1:
+            return _run_matrix(args, config, table_out, progress)
+        outcome = run_benchmark(config, progress=progress)
     except ValueError as exc:
         print(f"chatstream bench: {exc}", file=sys.stderr)
         return 2
     summary = summarize(outcome)
-    table_out = sys.stderr if args.json == "-" else sys.stdout
     render_table(summary, table_out, plain=args.plain)
-    if args.json == "-":
-        print(to_json(summary))
-    elif args.json:
-        Path(args.json).write_text(to_json(summary) + "\n")
+    _write_json(args.json, summary)
     return 0 if all(r["ok"] for r in summary["results"]) else 1
+
+
+def _run_matrix(args: argparse.Namespace, config: Any, table_out: Any, progress: Any) -> int:
+    from chatstream.bench.matrix import matrix_rows, render_matrix, run_matrix
+
+    concurrencies = args.concurrency or [args.num_requests]
+    summaries = run_matrix(config, args.dtype, concurrencies, table_out, args.plain, progress)
+    rows = matrix_rows(summaries)
+    render_matrix(rows, table_out)
+    _write_json(args.json, {"runs": summaries, "summary": rows})
+    return 0 if all(r["ok"] for r in rows) else 1
+
+
+def _write_json(target: str | None, data: dict[str, Any]) -> None:
+    from chatstream.bench.report import to_json
+
+    if target == "-":
+        print(to_json(data))
+    elif target:
+        Path(target).write_text(to_json(data) + "\n")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,6 +27,7 @@ from chatstream.bench.contenders import BASELINE, CONTENDER_MODULES, SEPARATE_IN
 from chatstream.bench.protocol import BenchJob, WorkerResult
 from chatstream.bench.workload import Workload, build_workload
 
+ON_REQUEST = frozenset({"chatstream-int8"})  # run only when named in --contenders
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 KV_HEADROOM = 1.25  # auto KV budget: every request's full sequence at once, plus a quarter of slack
 MIB = 1024**2
@@ -117,7 +118,7 @@ def select_contenders(config: BenchConfig) -> tuple[list[str], dict[str, str]]:
     unknown = [c for c in config.contenders or [] if c not in CONTENDER_MODULES]
     if unknown:
         raise ValueError(f"unknown contender(s) {', '.join(unknown)}; choose from {', '.join(CONTENDER_MODULES)}")
-    wanted = list(config.contenders) if config.contenders else list(CONTENDER_MODULES)
+    wanted = list(config.contenders) if config.contenders else [c for c in CONTENDER_MODULES if c not in ON_REQUEST]
     skipped: dict[str, str] = {}
     if importlib.util.find_spec("chatstream.facade.llm") is None:
         skipped["chatstream"] = skipped["chatstream-noprefix"] = "chatstream.facade.llm is not available"

@@ -17,20 +17,21 @@ class EngineConfig:
     """Options of the engine (every field has a default suited to a small CPU machine).
 
     block_size: tokens per KV block.
-    kv_cache_memory_gb: memory budget for the KV cache; None sizes it for the machine
-        (CPU: min(4 GiB, 20 % of RAM); CUDA: 70 % of the free device memory after loading).
+    kv_cache_memory_gb: memory budget for the KV cache; None sizes it from what is free once the
+        weights are ready (70 % of the available RAM on CPU, of the free device memory on CUDA).
     num_kv_blocks: exact number of KV blocks (overrides the memory budget; used by tests).
     max_num_seqs: cap on sequences running in one step.
     max_num_batched_tokens: the per-step token budget shared by decodes and (chunked) prefills.
     max_model_len: context length; None takes the model's own.
     enable_prefix_caching: share full KV blocks between requests with equal prefixes.
-    cpu_prepack_weights: on CPU, reorder fp32 linear weights once into oneDNN's blocked layout
-        (faster small-batch matrix products, at the cost of a second copy of those weights).
-    cpu_attention_kernel: on CPU in fp32, run decode attention in our compiled paged kernel
+    cpu_prepack_weights: on CPU, reorder fp32/bf16 linear weights once into oneDNN's blocked
+        layout (faster small-batch matrix products; the dense originals are dropped).
+    cpu_attention_kernel: on CPU in fp32/bf16, run decode attention in our compiled paged kernel
         (built on first use; without a compiler the engine falls back to SDPA).
     logprobs_mode: what reported log-probs are taken of: "raw" (the model's logits, as vLLM by
         default) or "processed" (the logits the sampler draws from: after blocked tokens, the
         grammar mask, logit bias, penalties and temperature; before top-k, top-p and min-p).
+    quantization: None, or "int8" for weight-only per-channel int8 linear weights.
     """
 
     block_size: int = 16
@@ -43,6 +44,7 @@ class EngineConfig:
     cpu_prepack_weights: bool = True
     cpu_attention_kernel: bool = True
     logprobs_mode: str = "raw"
+    quantization: str | None = None
 
     def __post_init__(self) -> None:
         if self.block_size < 1:
@@ -57,6 +59,8 @@ class EngineConfig:
             raise ValueError(f"max_num_batched_tokens must be >= 1, got {self.max_num_batched_tokens}")
         if self.logprobs_mode not in LOGPROBS_MODES:
             raise ValueError(f"logprobs_mode must be one of {', '.join(LOGPROBS_MODES)}, got {self.logprobs_mode!r}")
+        if self.quantization not in (None, "int8"):
+            raise ValueError(f"quantization must be None or 'int8', got {self.quantization!r}")
         if self.max_model_len is not None and self.max_model_len < 2:
             raise ValueError(f"max_model_len must be >= 2, got {self.max_model_len}")
 

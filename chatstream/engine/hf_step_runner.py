@@ -1,8 +1,9 @@
 """A HuggingFace causal LM as the engine's `StepRunner`.
 
 Owns what a real model needs before its first step: the KV cache sized to the memory budget (or
-to `num_kv_blocks`), the context length the model allows, its EOS ids, and on CPU the one-time
-reorder of its fp32 linear weights. Each step is then run by `ModelRunner`, which packs it into
+to `num_kv_blocks`; by default 70 % of the memory free once the weights are ready), the context
+length the model allows, its EOS ids, and the one-time preparation of its linear weights (prepacked
+on CPU, or int8: `model_weights.py`). Each step is then run by `ModelRunner`, which packs it into
 one forward pass.
 """
 
@@ -12,9 +13,9 @@ import torch
 from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from chatstream.engine.config import EngineConfig
-from chatstream.engine.cpu_weights import prepack_linear_weights
-from chatstream.engine.kv_cache import GIB, KVCache, KVCacheSpec, default_kv_budget_bytes
+from chatstream.engine.kv_cache import GIB, KVCache, KVCacheSpec, default_kv_budget
 from chatstream.engine.model_runner import ModelRunner
+from chatstream.engine.model_weights import prepare_weights
 from chatstream.engine.request import Request
 from chatstream.engine.scheduler import SchedulerOutput
 from chatstream.engine.step_runner import StepLogits
@@ -52,23 +53,28 @@ class HFStepRunner:
                  config: EngineConfig) -> None:
         self.model = model
         text_config = model.config.get_text_config()
+        head = model.get_output_embeddings()
+        # out_features, where it exists, needs no dense weight (a head already prepacked by an earlier engine).
+        self.vocab_size: int = getattr(head, "out_features", None) or head.weight.shape[0]
+        # Weights first: prepacking and quantizing change how much memory is left for the KV cache.
+        self.matmul_path = prepare_weights(model, config.quantization, config.cpu_prepack_weights)
         spec = KVCacheSpec.from_config(text_config, model.dtype)
         self.model_len = model_len(text_config, config)
+        self.budget_note = "num_kv_blocks"
         if config.num_kv_blocks is not None:
             num_blocks = config.num_kv_blocks
         else:
-            budget = (int(config.kv_cache_memory_gb * GIB) if config.kv_cache_memory_gb
-                      else default_kv_budget_bytes(model.device))
+            if config.kv_cache_memory_gb:
+                budget, self.budget_note = int(config.kv_cache_memory_gb * GIB), "kv_cache_memory_gb"
+            else:
+                budget, self.budget_note = default_kv_budget(model.device)
             num_blocks = KVCache.num_blocks_for(spec, config.block_size, budget)
             # More blocks than every sequence slot can fill at full context would only cost memory.
             num_blocks = min(num_blocks, -(-config.max_num_seqs * self.model_len // config.block_size))
         if num_blocks < 1:
             raise ValueError("the KV cache budget is too small for a single block")
         self.kv_cache = KVCache(spec, num_blocks, config.block_size, model.device)
-        self.vocab_size: int = model.get_output_embeddings().weight.shape[0]
         self.eos_token_ids = eos_token_ids(model, tokenizer)
-        if config.cpu_prepack_weights and model.device.type == "cpu":
-            prepack_linear_weights(model)
         self.model_runner = ModelRunner(model, self.kv_cache, use_cpu_kernel=config.cpu_attention_kernel)
 
     @property
@@ -86,5 +92,7 @@ class HFStepRunner:
 
     def describe(self) -> str:
         kv = self.kv_cache
-        return (f"KV cache: {kv.num_blocks} blocks x {kv.block_size} tokens = {kv.num_blocks * kv.block_size} tokens, "
-                f"{kv.size_bytes / GIB:.2f} GiB ({self.model.device}, {str(self.model.dtype).removeprefix('torch.')})")
+        return (f"{self.matmul_path}; decode attention: {self.model_runner.decode_path}; "
+                f"KV cache: {kv.num_blocks} blocks x {kv.block_size} tokens = {kv.num_blocks * kv.block_size} tokens, "
+                f"{kv.size_bytes / GIB:.2f} GiB ({self.model.device}, {str(self.model.dtype).removeprefix('torch.')}; "
+                f"budget from {self.budget_note})")

@@ -7,7 +7,9 @@ kernel streams through.
 
 Sizing: one token costs `2 (K and V) * num_layers * num_kv_heads * head_dim * dtype_bytes`; one
 block costs that times `block_size`, and `num_blocks = budget_bytes // bytes_per_block`. The default
-budget is min(4 GiB, 20 % of RAM) on CPU and 70 % of the free device memory on CUDA.
+budget is 70 % of what is free once the weights are in place: the available RAM on CPU (as the
+kernel reports it: free plus reclaimable caches), the free device memory on CUDA. The engine then
+caps the blocks at what `max_num_seqs` sequences of full length could fill, and logs the result.
 On CPU the tensors live in one anonymous memory map: its pages are zero (never NaN, which masked
 attention would turn into NaN outputs) and are only backed by memory once written, so the resident
 size grows with the blocks actually used rather than with the budget.
@@ -46,11 +48,18 @@ class KVCacheSpec:
         return 2 * self.num_layers * self.num_kv_heads * self.head_dim * elem
 
 
-def default_kv_budget_bytes(device: torch.device) -> int:
+FREE_MEMORY_SHARE = 0.7
+
+
+def default_kv_budget(device: torch.device) -> tuple[int, str]:
+    """(budget bytes, how it was chosen, for the start-up log)."""
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
-        return int(free * 0.7)
-    return int(min(4 * GIB, 0.2 * psutil.virtual_memory().total))
+        where = f"the {free / GIB:.1f} GiB free on {device}"
+    else:
+        free = psutil.virtual_memory().available
+        where = f"the {free / GIB:.1f} GiB of RAM available"
+    return int(free * FREE_MEMORY_SHARE), f"{FREE_MEMORY_SHARE:.0%} of {where}"
 
 
 class KVCache:

@@ -116,7 +116,8 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 def resolve_dtype(dtype: str | torch.dtype, config_dtype: Any, device: torch.device) -> torch.dtype:
     """dtype "auto" = the checkpoint's dtype (fp32 if it names none), except fp16 on CPU becomes fp32 because CPU fp16
-    matmuls are slow or unsupported. An explicit dtype is used as given."""
+    matmuls are slow or unsupported, and so does bf16 on a CPU without AMX or AVX512-BF16. An explicit dtype is used
+    as given."""
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype != "auto":
@@ -128,7 +129,15 @@ def resolve_dtype(dtype: str | torch.dtype, config_dtype: Any, device: torch.dev
     resolved = config_dtype if isinstance(config_dtype, torch.dtype) else torch.float32
     if resolved == torch.float16 and device.type == "cpu":
         return torch.float32
+    if resolved == torch.bfloat16 and device.type == "cpu" and not _cpu_has_bf16():
+        return torch.float32  # emulated bf16 is slower than fp32: only on request (dtype="bfloat16")
     return resolved
+
+
+def _cpu_has_bf16() -> bool:
+    from chatstream.engine.model_weights import cpu_matmul_support
+
+    return cpu_matmul_support().bf16
 
 
 def _config_dtype(config: Any) -> Any:

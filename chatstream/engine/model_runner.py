@@ -26,6 +26,9 @@ from chatstream.engine.scheduler import ScheduledRequest, SchedulerOutput
 from chatstream.engine.step_runner import PromptLogits, StepLogits
 
 
+CPU_KERNEL_DTYPES = (torch.float32, torch.bfloat16)
+
+
 def _additive_mask(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     # SDPA on CPU is several times faster with an additive float mask than with a boolean one,
     # which it converts on every call; we build it once per step for all layers.
@@ -47,8 +50,10 @@ class ModelRunner:
         self.device = model.device
         self.dtype = model.dtype
         self.decode_kernel = None
-        if use_cpu_kernel and self.device.type == "cpu" and self.dtype == torch.float32:
+        if use_cpu_kernel and self.device.type == "cpu" and self.dtype in CPU_KERNEL_DTYPES:
             self.decode_kernel = load_decode_kernel()
+        # For the start-up log: which code runs decode attention.
+        self.decode_path = "compiled CPU paged kernel" if self.decode_kernel is not None else "SDPA over gathered blocks"
         model.set_attn_implementation(ATTN_IMPLEMENTATION)
 
     def execute(self, output: SchedulerOutput) -> StepLogits:

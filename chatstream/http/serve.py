@@ -37,7 +37,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help="prompt + reply tokens for /chat_stream (default: max_model_len)")
     parser.add_argument("--temperature", type=float, default=0.7, help="default for /chat_stream")
     parser.add_argument("--top-p", type=float, default=0.9, help="default for /chat_stream")
-    parser.add_argument("--dtype", default="auto")
+    parser.add_argument("--dtype", default="auto", help="auto | float32 | bfloat16 | float16")
+    parser.add_argument("--quantization", default=None, choices=["int8"],
+                        help="weight-only per-channel int8 linear weights (default: none)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--max-model-len", type=int, default=None)
     parser.add_argument("--kv-cache-memory-gb", type=float, default=None)
@@ -63,7 +65,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         "dtype": args.dtype, "device": args.device, "block_size": args.block_size,
         "max_num_batched_tokens": args.max_num_batched_tokens, "enable_prefix_caching": not args.no_prefix_caching,
     }
-    for key in ("max_model_len", "kv_cache_memory_gb", "num_kv_blocks"):
+    for key in ("max_model_len", "kv_cache_memory_gb", "num_kv_blocks", "quantization"):
         if getattr(args, key) is not None:
             options[key] = getattr(args, key)
     # /chat_stream's context: None means the engine's whole max_model_len.

@@ -149,7 +149,11 @@ def test_cli_options() -> None:
     add_bench_arguments(parser)
     args = parser.parse_args([])
     assert (args.num_requests, args.prompt_len, args.output_len, args.shared_prefix_len) == (32, 64, 128, 0)
-    assert args.dtype == "float32" and args.json is None and args.warmup
+    assert args.dtype == ["float32"] and args.json is None and args.warmup and args.concurrency is None
+    args = parser.parse_args(["--concurrency", "1,8,32", "--dtype", "float32,bfloat16"])
+    assert args.concurrency == [1, 8, 32] and args.dtype == ["float32", "bfloat16"]
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--dtype", "float64"])
     args = parser.parse_args(["--engine-option", "max_num_seqs=8", "--engine-option", "x=abc", "--json", "-"])
     assert dict(args.engine_option) == {"max_num_seqs": 8, "x": "abc"} and args.json == "-"
 
@@ -188,3 +192,21 @@ def test_runner_end_to_end_on_a_tiny_model(tiny_llama_dir: Path) -> None:
         extra = rows["chatstream"]["extra"]
         assert 0 < extra["kv_blocks_used_peak"] <= extra["kv_blocks_total"]
         assert 0.0 <= extra["prefix_cache_hit_rate"] <= 1.0
+
+
+@pytest.mark.slow
+def test_matrix_over_concurrencies_and_int8(tiny_llama_dir: Path) -> None:
+    from chatstream.bench.matrix import matrix_rows, render_matrix, run_matrix
+
+    config = BenchConfig(model=str(tiny_llama_dir), prompt_len=8, output_len=4, contenders=["chatstream",
+                         "chatstream-int8"], threads=1, timeout_s=300)
+    tables = io.StringIO()
+    rows = matrix_rows(run_matrix(config, ["float32"], [1, 3], tables, plain=True, progress=lambda _m: None))
+    assert [(r["contender"], r["concurrency"]) for r in rows] == [
+        ("chatstream", 1), ("chatstream-int8", 1), ("chatstream", 3), ("chatstream-int8", 3)]
+    assert all(r["ok"] and r["output_tokens_per_s"] > 0 and r["peak_rss_bytes"] > 0 for r in rows)
+    assert [r["vs_chatstream_fp32"] for r in rows if r["contender"] == "chatstream"] == [1.0, 1.0]
+    assert all(r["vs_vllm_same_dtype"] is None for r in rows)  # vLLM did not run
+    text = io.StringIO()
+    render_matrix(rows, text)
+    assert "chatstream-int8  float32  3" in text.getvalue()

@@ -172,3 +172,8 @@ def test_closing_choices_ends_the_open_ones_as_aborted():
     choices.add(0, _delta("x", finished=True, reason="stop"))
     choices.close()
     assert choices.finish_reasons == ["stop", "abort"] and choices.usage()["prompt_tokens"] == 7
+
+
+def test_ignore_eos_extra_reaches_sampling_params() -> None:
+    assert _chat(ignore_eos=True).to_sampling_params(10).ignore_eos is True
+    assert _chat().to_sampling_params(10).ignore_eos is False

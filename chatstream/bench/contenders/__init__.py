@@ -17,6 +17,7 @@ BASELINE = "hf-sequential"  # the original ChatStream: one request at a time thr
 CONTENDER_MODULES: dict[str, str] = {
     "chatstream": "chatstream.bench.contenders.chatstream_engine",
     "chatstream-noprefix": "chatstream.bench.contenders.chatstream_engine",
+    "chatstream-int8": "chatstream.bench.contenders.chatstream_engine",
     "hf-sequential": "chatstream.bench.contenders.hf_sequential",
     "hf-static": "chatstream.bench.contenders.hf_static_batch",
     "hf-continuous": "chatstream.bench.contenders.hf_continuous",
@@ -26,6 +27,7 @@ CONTENDER_MODULES: dict[str, str] = {
 DESCRIPTIONS: dict[str, str] = {
     "chatstream": "our engine (EngineCore step loop), prefix caching on",
     "chatstream-noprefix": "our engine, prefix caching off",
+    "chatstream-int8": "our engine, weight-only int8 linear weights",
     "hf-sequential": "HF generate, one request at a time (later requests wait)",
     "hf-static": "HF generate on one left-padded batch of all requests",
     "hf-continuous": "transformers continuous batching (generate_batch)",

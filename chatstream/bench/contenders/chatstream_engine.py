@@ -1,6 +1,7 @@
 """Contender (a): our engine, driven through `EngineCore.add_request` / `step()` so every token is timestamped
 as a streaming client would receive it. `chatstream` runs with prefix caching on, `chatstream-noprefix` with it
-off; everything else is identical, so the pair isolates what the prefix cache buys.
+off; everything else is identical, so the pair isolates what the prefix cache buys. `chatstream-int8` runs with
+weight-only int8 linear weights.
 
 Besides timings it reports the KV blocks in use (peak, sampled between steps) against the blocks allocated, and
 the prefix-cache hit rate: prompt tokens served from cache / prompt tokens, from the engine's own per-request
@@ -26,6 +27,8 @@ def _engine_options(job: BenchJob) -> dict[str, Any]:
         "max_model_len": job.max_model_len,
         "enable_prefix_caching": job.contender != "chatstream-noprefix",
     }
+    if job.contender == "chatstream-int8":
+        options["quantization"] = "int8"
     if job.max_num_batched_tokens is not None:
         options["max_num_batched_tokens"] = job.max_num_batched_tokens
     options.update(job.options.get("engine_options", {}))  # the user's --engine-option wins

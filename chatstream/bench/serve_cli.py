@@ -1,0 +1,213 @@
+"""`chatstream bench serve`: the serving benchmark over HTTP against OpenAI-compatible servers.
+
+Owns the subcommand's options, the loop (for each server: start it if asked, then every load
+point: each Poisson rate or the fixed concurrency, the same seeded workload), the text report with
+the ratios between the first two servers at each point, `--json`, and `--plot` (PNG of latency
+against the request rate; needs matplotlib, the `bench` extra).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+from chatstream.bench.chat_workload import ChatRequest, ChatWorkloadSpec, build_chat_workload
+from chatstream.bench.serve_client import run_load
+from chatstream.bench.serve_metrics import Slo, summarize_load
+from chatstream.bench.serve_servers import ServerTarget, chatstream_command, running, vllm_command
+
+
+def _floats(text: str) -> list[float]:
+    values = [float(p) for p in text.split(",") if p.strip()]
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive numbers separated by commas, got {text!r}")
+    return values
+
+
+def _named_url(text: str) -> tuple[str, str]:
+    name, sep, url = text.partition("=")
+    return (name, url) if sep and name and url else (text, text)
+
+
+def add_serve_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    servers = parser.add_argument_group("servers (measured one after another, in this order)")
+    servers.add_argument("--url", type=_named_url, action="append", default=[], metavar="[NAME=]BASE_URL",
+                         help="a running OpenAI-compatible server, e.g. ours=http://127.0.0.1:8000/v1 (repeatable)")
+    servers.add_argument("--chatstream", action="store_true", help="start `chatstream serve` for the run")
+    servers.add_argument("--chatstream-cmd", default=None,
+                         help="the command that starts our server instead ('{port}' is replaced); implies --chatstream")
+    servers.add_argument("--chatstream-arg", action="append", default=[], metavar="ARG",
+                         help="extra argument for the started chatstream serve, e.g. --chatstream-arg=--dtype=bfloat16")
+    servers.add_argument("--vllm-python", default=None, help="start `vllm serve` with this Python (its own venv)")
+    servers.add_argument("--vllm-arg", action="append", default=[], metavar="ARG",
+                         help="extra argument for the started vLLM server (repeatable)")
+    servers.add_argument("--vllm-kv-cache-gib", type=float, default=2.0,
+                         help="VLLM_CPU_KVCACHE_SPACE for the started vLLM server (2)")
+    servers.add_argument("--model", default=None, help="model for started servers (default: the bundled SmolLM2)")
+    servers.add_argument("--dtype", default="float32", help="dtype for started servers (float32)")
+    load = parser.add_argument_group("load")
+    load.add_argument("--rates", type=_floats, default=None, metavar="R[,R...]",
+                      help="Poisson arrival rates in requests/s, one load point each (default: 0.5,1,2,4)")
+    load.add_argument("--concurrency", type=int, default=None,
+                      help="instead of rates: keep this many requests in flight (closed loop)")
+    load.add_argument("--num-conversations", type=int, default=32)
+    load.add_argument("--max-turns", type=int, default=4)
+    load.add_argument("--user-words", type=int, default=40, help="median user message length in words (40)")
+    load.add_argument("--reply-tokens", type=int, default=96, help="median reply length in tokens (96)")
+    load.add_argument("--max-reply-tokens", type=int, default=256)
+    load.add_argument("--system-words", type=int, default=None,
+                      help="cut the shared system prompt to this many words (default: all, about 200 tokens)")
+    load.add_argument("--seed", type=int, default=0)
+    load.add_argument("--slo-ttft", type=float, default=2.0, help="SLO on time to first token, seconds (2)")
+    load.add_argument("--slo-itl", type=float, default=0.2, help="SLO on a request's mean inter-token gap, s (0.2)")
+    out = parser.add_argument_group("output")
+    out.add_argument("--json", default=None, metavar="PATH", help="write every number as JSON ('-' = stdout)")
+    out.add_argument("--plot", default=None, metavar="PNG", help="plot latency against the request rate")
+    out.add_argument("--verbose", action="store_true", help="show started servers' output")
+
+
+def _targets(args: argparse.Namespace) -> list[ServerTarget]:
+    targets = [ServerTarget(name, base_url=url.rstrip("/")) for name, url in args.url]
+    model = None
+    if args.chatstream or args.chatstream_cmd or args.vllm_python:
+        from chatstream.bench.runner import resolve_model
+
+        model = resolve_model(args.model)
+    if args.chatstream or args.chatstream_cmd:
+        command = args.chatstream_cmd.split() if args.chatstream_cmd else \
+            chatstream_command(model, args.dtype, args.chatstream_arg)
+        targets.append(ServerTarget("chatstream", command=command))
+    if args.vllm_python:
+        env = {"VLLM_CPU_KVCACHE_SPACE": f"{args.vllm_kv_cache_gib:g}", "VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
+        targets.append(ServerTarget("vllm", command=vllm_command(args.vllm_python, model, args.dtype, args.vllm_arg),
+                                    env=env))
+    if not targets:
+        raise ValueError("no server: give --url, --chatstream or --vllm-python")
+    return targets
+
+
+def run_serve_bench(args: argparse.Namespace, progress: Any = None) -> dict[str, Any]:
+    progress = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    spec = ChatWorkloadSpec(args.num_conversations, args.max_turns, args.user_words, args.reply_tokens,
+                            args.max_reply_tokens, args.seed, args.system_words)
+    requests = build_chat_workload(spec)
+    slo = Slo(args.slo_ttft, args.slo_itl)
+    points: list[dict[str, Any]] = [{"concurrency": args.concurrency}] if args.concurrency else \
+        [{"rate": r} for r in (args.rates or [0.5, 1.0, 2.0, 4.0])]
+    results: list[dict[str, Any]] = []
+    for target in _targets(args):
+        progress(f"== {target.name}: starting" if target.command else f"== {target.name}: {target.base_url}")
+        with running(target, verbose=args.verbose) as model:
+            # One short request first, untimed: first-use work (kernel builds, compilation) is not the load's.
+            warmup = [ChatRequest(-1, 0, requests[0].messages[:1] + [{"role": "user", "content": "Hello"}], 4)]
+            asyncio.run(run_load(target.base_url, model, warmup, concurrency=1))
+            for point in points:
+                progress(f"   {target.name} {point}: {len(requests)} requests ...")
+                records = asyncio.run(run_load(target.base_url, model, requests, seed=args.seed, **point))
+                summary = summarize_load(records, slo)
+                results.append({"server": target.name, "base_url": target.base_url, **point, **summary})
+                progress(f"   {target.name} {point}: {summary['output_tokens_per_s']:.1f} tok/s, "
+                         f"{summary['num_failed']} failed")
+    return {"workload": {**spec.__dict__, "num_requests": len(requests)}, "points": points, "results": results}
+
+
+def _fmt(value: float | None, scale: float = 1.0, digits: int = 2) -> str:
+    return "-" if value is None else f"{value * scale:.{digits}f}"
+
+
+def render_serve_report(report: dict[str, Any], out: TextIO) -> None:
+    w = report["workload"]
+    print(f"{w['num_requests']} chat requests ({w['num_conversations']} conversations, up to {w['max_turns']} turns, "
+          f"seed {w['seed']}), streaming, greedy, EOS ignored", file=out)
+    headers = ("server", "load", "ok/all", "out tok/s", "req/s", "goodput req/s", "TTFT p50/p90/p99 s",
+               "ITL p50/p90/p99 ms", "E2E p50/p99 s")
+    lines = [list(headers)]
+    for r in report["results"]:
+        load = f"{r['rate']:g} req/s" if r.get("rate") else f"{r['concurrency']} in flight"
+        t, i, e = r["ttft_s"], r["itl_s"], r["e2e_s"]
+        lines.append([r["server"], load, f"{r['num_requests'] - r['num_failed']}/{r['num_requests']}",
+                      _fmt(r["output_tokens_per_s"], digits=1), _fmt(r["requests_per_s"]),
+                      _fmt(r["goodput_requests_per_s"]),
+                      "/".join(_fmt(t[k]) for k in ("p50", "p90", "p99")),
+                      "/".join(_fmt(i[k], 1000, 0) for k in ("p50", "p90", "p99")),
+                      "/".join(_fmt(e[k]) for k in ("p50", "p99"))])
+    widths = [max(len(line[k]) for line in lines) for k in range(len(headers))]
+    for line in lines:
+        print("  ".join(c.ljust(wd) for c, wd in zip(line, widths)).rstrip(), file=out)
+    for note in ratio_notes(report):
+        print(note, file=out)
+    for r in report["results"]:
+        for error in r["errors"]:
+            print(f"{r['server']}: {error}", file=out)
+
+
+def ratio_notes(report: dict[str, Any]) -> list[str]:
+    """First server against the second at each load point: throughput ratio and TTFT p99 ratio."""
+    servers = list(dict.fromkeys(r["server"] for r in report["results"]))
+    if len(servers) < 2:
+        return []
+    a, b = servers[:2]
+    notes = []
+    for point in report["points"]:
+        key = {k: v for k, v in point.items()}
+        ra = next(r for r in report["results"] if r["server"] == a and all(r.get(k) == v for k, v in key.items()))
+        rb = next(r for r in report["results"] if r["server"] == b and all(r.get(k) == v for k, v in key.items()))
+        tput = ra["output_tokens_per_s"] / rb["output_tokens_per_s"] if rb["output_tokens_per_s"] else None
+        ta, tb = ra["ttft_s"]["p99"], rb["ttft_s"]["p99"]
+        ttft = ta / tb if ta and tb else None
+        notes.append(f"{a} / {b} at {key}: throughput {_fmt(tput)}x, TTFT p99 {_fmt(ttft)}x")
+    return notes
+
+
+def plot_latency(report: dict[str, Any], path: str) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise RuntimeError("--plot needs matplotlib: pip install 'chatstream[bench]'") from exc
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4))
+    panels = (("ttft_s", "TTFT p50 / p99 (s)", 1.0), ("itl_s", "ITL p50 / p99 (ms)", 1000.0),
+              ("output_tokens_per_s", "output tokens/s", None))
+    for server in dict.fromkeys(r["server"] for r in report["results"]):
+        rows = sorted((r for r in report["results"] if r["server"] == server and r.get("rate")), key=lambda r: r["rate"])
+        rates = [r["rate"] for r in rows]
+        for ax, (key, title, scale) in zip(axes, panels):
+            if scale is None:
+                ax.plot(rates, [r[key] for r in rows], marker="o", label=server)
+            else:
+                line, = ax.plot(rates, [(r[key]["p50"] or 0) * scale for r in rows], marker="o", label=f"{server} p50")
+                ax.plot(rates, [(r[key]["p99"] or 0) * scale for r in rows], marker="x", linestyle="--",
+                        color=line.get_color(), label=f"{server} p99")
+            ax.set_title(title)
+            ax.set_xlabel("request rate (req/s)")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def serve_bench_main(args: argparse.Namespace) -> int:
+    import logging
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request would drown the report
+    try:
+        report = run_serve_bench(args)
+    except (ValueError, RuntimeError) as exc:
+        print(f"chatstream bench serve: {exc}", file=sys.stderr)
+        return 2
+    render_serve_report(report, sys.stderr if args.json == "-" else sys.stdout)
+    if args.json == "-":
+        print(json.dumps(report, indent=2))
+    elif args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+    if args.plot:
+        plot_latency(report, args.plot)
+    return 0 if all(r["num_failed"] == 0 for r in report["results"]) else 1

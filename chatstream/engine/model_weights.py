@@ -1,0 +1,90 @@
+"""Getting a loaded model's linear weights ready for the engine, and saying which path they run.
+
+At start-up the engine either quantizes the linear weights (`quantization="int8"`, see
+`quantization.py`) or, on CPU in fp32/bf16, prepacks them for oneDNN (`cpu_weights.py`); either
+way the dense originals are dropped. `describe_matmuls` is the one start-up log line that says
+what the matrix products will run on, e.g. "bf16 matmuls: oneDNN prepacked, AMX".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from chatstream.engine.cpu_weights import prepack_linear_weights
+from chatstream.engine.mapped_memory import trim_heap
+from chatstream.engine.quantization import QUANTIZATIONS, quantize_int8
+
+
+@dataclass(frozen=True)
+class CpuMatmulSupport:
+    """What the CPU offers for low-precision matrix products (as PyTorch detects it)."""
+
+    amx_bf16: bool
+    avx512_bf16: bool
+    avx512: bool
+
+    @property
+    def bf16(self) -> bool:
+        """True when bf16 products run natively (AMX or AVX512-BF16), not emulated."""
+        return self.amx_bf16 or self.avx512_bf16
+
+    @property
+    def bf16_isa(self) -> str:
+        return "AMX" if self.amx_bf16 else "AVX512-BF16" if self.avx512_bf16 else "no bf16 instructions"
+
+
+def cpu_matmul_support() -> CpuMatmulSupport:
+    cpu = torch.cpu
+
+    def probe(name: str) -> bool:
+        fn = getattr(cpu, name, None)
+        try:
+            return bool(fn()) if fn is not None else False
+        except RuntimeError:
+            return False
+
+    return CpuMatmulSupport(probe("_is_amx_tile_supported"), probe("_is_avx512_bf16_supported"),
+                            probe("_is_avx512_supported"))
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, str(dtype))
+
+
+def describe_matmuls(device: torch.device, dtype: torch.dtype, quantization: str | None, num_packed: int) -> str:
+    name = _dtype_name(dtype)
+    if quantization == "int8":
+        if device.type == "cpu":
+            return (f"{name} activations x int8 weights: torch._weight_int8pack_mm"
+                    f"{' (activations rounded to bf16 for it)' if dtype == torch.float32 else ''}")
+        return f"{name} activations x int8 weights: dequantized per call, {device.type} BLAS"
+    if device.type != "cpu":
+        return f"{name} matmuls: {device.type} BLAS"
+    support = cpu_matmul_support()
+    if num_packed == 0:
+        path = "PyTorch's default (not prepacked)"
+    else:
+        path = "oneDNN prepacked"
+    if dtype == torch.bfloat16:
+        if support.bf16:
+            return f"bf16 matmuls: {path}, {support.bf16_isa}"
+        return f"bf16 matmuls: {path}, emulated ({support.bf16_isa} on this CPU: fp32 is faster here)"
+    return f"{name} matmuls: {path}{', AVX-512' if support.avx512 and num_packed else ''}"
+
+
+def prepare_weights(model: nn.Module, quantization: str | None, prepack: bool) -> str:
+    """Quantize or prepack `model`'s linear weights in place; returns `describe_matmuls`' line."""
+    if quantization is not None and quantization not in QUANTIZATIONS:
+        raise ValueError(f"quantization must be one of {QUANTIZATIONS} or None, got {quantization!r}")
+    device, dtype = model.device, model.dtype
+    num_packed = 0
+    if quantization == "int8":
+        quantize_int8(model)
+    elif prepack and device.type == "cpu":
+        num_packed = prepack_linear_weights(model)
+    if device.type == "cpu":
+        trim_heap()
+    return describe_matmuls(device, dtype, quantization, num_packed)

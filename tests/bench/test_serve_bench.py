@@ -1,0 +1,94 @@
+"""`chatstream bench serve`: the seeded chat workload, Poisson arrivals, the load metrics on synthetic records, and
+one end-to-end run that starts our real server (`chatstream serve` on a tiny model) and measures it over HTTP."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from chatstream.bench.chat_workload import ChatWorkloadSpec, build_chat_workload, poisson_arrivals
+from chatstream.bench.serve_cli import add_serve_bench_arguments, render_serve_report, run_serve_bench
+from chatstream.bench.serve_client import RequestRecord
+from chatstream.bench.serve_metrics import Slo, meets_slo, summarize_load
+
+
+def test_chat_workload_is_seeded_multi_turn_and_shares_the_system_prompt() -> None:
+    spec = ChatWorkloadSpec(num_conversations=12, max_turns=4, seed=5)
+    a, b = build_chat_workload(spec), build_chat_workload(spec)
+    assert a == b and a != build_chat_workload(ChatWorkloadSpec(num_conversations=12, max_turns=4, seed=6))
+    systems = {r.messages[0]["content"] for r in a}
+    assert len(systems) == 1 and all(r.messages[0]["role"] == "system" for r in a)
+    for r in a:  # turn k carries k earlier exchanges, then the new user message
+        assert len(r.messages) == 2 + 2 * r.turn and r.messages[-1]["role"] == "user"
+    assert max(r.turn for r in a) >= 2
+    assert [r.turn for r in a] == sorted(r.turn for r in a)  # first turns go first
+    lengths = [r.max_tokens for r in a]
+    assert len(set(lengths)) > 5 and all(8 <= n <= spec.reply_tokens_max for n in lengths)
+    with pytest.raises(ValueError):
+        ChatWorkloadSpec(num_conversations=0)
+
+
+def test_poisson_arrivals() -> None:
+    times = poisson_arrivals(2000, rate=4.0, seed=1)
+    assert times == poisson_arrivals(2000, rate=4.0, seed=1) and times[0] == 0.0
+    assert all(b >= a for a, b in zip(times, times[1:]))
+    assert 2000 / times[-1] == pytest.approx(4.0, rel=0.1)
+    with pytest.raises(ValueError):
+        poisson_arrivals(3, rate=0, seed=0)
+
+
+def _record(sent: float, chunks: list[float], tokens: int, ok: bool = True) -> RequestRecord:
+    return RequestRecord(0, 0, sent, ok=ok, chunk_times=chunks, output_tokens=tokens, end_s=chunks[-1] if chunks else 0)
+
+
+def test_load_summary_and_goodput() -> None:
+    slo = Slo(ttft_s=1.0, itl_s=0.1)
+    good = _record(0.0, [0.5, 0.55, 0.6], 3)
+    slow_start = _record(1.0, [1.5, 1.6], 2)  # TTFT 1.5 s > 1 s
+    slow_tokens = _record(2.0, [0.2, 0.6, 1.0], 3)  # mean gap 0.4 s > 0.1 s
+    failed = RequestRecord(0, 0, 3.0, ok=False, error="HTTP 500")
+    assert meets_slo(good, slo) and not meets_slo(slow_start, slo) and not meets_slo(slow_tokens, slo)
+    s = summarize_load([good, slow_start, slow_tokens, failed], slo)
+    assert s["num_failed"] == 1 and s["errors"] == ["HTTP 500"]
+    assert s["duration_s"] == pytest.approx(3.0)  # first send at 0, last end at 2.0 + 1.0
+    assert s["output_tokens_per_s"] == pytest.approx(8 / 3.0)
+    assert s["goodput_requests_per_s"] == pytest.approx(1 / 3.0) and s["slo_met_share"] == pytest.approx(0.25)
+    assert s["ttft_s"]["p50"] == pytest.approx(0.5) and s["e2e_s"]["p99"] is not None
+
+
+@pytest.mark.slow
+def test_serve_bench_end_to_end_against_our_server(tmp_path: Path) -> None:
+    from tiny_models import build_tiny_model
+
+    model, tokenizer = build_tiny_model("llama")
+    tokenizer.chat_template = ("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+                               "{% if add_generation_prompt %}assistant:{% endif %}")
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    parser = argparse.ArgumentParser()
+    add_serve_bench_arguments(parser)
+    args = parser.parse_args(["--chatstream", "--model", str(tmp_path / "model"), "--rates", "4,8",
+                              "--num-conversations", "4", "--max-turns", "2", "--reply-tokens", "6",
+                              "--max-reply-tokens", "12", "--user-words", "5", "--system-words", "12",
+                              "--plot", str(tmp_path / "plot.png")])
+    report = run_serve_bench(args, progress=lambda _msg: None)
+
+    assert [r["rate"] for r in report["results"]] == [4.0, 8.0]
+    for r in report["results"]:
+        assert r["server"] == "chatstream" and r["num_failed"] == 0, r["errors"]
+        assert r["num_requests"] == report["workload"]["num_requests"] >= 4
+        assert r["output_tokens"] > 0 and r["output_tokens_per_s"] > 0
+        assert r["ttft_s"]["p50"] is not None and r["e2e_s"]["p99"] >= r["ttft_s"]["p50"]
+    text = io.StringIO()
+    render_serve_report(report, text)
+    assert "chatstream  4 req/s" in text.getvalue()
+    json.dumps(report)  # --json writes exactly this
+    from chatstream.bench.serve_cli import plot_latency
+
+    pytest.importorskip("matplotlib")
+    plot_latency(report, str(tmp_path / "plot.png"))
+    assert (tmp_path / "plot.png").stat().st_size > 1000

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import threading
 
 import jsonschema
 import pytest
@@ -70,6 +71,14 @@ def test_the_async_engine_compiles_off_the_loop_and_refuses_before_queueing(tiny
 
     model, tokenizer = tiny_model_factory("llama")
     engine = AsyncEngine(build_engine_core(model, tokenizer, {"num_kv_blocks": 32}))
+    compiling_threads = []
+    compile = engine.core.grammars.compile
+
+    def recorded(spec):
+        compiling_threads.append(threading.current_thread())
+        return compile(spec)
+
+    engine.core.grammars.compile = recorded
     try:
         async def run() -> str:
             bad = SamplingParams(structured_output=StructuredOutput.regex("(("))
@@ -84,6 +93,9 @@ def test_the_async_engine_compiles_off_the_loop_and_refuses_before_queueing(tiny
 
         assert asyncio.run(run()) in ("ok", "fine")
         assert engine.stats.num_finished_requests == 1  # the refused one never reached the engine
+        # Compiled in a worker thread: neither the event loop's (this one) nor the engine's.
+        assert len(compiling_threads) == 2
+        assert all(t is not threading.main_thread() and t.name != "chatstream-engine" for t in compiling_threads)
     finally:
         engine.shutdown()
 

@@ -20,6 +20,8 @@ from starlette.routing import Route
 
 from chatstream.facade.generation_params import SESSION_PARAM_RANGES
 from chatstream.facade.session_apis import MAX_SYSTEM_PROMPT_CHARS
+from chatstream.http.openai.responses_api import ResponsesRequest
+from chatstream.http.openai.side_routes import DetokenizeRequest, TokenizeRequest
 from chatstream.http.openai_protocol import ChatCompletionRequest, CompletionRequest
 
 JsonSchema = dict[str, Any]
@@ -52,6 +54,13 @@ _KNOWN: dict[str, tuple[str, JsonSchema | type[BaseModel] | None, tuple[str, ...
                                 ChatCompletionRequest, ()),
     "openai_completions": ("OpenAI-compatible text completion", CompletionRequest, ()),
     "openai_models": ("The served model", None, ()),
+    "openai_model": ("One served model by its id", None, ()),
+    "openai_responses": ("OpenAI-compatible Responses API (streamed with stream: true)", ResponsesRequest, ()),
+    "openai_response": ("A stored response", None, ()),
+    "openai_response_delete": ("Delete a stored response", None, ()),
+    "tokenize": ("Token ids of a prompt or of chat messages (vLLM's)", TokenizeRequest, ()),
+    "detokenize": ("Text of token ids (vLLM's)", DetokenizeRequest, ()),
+    "version": ("The server's version", None, ()),
     "chat_stream": ("The original ChatStream API: the reply streamed as cumulative text + <::EOS::>",
                     _object({"user_input": {"anyOf": [{"type": "string"}, {"type": "null"}]},
                              "regenerate": {"type": "boolean"}}), ()),

@@ -15,7 +15,6 @@ is a 400; a store that does not answer a 503. The session comes from `request.st
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +29,7 @@ from chatstream.facade.chat_stream_response import DISCONNECTED_BEFORE_STREAMING
 from chatstream.facade.conversation_turns import ConversationTurns
 from chatstream.facade.request_handler import (
     CHAT_PROMPT_KEY, GENERATION_PARAMS_KEY, MESSAGE_ID_HEADER, AbstractRequestHandler, ChatRequestError, parse_chat_request)
+from chatstream.facade.json_body import JsonBodyError, parse_json
 from chatstream.facade.sessions import BoundSession, bind_session
 from chatstream.facade.store_errors import StoreRequestError
 from chatstream.facade.store_handle import StoreHandle
@@ -186,7 +186,7 @@ def _not_found(conversation_id: str) -> StoreError:
 
 def _json_object(body: bytes | str | None) -> dict[str, Any] | None:
     try:
-        parsed = json.loads(body or b"null")
-    except (ValueError, UnicodeDecodeError):
+        parsed = parse_json(body or b"null")
+    except JsonBodyError:  # parse_chat_request says what is wrong
         return None
     return parsed if isinstance(parsed, dict) else None

@@ -15,6 +15,8 @@ import re
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.routing import Route
 
@@ -95,21 +97,21 @@ def install_openapi(app: FastAPI) -> None:
 
 
 def build_openapi(app: FastAPI) -> dict[str, Any]:
-    components: dict[str, JsonSchema] = {}
-    paths: dict[str, dict[str, Any]] = {}
+    """FastAPI's document of its own API routes (the conversation routes, in included routers too),
+    with every plain route added and the routes of `_KNOWN` described by their request bodies."""
+    document = get_openapi(title=app.title, version=app.version, routes=app.routes)
+    paths: dict[str, dict[str, Any]] = document.setdefault("paths", {})
+    components: dict[str, JsonSchema] = document.get("components", {}).get("schemas", {})
     for route in app.routes:
         if not isinstance(route, Route) or route.path in _DOCS_PATHS or not route.include_in_schema:
             continue
+        if isinstance(route, APIRoute) and route.name not in _KNOWN:
+            continue  # FastAPI described it from its own declaration
         path = re.sub(r"\{(\w+)(:\w+)?\}", r"{\1}", route.path)
         for method in sorted((route.methods or {"GET"}) - {"HEAD"}):
             paths.setdefault(path, {})[method.lower()] = _operation(route, path, method, components)
-    document: dict[str, Any] = {
-        "openapi": "3.1.0",
-        "info": {"title": app.title, "version": app.version},
-        "paths": paths,
-    }
     if components:
-        document["components"] = {"schemas": components}
+        document.setdefault("components", {})["schemas"] = components
     return document
 
 

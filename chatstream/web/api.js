@@ -135,6 +135,16 @@ export class ChatApi {
     return this.json(this.conversationUrl(id), { method: "PATCH", headers, body: JSON.stringify(fields) });
   }
 
+  /** The export's URL (a download: the server sends it as an attachment). */
+  exportUrl(id) { return this.conversationUrl(id, "/export"); }
+
+  /** A new conversation with the messages before user message `beforeMessageId` (edit and resend). */
+  forkConversation(id, beforeMessageId, title = null) {
+    const body = { before_message_id: beforeMessageId };
+    if (title !== null) body.title = title;
+    return this.postJson(this.conversationUrl(id, "/fork"), body);
+  }
+
   async deleteConversation(id) {
     const resp = await this.fetch(this.conversationUrl(id), { method: "DELETE" });
     if (!resp.ok && resp.status !== 404) throw await errorFromResponse(resp);

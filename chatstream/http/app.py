@@ -122,10 +122,14 @@ def build_chat_stream(config: ServerConfig, stores: StoreHandle | None = None) -
     """Load the model and start the engine (blocking: minutes for a large model)."""
     from chatstream.facade.chat_stream import ChatStream
 
-    return ChatStream(model=config.model, tokenizer=config.tokenizer,
-                      chat_prompt_clazz=_chat_prompt_class(config.chat_prompt),
-                      conversation_store=stores if stores is not None else config.store_url(),
-                      **config.chat_stream_options)
+    chat_stream = ChatStream(model=config.model, tokenizer=config.tokenizer,
+                             chat_prompt_clazz=_chat_prompt_class(config.chat_prompt),
+                             conversation_store=stores if stores is not None else config.store_url(),
+                             **config.chat_stream_options)
+    # The library keeps a server's prompts, load and memory private without a role table; this
+    # server guards every route with its one key (`--api-key`), so behind it they are the operator's.
+    chat_stream.client_roles.denied_by_default = ()
+    return chat_stream
 
 
 def create_app(config: ServerConfig | None = None, *,

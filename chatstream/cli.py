@@ -185,10 +185,15 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=run_bench)
     from chatstream.bench.serve_cli import add_serve_bench_arguments, serve_bench_main
 
-    bench_sub = bench.add_subparsers(dest="bench_command", metavar="{serve}")
+    bench_sub = bench.add_subparsers(dest="bench_command", metavar="{serve,soak}")
     serve_bench = bench_sub.add_parser("serve", help="serving benchmark over HTTP against OpenAI-compatible servers")
     add_serve_bench_arguments(serve_bench)
     serve_bench.set_defaults(func=serve_bench_main)
+    from chatstream.bench.soak import add_soak_arguments, run_soak_command
+
+    soak = bench_sub.add_parser("soak", help="disconnect soak and /health under big prompts, against a served model")
+    add_soak_arguments(soak)
+    soak.set_defaults(func=run_soak_command)
     for command in (serve, gen, chat, warmup, bench):
         _add_log_arguments(command)
     show_defaults(parser)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -17,14 +18,19 @@ import uvicorn
 
 
 class LiveServer:
-    def __init__(self, app: Any, log_level: str = "warning") -> None:
+    """`server_factory(config)` builds the uvicorn server (default `uvicorn.Server`);
+    `config_options` go to `uvicorn.Config` (e.g. `http=` a protocol class)."""
+
+    def __init__(self, app: Any, log_level: str = "warning",
+                 server_factory: Callable[[uvicorn.Config], uvicorn.Server] = uvicorn.Server,
+                 **config_options: Any) -> None:
         self.app = app
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level=log_level, lifespan="on"))
+        self.server = server_factory(uvicorn.Config(app, log_level=log_level, lifespan="on", **config_options))
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 
     def __enter__(self) -> "LiveServer":

@@ -149,11 +149,11 @@ def convert_value(action: argparse.Action, value: Any, where: str) -> Any:
         if not isinstance(value, bool):
             raise ConfigFileError(f"{where}: must be true or false, got {value!r}")
         return value
+    if value is None:  # an option left unset (e.g. a repeatable one with no default) reads back unset
+        return None
     if isinstance(action, argparse._AppendAction) or action.nargs in ("*", "+"):
         items = value if isinstance(value, list) else [value]
         return [_scalar(action, item, where) for item in items]
-    if value is None:
-        return None
     return _scalar(action, value, where)
 
 

@@ -27,9 +27,11 @@ from typing import Protocol
 
 from chatstream.engine.confinement import describe
 from chatstream.engine.engine_core import EngineCore
+from chatstream.engine.grammar_matcher import GrammarMatcher
 from chatstream.engine.outputs import RequestDelta
 from chatstream.engine.sampling_params import SamplingParams
 from chatstream.engine.stats import EngineStats
+from chatstream.engine.structured_output import StructuredOutput
 
 logger = logging.getLogger("chatstream.engine")
 
@@ -61,6 +63,7 @@ class _Add:
     prompt_token_ids: list[int]
     params: SamplingParams
     prompt: str | None
+    grammar: GrammarMatcher | None = None
 
 
 class _Stream:
@@ -116,9 +119,22 @@ class AsyncEngine:
         """The engine's numbers after its latest step, published by the engine thread."""
         return self._stats
 
+    @property
+    def vocab_size(self) -> int:
+        return self.core.vocab_size
+
     def validate_prompt(self, ids: Sequence[int]) -> None:
         """Raise ValueError unless the engine can serve `ids` (reads only start-up values)."""
         self.core.validate_prompt(ids)
+
+    def validate_params(self, params: SamplingParams) -> None:
+        """Raise ValueError unless the engine can honour `params` (e.g. logit_bias ids in the vocabulary)."""
+        self.core.validate_params(params)
+
+    async def prepare_grammar(self, spec: StructuredOutput) -> GrammarMatcher:
+        """Compile `spec` in a worker thread (cached per spec): never on the event loop, never on the
+        engine thread. Raises ValueError when the grammar engine rejects it."""
+        return await asyncio.get_running_loop().run_in_executor(None, self.core.grammars.compile, spec)
 
     # -- asyncio side --------------------------------------------------------------------------
     async def generate(
@@ -135,6 +151,10 @@ class AsyncEngine:
         params = params or SamplingParams()
         ids = [int(t) for t in prompt_token_ids]
         self.validate_prompt(ids)  # in the caller, so bad input raises here
+        self.validate_params(params)
+        grammar = None
+        if params.structured_output is not None:  # compiled before the request enters the engine
+            grammar = await self.prepare_grammar(params.structured_output)
         stream = _Stream(asyncio.get_running_loop())
         with self._lock:
             if self.error is not None or self._stopping:
@@ -142,7 +162,7 @@ class AsyncEngine:
             if request_id in self._streams:
                 raise ValueError(f"request_id {request_id!r} is already in use")
             self._streams[request_id] = stream
-            self._inbox_add.append(_Add(request_id, ids, params, prompt))
+            self._inbox_add.append(_Add(request_id, ids, params, prompt, grammar))
             self._wakeup.notify()
         finished = False
         start = last_token_time = time.perf_counter()
@@ -201,7 +221,7 @@ class AsyncEngine:
                 deltas: list[RequestDelta] = []
                 for add in adds:
                     try:
-                        core.add_request(add.request_id, add.prompt_token_ids, add.params, add.prompt)
+                        core.add_request(add.request_id, add.prompt_token_ids, add.params, add.prompt, add.grammar)
                     except ValueError as exc:  # refused input (e.g. a replay with no recording of it)
                         self._deliver_error(add.request_id, exc)
                     except Exception as exc:  # noqa: BLE001 - this request could not be set up: only it fails

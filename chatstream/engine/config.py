@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
+LOGPROBS_MODES: tuple[str, ...] = ("raw", "processed")
+
 
 @dataclass(frozen=True)
 class EngineConfig:
@@ -28,6 +30,9 @@ class EngineConfig:
         (built on first use; without a compiler the engine falls back to SDPA).
     warmup: run one short request through the engine before it serves (a server's first user
         then does not pay the one-time costs of the first forward passes).
+    logprobs_mode: what reported log-probs are taken of: "raw" (the model's logits, as vLLM by
+        default) or "processed" (the logits the sampler draws from: after blocked tokens, the
+        grammar mask, logit bias, penalties and temperature; before top-k, top-p and min-p).
     quantization: None, or "int8" for weight-only per-channel int8 linear weights.
     """
 
@@ -41,6 +46,7 @@ class EngineConfig:
     cpu_prepack_weights: bool = True
     cpu_attention_kernel: bool = True
     warmup: bool = False
+    logprobs_mode: str = "raw"
     quantization: str | None = None
 
     def __post_init__(self) -> None:
@@ -54,6 +60,8 @@ class EngineConfig:
             raise ValueError(f"max_num_seqs must be >= 1, got {self.max_num_seqs}")
         if self.max_num_batched_tokens < 1:
             raise ValueError(f"max_num_batched_tokens must be >= 1, got {self.max_num_batched_tokens}")
+        if self.logprobs_mode not in LOGPROBS_MODES:
+            raise ValueError(f"logprobs_mode must be one of {', '.join(LOGPROBS_MODES)}, got {self.logprobs_mode!r}")
         if self.quantization not in (None, "int8"):
             raise ValueError(f"quantization must be None or 'int8', got {self.quantization!r}")
         if self.max_model_len is not None and self.max_model_len < 2:

@@ -18,7 +18,9 @@ if TYPE_CHECKING:
     from chatstream.engine.async_engine import RequestObserver
     from chatstream.engine.outputs import RequestDelta
     from chatstream.engine.sampling_params import SamplingParams
+    from chatstream.engine.grammar_matcher import GrammarMatcher
     from chatstream.engine.stats import EngineStats
+    from chatstream.engine.structured_output import StructuredOutput
 
 
 class EngineClient(Protocol):
@@ -29,7 +31,11 @@ class EngineClient(Protocol):
     stats: the newest snapshot (`EngineStats`); is_running: False once the engine died or was
         shut down; error: what killed it, if anything; dead_reason: None while it serves, else why
         it stopped, as one line. observer: sees each request's timing.
+    vocab_size: the width of the model's logits (valid token ids are below it).
     validate_prompt(ids): raises ValueError unless the engine can serve this prompt.
+    validate_params(params): raises ValueError unless the engine can honour these settings.
+    prepare_grammar(spec): compile a structured output's grammar in a worker thread (cached), so
+        a bad one is refused before anything is queued; raises ValueError naming why.
     generate(...): stream one request's deltas; leaving early aborts it. abort(request_id): stop
         it (idempotent). shutdown(): stop the engine thread.
     """
@@ -54,7 +60,14 @@ class EngineClient(Protocol):
     @property
     def dead_reason(self) -> str | None: ...
 
+    @property
+    def vocab_size(self) -> int: ...
+
     def validate_prompt(self, ids: Sequence[int]) -> None: ...
+
+    def validate_params(self, params: SamplingParams) -> None: ...
+
+    async def prepare_grammar(self, spec: StructuredOutput) -> GrammarMatcher: ...
 
     def generate(self, prompt_token_ids: Sequence[int], params: SamplingParams | None = None,
                  request_id: str | None = None, prompt: str | None = None) -> AsyncIterator[RequestDelta]: ...

@@ -28,12 +28,16 @@ from chatstream.engine.config import EngineConfig
 from chatstream.engine.block_manager import BlockManager
 from chatstream.engine.confinement import RequestFailure, describe, record_step_each, sample_each
 from chatstream.engine.detokenizer import IncrementalDetokenizer
+from chatstream.engine.grammar_compiler import GrammarCompiler
+from chatstream.engine.grammar_matcher import GrammarMatcher
 from chatstream.engine.hf_step_runner import HFStepRunner
+from chatstream.engine.logprobs import TokenLogprobs
 from chatstream.engine.request import Request
 from chatstream.engine.sampler import Sampler, SamplingRow
 from chatstream.engine.scheduler import Scheduler
 from chatstream.engine.stats import EngineCounters
 from chatstream.engine.step_recorder import StepRecorder
+from chatstream.engine.step_extras import grammar_bitmasks, output_logprobs, prompt_logprobs
 from chatstream.engine.step_runner import RunnerSource, StepRunner
 from chatstream.engine.outputs import FinishReason, RequestDelta, RequestTiming
 from chatstream.engine.sampling_params import SamplingParams
@@ -63,6 +67,8 @@ class EngineCore:
         self.vocab_size = self.runner.vocab_size
         self.sampler = Sampler(self.vocab_size)
         self.eos_token_ids = self.runner.eos_token_ids
+        # Structured outputs' grammars; its cache and tokenizer view are built on first use.
+        self.grammars = GrammarCompiler(tokenizer, self.vocab_size, self.eos_token_ids)
         # A request must fit in the cache on its own, or it could never be scheduled.
         self.max_model_len = min(self.runner.model_len, num_blocks * config.block_size)
         self.requests: dict[str, Request] = {}
@@ -85,16 +91,23 @@ class EngineCore:
         prompt_token_ids: Sequence[int],
         params: SamplingParams | None = None,
         prompt: str | None = None,
+        grammar: GrammarMatcher | None = None,
     ) -> Request:
+        """Queue a request. With `params.structured_output`, `grammar` is its matcher, compiled by
+        `self.grammars` beforehand (off the engine thread); without one it is compiled here."""
         params = params or SamplingParams()
         if request_id in self.requests:
             raise ValueError(f"request_id {request_id!r} is already in use")
         ids = [int(t) for t in prompt_token_ids]
         self.validate_prompt(ids)
+        self.validate_params(params)
+        if params.structured_output is not None and grammar is None:
+            grammar = self.grammars.compile(params.structured_output)
         room = self.max_model_len - len(ids)
         max_tokens = room if params.max_tokens is None else min(params.max_tokens, room)
         detok = IncrementalDetokenizer(self.tokenizer, ids, params) if self.tokenizer is not None else None
-        request = Request(request_id, ids, params, max_tokens, self.eos_token_ids, prompt, detok)
+        request = Request(request_id, ids, params, max_tokens, self.eos_token_ids, prompt, detok,
+                          grammar if params.structured_output is not None else None)
         self.runner.admit(request)  # may refuse it (ValueError: nothing is queued) or lower its max_tokens
         if self.recorder is not None:
             try:
@@ -123,6 +136,13 @@ class EngineCore:
         if bad is not None:
             raise ValueError(f"prompt token id {bad} is out of range [0, {self.vocab_size})")
 
+    def validate_params(self, params: SamplingParams) -> None:
+        """Raise ValueError unless this engine can honour `params` (beyond the checks `SamplingParams`
+        makes itself): token ids within the vocabulary. Safe from any thread (start-up values only)."""
+        bad = next((t for t in params.logit_bias or () if t >= self.vocab_size), None)
+        if bad is not None:
+            raise ValueError(f"logit_bias token id {bad} is out of range [0, {self.vocab_size})")
+
     def abort_request(self, request_id: str) -> RequestDelta | None:
         """Stop a request now and free its blocks; returns its final delta (None if unknown)."""
         request = self.requests.get(request_id)
@@ -139,56 +159,74 @@ class EngineCore:
         output = self.scheduler.schedule()
         if output.is_empty:
             return []
-        logits, sampled = self.runner.execute(output)
+        logits, sampled, *rest = self.runner.execute(output)
         self.scheduler.update_after_step(output)
+        # This step's per-request failures so far: its prompt log-probs, its grammar's mask.
+        failed: dict[Request, RequestFailure] = prompt_logprobs(rest[0]) if rest and rest[0] else {}
+        deltas = [self._fail(r, failure.message) for r, failure in failed.items() if r not in sampled]
         if not sampled:
-            return []
-        tokens = sample_each(self.sampler, logits, [self._sampling_row(r) for r in sampled])
+            return deltas
+        masks = grammar_bitmasks(sampled)
+        failed.update((r, m) for r, m in zip(sampled, masks) if isinstance(m, RequestFailure))
+        rows = [self._sampling_row(r, m if isinstance(m, torch.Tensor) else None) for r, m in zip(sampled, masks)]
+        tokens = sample_each(self.sampler, logits, rows)
+        tokens = [failed.get(r, t) for r, t in zip(sampled, tokens)]
         if self.recorder is not None:
             record_step_each(self.recorder, sampled, logits, tokens)
-        deltas = []
-        for request, token in zip(sampled, tokens):
-            if isinstance(token, RequestFailure):
-                deltas.append(self._fail(request, token.message))
+        logprobs = output_logprobs(self.sampler, self.config.logprobs_mode, logits, rows, tokens)
+        for request, token, token_logprobs in zip(sampled, tokens, logprobs):
+            failure = token if isinstance(token, RequestFailure) else token_logprobs
+            if isinstance(failure, RequestFailure):
+                deltas.append(self._fail(request, failure.message))
                 continue
             try:
-                deltas.append(self._process_token(request, token))
+                deltas.append(self._process_token(request, token, token_logprobs))
             except Exception as exc:  # noqa: BLE001 - its stop checks or text failed: confined to it
                 deltas.append(self._fail(request, f"processing its token failed: {describe(exc)}", exc))
         return deltas
 
-    def _sampling_row(self, request: Request) -> SamplingRow:
+    def _sampling_row(self, request: Request, bitmask: torch.Tensor | None) -> SamplingRow:
         p = request.params
         blocked: Sequence[int] = ()
-        if request.num_output_tokens < p.min_tokens:
+        # A grammar decides itself when its output may end: min_tokens does not hold that back.
+        if request.num_output_tokens < p.min_tokens and request.grammar is None:
             blocked = list(p.stop_token_ids) + ([] if p.ignore_eos else list(request.eos_token_ids))
-        return SamplingRow(p, request.prompt_token_ids, request.output_token_ids, blocked)
+        return SamplingRow(p, request.prompt_token_ids, request.output_token_ids, blocked, bitmask)
 
-    def _process_token(self, request: Request, token_id: int) -> RequestDelta:
+    def _process_token(self, request: Request, token_id: int, logprobs: TokenLogprobs | None) -> RequestDelta:
         request.append_output_token(token_id)
         self.stats.num_generation_tokens += 1
         p = request.params
         n_out = request.num_output_tokens
+        grammar = request.grammar
+        # A grammar decides itself when its output may end: min_tokens does not hold that back.
+        min_tokens = 0 if grammar is not None else p.min_tokens
+        if grammar is not None and not (token_id in p.stop_token_ids and token_id not in request.eos_token_ids):
+            grammar.accept(token_id)  # a stop token (allowed once the output is complete) is not its own
         reason: FinishReason | None = None
         stop_reason: str | int | None = None
         detok = request.detokenizer
-        if not p.ignore_eos and token_id in request.eos_token_ids and n_out >= p.min_tokens:
+        if not p.ignore_eos and token_id in request.eos_token_ids and n_out >= min_tokens:
             reason = "stop"
-        elif token_id in p.stop_token_ids and n_out >= p.min_tokens:
+        elif token_id in p.stop_token_ids and n_out >= min_tokens:
             reason, stop_reason = "stop", token_id
         elif detok is not None:
             matched = detok.update([token_id])
-            if matched is not None and n_out >= p.min_tokens:
+            if matched is not None and n_out >= min_tokens:
                 reason, stop_reason = "stop", matched
         if reason is None and (n_out >= request.max_tokens or request.num_tokens >= self.max_model_len):
             reason = "length"
+        if reason is None and grammar is not None and grammar.is_finished:
+            reason = "stop"  # nothing may follow
+        token_logprobs = None if logprobs is None else [logprobs]
         if reason is None:
             text = detok.take_delta(finished=False) if detok is not None else ""
-            return self._delta(request, [token_id], text)
+            return self._delta(request, [token_id], text, token_logprobs)
         request.finish(reason, stop_reason)
-        return self._finish(request, [token_id], None)
+        return self._finish(request, [token_id], None, token_logprobs)
 
-    def _finish(self, request: Request, new_token_ids: list[int], text: str | None) -> RequestDelta:
+    def _finish(self, request: Request, new_token_ids: list[int], text: str | None,
+                logprobs: list[TokenLogprobs] | None = None) -> RequestDelta:
         """Release a finished request; `text` None takes the detokenizer's last text (which may raise first)."""
         if text is None:
             text = request.detokenizer.take_delta(finished=True) if request.detokenizer is not None else ""
@@ -201,7 +239,7 @@ class EngineCore:
                 self.recorder.on_finish(request)
             except Exception:  # noqa: BLE001 - the reply is complete; only its recording is lost
                 logger.exception("the recorder failed at the end of request %r", request.request_id)
-        return self._delta(request, new_token_ids, text)
+        return self._delta(request, new_token_ids, text, logprobs)
 
     def _fail(self, request: Request, message: str, exc: BaseException | None = None) -> RequestDelta:
         """End `request` with finish reason "error" (its blocks freed); the engine goes on."""
@@ -216,7 +254,13 @@ class EngineCore:
         return self._delta(request, [], "")
 
     @staticmethod
-    def _delta(request: Request, new_token_ids: list[int], text: str) -> RequestDelta:
+    def _delta(request: Request, new_token_ids: list[int], text: str,
+               logprobs: list[TokenLogprobs] | None = None) -> RequestDelta:
+        prompt_logprobs = None
+        if new_token_ids and request.params.prompt_logprobs is not None and not request.prompt_logprobs_sent:
+            # Once, with the first token: the first prompt token has nothing before it to predict it.
+            prompt_logprobs = [None, *request.prompt_logprobs]
+            request.prompt_logprobs_sent = True
         return RequestDelta(
             request_id=request.request_id,
             new_token_ids=new_token_ids,
@@ -229,4 +273,6 @@ class EngineCore:
             stop_reason=request.stop_reason,
             error=request.error,
             timing=RequestTiming.of(request) if request.is_finished else None,
+            logprobs=logprobs,
+            prompt_logprobs=prompt_logprobs,
         )

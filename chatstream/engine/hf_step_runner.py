@@ -18,6 +18,7 @@ from chatstream.engine.model_runner import ModelRunner
 from chatstream.engine.model_weights import prepare_weights
 from chatstream.engine.request import Request
 from chatstream.engine.scheduler import SchedulerOutput
+from chatstream.engine.step_runner import StepLogits
 
 
 def eos_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | None) -> frozenset[int]:
@@ -80,7 +81,7 @@ class HFStepRunner:
     def device(self) -> torch.device:
         return self.model.device
 
-    def execute(self, output: SchedulerOutput) -> tuple[torch.Tensor, list[Request]]:
+    def execute(self, output: SchedulerOutput) -> StepLogits:
         return self.model_runner.execute(output)
 
     def admit(self, request: Request) -> None:

@@ -145,6 +145,10 @@ def _config_dtype(config: Any) -> Any:
     return getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
 
 
+def _no_display(_line: str) -> None:
+    """Off a terminal the load phase's own lines show the progress; the timer only records."""
+
+
 def _load_tokenizer(
     tokenizer: str | os.PathLike[str] | PreTrainedTokenizerBase | None, source: str | None
 ) -> PreTrainedTokenizerBase:
@@ -203,7 +207,7 @@ def load_model(
     # would come out as a stream of fragments).
     bar = stderr_is_terminal()
     timer = LoadTime(
-        name=source, hf=True, pbar=bar,
+        name=source, hf=True, pbar=bar, fn_print=None if bar else _no_display,
         fn=lambda: AutoModelForCausalLM.from_pretrained(source, config=config, dtype=torch_dtype).to(target_device),
     )
     with StartupPhase("load", f"loading the weights of {source} ({str(torch_dtype).removeprefix('torch.')}, "

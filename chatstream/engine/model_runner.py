@@ -4,7 +4,8 @@ The scheduler's output becomes one packed batch `[1, T]`: decodes first (one tok
 prompt chunks. Position ids are the tokens' absolute positions, so rotary or learned position
 embeddings are right for every request in the pack. Only the rows whose request reaches its last
 token in this step go through the LM head (`logits_to_keep` as an index tensor), which spares the
-vocabulary projection for every other prompt token.
+vocabulary projection for every other prompt token; a request that asked for prompt log-probs also
+gets the rows of the prompt tokens it still lacks them for (`PromptLogits`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from chatstream.engine.paged_attention import (
 )
 from chatstream.engine.request import Request
 from chatstream.engine.scheduler import ScheduledRequest, SchedulerOutput
+from chatstream.engine.step_runner import PromptLogits, StepLogits
 
 
 CPU_KERNEL_DTYPES = (torch.float32, torch.bfloat16)
@@ -54,8 +56,8 @@ class ModelRunner:
         self.decode_path = "compiled CPU paged kernel" if self.decode_kernel is not None else "SDPA over gathered blocks"
         model.set_attn_implementation(ATTN_IMPLEMENTATION)
 
-    def execute(self, output: SchedulerOutput) -> tuple[torch.Tensor, list[Request]]:
-        """Run the step; return float32 logits `[N, V]` and the N requests they belong to."""
+    def execute(self, output: SchedulerOutput) -> StepLogits:
+        """Run the step; return float32 logits `[N, V]`, the N requests they belong to, and prompt logits."""
         decodes = [s for s in output.scheduled if s.num_new_tokens == 1]
         prefills = [s for s in output.scheduled if s.num_new_tokens > 1]
         ordered: list[ScheduledRequest] = decodes + prefills
@@ -66,9 +68,16 @@ class ModelRunner:
         slots: list[int] = []
         logits_rows: list[int] = []
         sampled: list[Request] = []
+        prompt_rows: list[tuple[Request, int, int, int]] = []  # request, first position, first row, count
         for s in ordered:
             r = s.request
             start, end = r.num_computed_tokens, r.num_computed_tokens + s.num_new_tokens
+            if r.needs_prompt_logits:
+                # Position p's logits give prompt token p + 1's log-prob; the last prompt position's
+                # are the sampled row.
+                first, last = max(start, len(r.prompt_logprobs)), min(end, r.num_prompt_tokens - 1)
+                if first < last:
+                    prompt_rows.append((r, first, len(input_ids) + first - start, last - first))
             input_ids.extend(r.all_token_ids[start:end])
             positions.extend(range(start, end))
             slots.extend(_slots(r.block_ids, bs, start, end))
@@ -111,6 +120,9 @@ class ModelRunner:
 
         ids = torch.tensor([input_ids], dtype=torch.long, device=dev)
         pos = torch.tensor([positions], dtype=torch.long, device=dev)
+        num_sampled = len(logits_rows)
+        for _, _, row, count in prompt_rows:
+            logits_rows.extend(range(row, row + count))
         rows = torch.tensor(logits_rows, dtype=torch.long, device=dev)
         with torch.inference_mode():
             # The step's metadata goes down explicitly with the call (no state shared between
@@ -122,4 +134,9 @@ class ModelRunner:
                 f"{type(self.model).__name__} passed the paged-attention metadata to {meta.num_layer_calls} of "
                 f"{self.kv_cache.spec.num_layers} attention layers: this model does not hand its keyword "
                 "arguments down to attention, which the engine needs")
-        return out.logits[0].float(), sampled
+        logits = out.logits[0].float()
+        prompt_logits, offset = [], num_sampled
+        for r, first, _, count in prompt_rows:
+            prompt_logits.append(PromptLogits(r, first, logits[offset:offset + count]))
+            offset += count
+        return StepLogits(logits[:num_sampled], sampled, prompt_logits)

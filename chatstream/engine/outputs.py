@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from chatstream.engine.request import Request
+    from chatstream.engine.logprobs import TokenLogprobs
 
 # "error": the request failed in the engine (its `error` says why); the engine and the other
 # requests went on.
@@ -61,6 +62,9 @@ class RequestDelta:
 
     `new_text` is only the text that became safe to show in this step (see the detokenizer's
     hold-back rules), so concatenating the deltas of a request gives its full output text.
+    `logprobs` (with `SamplingParams.logprobs`) has one entry per token of `new_token_ids`;
+    `prompt_logprobs` (with `SamplingParams.prompt_logprobs`) comes once, in the first delta that
+    carries a token: one entry per prompt token, None for the first (nothing predicts it).
     """
 
     request_id: str
@@ -74,6 +78,8 @@ class RequestDelta:
     stop_reason: str | int | None = None
     error: str | None = None  # why the request failed, with finish_reason "error"
     timing: RequestTiming | None = None  # on the final delta only
+    logprobs: list[TokenLogprobs] | None = None
+    prompt_logprobs: list[TokenLogprobs | None] | None = None
 
 
 @dataclass
@@ -85,6 +91,7 @@ class CompletionOutput:
     token_ids: list[int]
     finish_reason: FinishReason | None
     stop_reason: str | int | None = None
+    logprobs: list[TokenLogprobs] | None = None  # one per token, with SamplingParams.logprobs
 
 
 @dataclass
@@ -97,3 +104,4 @@ class RequestOutput:
     outputs: list[CompletionOutput] = field(default_factory=list)
     finished: bool = False
     num_cached_tokens: int = 0
+    prompt_logprobs: list[TokenLogprobs | None] | None = None  # with SamplingParams.prompt_logprobs

@@ -18,6 +18,8 @@ from chatstream.engine.sampling_params import SamplingParams
 
 if TYPE_CHECKING:
     from chatstream.engine.detokenizer import IncrementalDetokenizer
+    from chatstream.engine.grammar_matcher import GrammarMatcher
+    from chatstream.engine.logprobs import TokenLogprobs
 
 
 class RequestStatus(enum.Enum):
@@ -38,6 +40,7 @@ class Request:
     eos_token_ids: frozenset[int] = frozenset()
     prompt: str | None = None
     detokenizer: "IncrementalDetokenizer | None" = None
+    grammar: "GrammarMatcher | None" = None  # its structured output's state, when it has one
     arrival_time: float = field(default_factory=time.monotonic)
 
     all_token_ids: list[int] = field(init=False)
@@ -54,6 +57,10 @@ class Request:
     error: str | None = field(default=None, init=False)  # why it failed (finish reason "error")
     first_scheduled_time: float | None = field(default=None, init=False)  # time.monotonic(), first step it ran
     first_token_time: float | None = field(default=None, init=False)
+    # Log-probs of prompt tokens 1.. as computed so far (only with params.prompt_logprobs); they go
+    # out with the first delta.
+    prompt_logprobs: list[TokenLogprobs] = field(default_factory=list, init=False)
+    prompt_logprobs_sent: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
         self.all_token_ids = list(self.prompt_token_ids)
@@ -73,6 +80,12 @@ class Request:
     @property
     def output_token_ids(self) -> list[int]:
         return self.all_token_ids[len(self.prompt_token_ids):]
+
+    @property
+    def needs_prompt_logits(self) -> bool:
+        """True while it asked for prompt log-probs and some are still missing (the prefix cache is
+        skipped for it then: a cached block has no logits)."""
+        return self.params.prompt_logprobs is not None and len(self.prompt_logprobs) < self.num_prompt_tokens - 1
 
     @property
     def is_finished(self) -> bool:

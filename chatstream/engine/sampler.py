@@ -20,8 +20,10 @@ from chatstream.engine.penalties import penalise
 from chatstream.engine.sampling_params import SamplingParams
 from chatstream.engine.sampling_steps import (
     Candidates,
+    apply_logit_bias,
     apply_min_p,
     apply_temperature,
+    apply_token_bitmask,
     apply_top_k,
     apply_top_p,
     block_tokens,
@@ -52,6 +54,7 @@ class SamplingRow:
     prompt_token_ids: Sequence[int]
     output_token_ids: Sequence[int]
     blocked_token_ids: Sequence[int] = ()  # forbidden this step (EOS/stop ids while output < min_tokens)
+    token_bitmask: torch.Tensor | None = None  # int32 [ceil(V/32)]: the tokens its grammar allows this step
 
 
 def row_seed(seed: int, num_output_tokens: int) -> int:
@@ -69,7 +72,9 @@ class Sampler:
 
     Order of steps, per row (one call each, in `__call__` and `_sample`):
       1. blocked tokens: `blocked_token_ids` (and logits columns beyond `vocab_size`) are
-         never chosen (-inf).                                      block_tokens
+         never chosen (-inf); then the grammar: tokens the row's `token_bitmask` does not
+         allow are -inf; then `params.logit_bias` is added.         block_tokens,
+                                                                    apply_token_bitmask, apply_logit_bias
       2. penalties: repetition -> frequency -> presence.            penalise
       3. temperature: logits / temperature; rows with temperature 0 (or below 1e-5) take
          the argmax here and skip the remaining steps.              greedy_tokens, apply_temperature
@@ -82,7 +87,8 @@ class Sampler:
                                                                     apply_min_p
       7. draw: exponential race, argmax(probs / q) with q ~ Exp(1) drawn per row over the
          row's kept tokens.                                         draw
-    A token bitmask or logit bias would be one more step after 1; log-probs would be read after 3.
+    `adjusted_logits` runs steps 1 to 3 alone: the distribution the engine reports log-probs of in
+    its "processed" mode.
 
     Degenerate rows: NaN counts as -inf and +inf as the largest float, so neither reaches a
     choice; every filter keeps at least the row's top token; a row with no finite logit at all
@@ -105,15 +111,7 @@ class Sampler:
 
     def __call__(self, logits: torch.Tensor, rows: Sequence[SamplingRow]) -> torch.Tensor:
         """Return the next token of every row: [B] long on `logits.device` (`NO_TOKEN` where none)."""
-        if logits.dim() != 2 or logits.shape[0] != len(rows):
-            raise ValueError(f"logits must be [{len(rows)}, V], got {list(logits.shape)}")
-        if logits.shape[1] < self.vocab_size:
-            raise ValueError(f"logits have {logits.shape[1]} columns, fewer than vocab_size={self.vocab_size}")
-        # Columns past vocab_size are padding of the model's output layer: drop them (a view).
-        logits = logits[:, : self.vocab_size]
-        logits = block_tokens(logits, [row.blocked_token_ids for row in rows])  # 1
-        logits = penalise(logits, [row.params for row in rows], [row.prompt_token_ids for row in rows],
-                          [row.output_token_ids for row in rows])  # 2
+        logits = self._steps_1_2(logits, rows)
         greedy = [row.params.temperature < _MIN_TEMPERATURE for row in rows]
         if all(greedy):
             return _greedy(logits)  # 3, greedy
@@ -122,6 +120,28 @@ class Sampler:
             part = logits if subset is None else logits[torch.tensor(subset, device=logits.device)]
             parts.append((subset, _greedy(part) if group is None else self._sample(part, group)))  # 3 | 3-7
         return _assemble(len(rows), parts)
+
+    def adjusted_logits(self, logits: torch.Tensor, rows: Sequence[SamplingRow]) -> torch.Tensor:
+        """[B, vocab_size] float32: the logits after steps 1 to 3 (greedy rows: after 1 and 2)."""
+        logits = self._steps_1_2(logits, rows).float()
+        temperature = [row.params.temperature for row in rows]
+        if all(t < _MIN_TEMPERATURE or t == 1.0 for t in temperature):
+            return logits
+        scale = torch.tensor([t if t >= _MIN_TEMPERATURE else 1.0 for t in temperature], device=logits.device)
+        return logits / scale[:, None]
+
+    def _steps_1_2(self, logits: torch.Tensor, rows: Sequence[SamplingRow]) -> torch.Tensor:
+        if logits.dim() != 2 or logits.shape[0] != len(rows):
+            raise ValueError(f"logits must be [{len(rows)}, V], got {list(logits.shape)}")
+        if logits.shape[1] < self.vocab_size:
+            raise ValueError(f"logits have {logits.shape[1]} columns, fewer than vocab_size={self.vocab_size}")
+        # Columns past vocab_size are padding of the model's output layer: drop them (a view).
+        logits = logits[:, : self.vocab_size]
+        logits = block_tokens(logits, [row.blocked_token_ids for row in rows])  # 1
+        logits = apply_token_bitmask(logits, [row.token_bitmask for row in rows])  # 1, grammar
+        logits = apply_logit_bias(logits, [row.params.logit_bias for row in rows])  # 1, bias
+        return penalise(logits, [row.params for row in rows], [row.prompt_token_ids for row in rows],
+                        [row.output_token_ids for row in rows])  # 2
 
     def _sample(self, logits: torch.Tensor, rows: Sequence[SamplingRow]) -> torch.Tensor:
         """Steps 3 to 7, for rows that draw."""

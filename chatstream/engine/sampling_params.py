@@ -17,6 +17,8 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+from chatstream.engine.structured_output import StructuredOutput
+
 PenaltyMode = Literal["multiplicative", "subtractive"]
 PenaltyScope = Literal["prompt_and_output", "output"]
 
@@ -44,6 +46,11 @@ SEED_RANGE = (-(2**63), 2**64 - 1)
 MAX_STOP_STRINGS = 32
 MAX_STOP_STRING_CHARS = 1024
 MAX_STOP_TOKEN_IDS = 1024
+# Log-probabilities: the most likely tokens reported per position, as OpenAI's top_logprobs allows.
+MAX_LOGPROBS = 20
+# OpenAI's logit_bias range; its entries are added to the logits on every step.
+LOGIT_BIAS_RANGE = (-100.0, 100.0)
+MAX_LOGIT_BIAS_ENTRIES = 2048
 
 
 def _is_int(value: object) -> bool:
@@ -90,9 +97,15 @@ class SamplingParams:
     presence_penalty_scope: PenaltyScope = "output"
     skip_special_tokens: bool = True
     include_stop_str_in_output: bool = False
+    # None: no log-probabilities; n >= 0: the chosen token's, plus the n most likely tokens per position.
+    logprobs: int | None = None
+    prompt_logprobs: int | None = None  # the same for every prompt token after the first
+    logit_bias: dict[int, float] | None = None  # token id -> value added to its logit
+    structured_output: StructuredOutput | None = None  # the grammar the output must match
 
     def __post_init__(self) -> None:
         self._validate_lengths()
+        self._validate_outputs()
         self._validate_sampling()
         for name in PENALTY_NAMES:
             self._validate_penalty(name)
@@ -126,6 +139,16 @@ class SamplingParams:
             raise ValueError(
                 f"min_tokens must be in [0, max_tokens={self.max_tokens}], got {_short_repr(self.min_tokens)}"
             )
+
+    def _validate_outputs(self) -> None:
+        for name in ("logprobs", "prompt_logprobs"):
+            value = getattr(self, name)
+            if value is not None and not (_is_int(value) and 0 <= value <= MAX_LOGPROBS):
+                raise ValueError(f"{name} must be None or an integer in [0, {MAX_LOGPROBS}], got {_short_repr(value)}")
+        self.logit_bias = _normalise_logit_bias(self.logit_bias)
+        if self.structured_output is not None and not isinstance(self.structured_output, StructuredOutput):
+            raise ValueError(f"structured_output must be a StructuredOutput or None, "
+                             f"got {_short_repr(self.structured_output)}")
 
     def _validate_sampling(self) -> None:
         if not (_is_real(self.temperature) and 0 <= self.temperature <= MAX_TEMPERATURE):
@@ -200,3 +223,20 @@ def _normalise_stop_token_ids(stop_token_ids: list[int] | None) -> list[int]:
     if len(stop_token_ids) > MAX_STOP_TOKEN_IDS:
         raise ValueError(f"stop_token_ids must hold at most {MAX_STOP_TOKEN_IDS} ids, got {len(stop_token_ids)}")
     return list(stop_token_ids)
+
+
+def _normalise_logit_bias(bias: dict[int, float] | None) -> dict[int, float] | None:
+    if bias is None:
+        return None
+    if not isinstance(bias, dict):
+        raise ValueError(f"logit_bias must be a mapping of token ids to numbers, got {_short_repr(bias)}")
+    if len(bias) > MAX_LOGIT_BIAS_ENTRIES:
+        raise ValueError(f"logit_bias must hold at most {MAX_LOGIT_BIAS_ENTRIES} entries, got {len(bias)}")
+    low, high = LOGIT_BIAS_RANGE
+    for token, value in bias.items():
+        if not (_is_int(token) and token >= 0):
+            raise ValueError(f"logit_bias keys must be token ids (integers >= 0), got {_short_repr(token)}")
+        if not (_is_real(value) and low <= value <= high):
+            raise ValueError(f"logit_bias values must be in [{low:g}, {high:g}], got {_short_repr(value)} "
+                             f"for token {token}")
+    return {int(token): float(value) for token, value in bias.items()} or None

@@ -1,7 +1,7 @@
 """The sampler's steps, each a small pure function over a batch of logits.
 
 This module owns the math of next-token selection, one function per step of `Sampler`'s docstring:
-`block_tokens`, `apply_temperature`, `greedy_tokens`, `rank_candidates` with `apply_top_k`,
+`block_tokens`, `apply_token_bitmask`, `apply_logit_bias`, `apply_temperature`, `greedy_tokens`, `rank_candidates` with `apply_top_k`,
 `apply_top_p` and `apply_min_p`, and `draw`; plus `drop_non_finite`, the guard that keeps NaN and
 inf out of every choice. (The penalties are their own module, `penalties.py`.) Inputs are tensors
 and per-row settings as plain sequences; outputs are new tensors: nothing here keeps state or
@@ -13,9 +13,7 @@ keeps a prefix of that ranking, so a row's kept set is just a count, `num_kept`,
 races only over the longest kept prefix of the batch. Every filter keeps at least the row's top
 token, so no filter can leave a row empty.
 
-A new step (a token bitmask for grammars, a logit bias) is one more function of this shape, placed
-in the `Sampler` where its docstring says; the logits after temperature are where log-probs for
-an output would be read.
+A new step is one more function of this shape, placed in the `Sampler` where its docstring says.
 """
 
 from __future__ import annotations
@@ -90,6 +88,37 @@ def block_tokens(logits: torch.Tensor, blocked: Sequence[Sequence[int]]) -> torc
     row_index, token_index = torch.tensor(cells, device=logits.device).unbind(dim=1)
     minus_inf = torch.tensor(-math.inf, dtype=logits.dtype, device=logits.device)
     return logits.index_put((row_index, token_index), minus_inf)
+
+
+def apply_token_bitmask(logits: torch.Tensor, bitmasks: Sequence[torch.Tensor | None]) -> torch.Tensor:
+    """Logits with every token that row b's bitmask does not allow set to -inf (bitmask None: all allowed).
+
+    A bitmask is an int32 row of ceil(V / 32) words, bit t % 32 of word t // 32 set when token t is
+    allowed (the grammar engine's layout). Only the masked rows are unpacked, on the logits' device.
+    """
+    rows = [b for b, mask in enumerate(bitmasks) if mask is not None]
+    if not rows:
+        return logits
+    device, vocab = logits.device, logits.shape[1]
+    words = torch.stack([bitmasks[b] for b in rows]).to(device, non_blocking=True)  # type: ignore[misc]
+    shifts = torch.arange(32, dtype=torch.int32, device=device)
+    allowed = ((words[:, :, None] >> shifts) & 1).reshape(len(rows), -1)[:, :vocab].bool()
+    if allowed.shape[1] < vocab:  # a bitmask narrower than the logits allows none of the rest
+        allowed = torch.nn.functional.pad(allowed, (0, vocab - allowed.shape[1]), value=False)
+    index = torch.tensor(rows, device=device)
+    return logits.index_put((index,), logits[index].masked_fill(~allowed, -math.inf))
+
+
+def apply_logit_bias(logits: torch.Tensor, biases: Sequence[dict[int, float] | None]) -> torch.Tensor:
+    """Logits with row b's `biases[b]` (token id -> value) added; ids outside the vocabulary are ignored."""
+    vocab = logits.shape[1]
+    cells = [(b, t, v) for b, bias in enumerate(biases) if bias for t, v in bias.items() if 0 <= t < vocab]
+    if not cells:
+        return logits
+    row_index = torch.tensor([c[0] for c in cells], device=logits.device)
+    token_index = torch.tensor([c[1] for c in cells], device=logits.device)
+    values = torch.tensor([c[2] for c in cells], dtype=logits.dtype, device=logits.device)
+    return logits.index_put((row_index, token_index), values, accumulate=True)
 
 
 def greedy_tokens(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -114,7 +114,8 @@ class Scheduler:
         if not out.preempted:
             while self.waiting and budget > 0 and len(self.running) < self.max_num_seqs:
                 request = self.waiting[0]
-                computed = bm.get_computed_blocks(request)
+                # Prompt log-probs need every prompt token's logits: such a request skips the cache.
+                computed = [] if request.needs_prompt_logits else bm.get_computed_blocks(request)
                 num_cached = len(computed) * bm.block_size
                 num_new = min(request.num_tokens - num_cached, budget)
                 if not bm.allocate_slots(request, num_new, computed):

@@ -12,15 +12,36 @@ builder recognises it by this protocol alone, so the engine never imports a plug
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, NamedTuple, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     import torch
     from transformers import PreTrainedTokenizerBase
 
     from chatstream.engine.config import EngineConfig
     from chatstream.engine.request import Request
     from chatstream.engine.scheduler import SchedulerOutput
+
+
+class PromptLogits(NamedTuple):
+    """A request's logits at prompt positions `start ..< start + len(logits)`: row i predicts prompt
+    token `start + i + 1` (for prompt log-probs)."""
+
+    request: Request
+    start: int
+    logits: torch.Tensor
+
+
+class StepLogits(NamedTuple):
+    """What `StepRunner.execute` returns: `logits` [N, V] float32 of the N `sampled` requests (those
+    that reach their last known token in this step, in order), and `prompt_logits` for requests whose
+    `needs_prompt_logits` is True (a runner that never computes them leaves it empty)."""
+
+    logits: torch.Tensor
+    sampled: list[Request]
+    prompt_logits: Sequence[PromptLogits] = ()
 
 
 class KVCacheSize(Protocol):
@@ -44,8 +65,9 @@ class StepRunner(Protocol):
         what the KV cache holds). kv_cache: its blocks (`num_blocks` sizes the block manager).
     device: where the logits are.
 
-    execute(output): float32 logits `[N, V]` and the N requests that reach their last known token
-        in this step, in the same order. Only the engine thread calls it.
+    execute(output): a `StepLogits` (or a plain `(logits, sampled)` pair from a runner that
+        computes no prompt logits): float32 logits `[N, V]` and the N requests that reach their
+        last known token in this step, in the same order. Only the engine thread calls it.
     admit(request): the request is about to be queued; raise ValueError to refuse it (nothing is
         queued then), or lower `request.max_tokens`. release(request): it finished or was aborted.
     describe(): one line for the start-up log.
@@ -61,7 +83,7 @@ class StepRunner(Protocol):
     @property
     def device(self) -> torch.device: ...
 
-    def execute(self, output: SchedulerOutput) -> tuple[torch.Tensor, list[Request]]: ...
+    def execute(self, output: SchedulerOutput) -> StepLogits | tuple[torch.Tensor, list[Request]]: ...
 
     def admit(self, request: Request) -> None: ...
 

@@ -29,7 +29,9 @@ from typing import TYPE_CHECKING, Any
 
 from chatstream.facade.chat_output import GenerateOptions, ReplyChunk, ReplyFormatter
 from chatstream.facade.generation_params import merge_params, to_sampling_params
+from chatstream.facade.offload import Offload
 from chatstream.facade.output_replacement import visible_reply
+from chatstream.facade.prompt_bounds import PromptMeasure
 from chatstream.facade.prompt_hooks import HookResultError, checked_pairs, checked_strings, prompt_hooks
 from chatstream.facade.reply_log import GenerationRecord, ReplyLog, ReplyTimer
 
@@ -59,12 +61,25 @@ class PreparedReply:
     source: str = "rendered"  # "continued": the ids are the stored conversation's, extended by the new turn
 
 
+def _first(low: int, high: int, ok: Callable[[int], bool]) -> int:
+    """The smallest n in [low, high] with ok(n), for ok monotone (False... True); high if none."""
+    while low < high:
+        middle = (low + high) // 2
+        if ok(middle):
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
 class ChatGenerator:
     """Streams ChatPrompt replies from an `AsyncEngine`."""
 
     def __init__(self, engine: EngineClient, tokenizer: PreTrainedTokenizerBase, params: dict[str, Any],
-                 logger: logging.Logger, token_sampler: object | None = None) -> None:
+                 logger: logging.Logger, token_sampler: object | None = None, offload: Offload | None = None) -> None:
         self.engine = engine
+        self.offload = offload  # big prompts are rendered and tokenized there, off the event loop
+        self.measure = PromptMeasure(tokenizer)
         self.token_sampler = token_sampler  # a preset of chatstream.facade.token_samplers adjusts each request
         self.tokenizer = tokenizer
         self.params = params
@@ -82,9 +97,16 @@ class ChatGenerator:
 
     def encode_prompt(self, chat_prompt: AbstractChatPrompt, params: dict[str, Any],
                       opts: dict[str, Any] | None = None) -> list[int]:
+        return self._encode(chat_prompt, params, self._render(chat_prompt, opts))
+
+    @staticmethod
+    def _render(chat_prompt: AbstractChatPrompt, opts: dict[str, Any] | None = None) -> str:
         prompt = chat_prompt.create_prompt(opts) if opts else chat_prompt.create_prompt()
         if not isinstance(prompt, str):
             raise HookResultError("create_prompt", f"{type(prompt).__name__}, not a str")
+        return prompt
+
+    def _encode(self, chat_prompt: AbstractChatPrompt, params: dict[str, Any], prompt: str) -> list[int]:
         add_special = params.get("add_special_tokens")
         if add_special is None:
             add_special = getattr(chat_prompt, "get_add_special_tokens", lambda: None)()
@@ -109,20 +131,53 @@ class ChatGenerator:
 
         Whole exchanges go first, oldest first, so the system text and the latest turns stay; only
         if the last exchange alone is too long are its oldest tokens cut (as the original did).
-        The history itself is kept whole."""
-        ids = self.encode_prompt(chat_prompt, params)
-        skipped, num_exchanges = 0, chat_prompt.get_turn()
-        while len(ids) > max_prompt and skipped + 1 < num_exchanges:
-            skipped += 1
-            ids = self.encode_prompt(chat_prompt, params, {"skip_exchanges": skipped})
+        The history itself is kept whole.
+
+        Cost: leaving out more exchanges only shortens the prompt, so the number to leave out is
+        found by bisection, first against the byte bound of `PromptMeasure` (rendering only), then
+        by tokenizing: O(log exchanges) renderings and encodings, each at most about the context's
+        worth of text, never one full encoding per exchange left out. A last exchange too long
+        alone is cut to its tail before it is tokenized."""
+        num_exchanges = max(chat_prompt.get_turn(), 1)
+        texts: dict[int, str] = {}
+
+        def text(skip: int) -> str:
+            if skip not in texts:
+                texts[skip] = self._render(chat_prompt, {"skip_exchanges": skip} if skip else None)
+            return texts[skip]
+
+        last = num_exchanges - 1
+        # The fewest exchanges to leave out so the byte bound allows the prompt (no tokenizing).
+        skip = _first(0, last, lambda s: self.measure.min_tokens(text(s)) <= max_prompt)
+        encoded: dict[int, list[int]] = {}
+
+        def fits(s: int) -> bool:
+            encoded[s] = self._encode(chat_prompt, params, text(s))
+            return len(encoded[s]) <= max_prompt
+
+        skip = _first(skip, last, fits)
+        ids = encoded.get(skip)
+        if ids is None:  # the search ended on the last exchange without tokenizing it
+            last_text = text(skip)
+            if self.measure.min_tokens(last_text) > max_prompt:  # too long alone: tokenize only its tail
+                last_text = self._tail(last_text, max_prompt)
+            ids = self._encode(chat_prompt, params, last_text)
         cut = len(ids) > max_prompt
         if cut:
             ids = ids[-max_prompt:]
-        elif not skipped:
+        elif not skip:
             return ids, False
         self.logger.warning("the conversation did not fit in context_len=%s: left out %d old exchange(s)%s",
-                            params["context_len"], skipped, " and cut the oldest tokens" if cut else "")
+                            params["context_len"], skip, " and cut the oldest tokens" if cut else "")
         return ids, True
+
+    def _tail(self, text: str, max_prompt: int) -> str:
+        """The end of `text` that surely holds more than `max_prompt` tokens (all of it without a bound)."""
+        limit = self.measure.max_chars_for(max_prompt + 1)
+        if limit is None or len(text) <= limit:
+            return text
+        # Characters are at most 4 UTF-8 bytes; `limit` characters hold at least `limit` bytes.
+        return text[-limit:]
 
     def context_budget(self, params: dict[str, Any]) -> tuple[int, int]:
         """(the most prompt tokens, the most new tokens) for one generation."""
@@ -167,6 +222,14 @@ class ChatGenerator:
             sampling = adjust(sampling)
         return PreparedReply(chat_prompt, formatter, message_id, ids, truncated, sampling, replacements,
                              request_id, opts.get("post_process_callback"), source)
+
+    async def prepare_off_loop(self, chat_prompt: AbstractChatPrompt,
+                               opts: GenerateOptions | None = None) -> PreparedReply:
+        """`prepare`, run on the tokenizing pool when the history is big, so rendering and
+        tokenizing it never stall the event loop (the conversation's turn keeps it unchanged)."""
+        if self.offload is None:
+            return self.prepare(chat_prompt, opts)
+        return await self.offload.run(_history_chars(chat_prompt), self.prepare, chat_prompt, opts)
 
     def generate(self, chat_prompt: AbstractChatPrompt,
                  opts: GenerateOptions | None = None) -> AsyncIterator[ReplyChunk]:
@@ -219,3 +282,11 @@ class ChatGenerator:
         yield formatter.chunk(text, last=True)
         if reply.post_process_callback is not None:
             await reply.post_process_callback("success")
+
+
+def _history_chars(chat_prompt: AbstractChatPrompt) -> int:
+    """About how much text rendering this prompt handles (what decides where it is tokenized)."""
+    total = len(getattr(chat_prompt, "get_system", lambda: "")() or "")
+    for content in getattr(chat_prompt, "chat_contents", ()):
+        total += len(content.get_message() or "")
+    return total

@@ -26,6 +26,11 @@ if TYPE_CHECKING:
     from chatstream.chat_prompt.abstract_chat_prompt import AbstractChatPrompt
 
 DEFAULT_FINISH_TOKEN = "<::EOS::>"
+# A /chat_stream reply that could not be finished (the engine failed, the request failed in it,
+# the server shut down) ends with one more segment: the reply so far, this marker, why, and the
+# finish token. Clients that show the last segment show the reply and the reason after it;
+# clients that know the marker split on it.
+ERROR_MARKER = "<::ERROR::>"
 
 OUTPUT_TYPES = ("response_text", "updated_text", None)
 
@@ -54,12 +59,15 @@ class ChatReplyGenerator(Protocol):
     """Writes the open responder turn of a ChatPrompt, streaming it in an `output_type`'s chunks.
 
     prepare(): runs the ChatPrompt's hooks and decides everything before streaming (raises
-    `PromptHookError` for a failing hook). stream(prepared): updates the prompt's last responder
+    `PromptHookError` for a failing hook); prepare_off_loop() is the same, off the event loop for
+    big histories. stream(prepared): updates the prompt's last responder
     message as the reply grows (so a reply cut short stays in the history). generate() is
     `stream(prepare(...))`. abort(message_id): stops that reply (idempotent).
     """
 
     def prepare(self, chat_prompt: AbstractChatPrompt, opts: GenerateOptions | None = None) -> object: ...
+
+    async def prepare_off_loop(self, chat_prompt: AbstractChatPrompt, opts: GenerateOptions | None = None) -> object: ...
 
     def stream(self, reply: Any) -> AsyncIterator[ReplyChunk]: ...
 
@@ -67,6 +75,15 @@ class ChatReplyGenerator(Protocol):
                  opts: GenerateOptions | None = None) -> AsyncIterator[ReplyChunk]: ...
 
     def abort(self, message_id: str) -> None: ...
+
+
+def error_segment(last_chunk: str | None, reason: str) -> str:
+    """The final /chat_stream segment of a reply cut short: the text of `last_chunk` (the last
+    segment sent, if any), `ERROR_MARKER`, `reason`, `DEFAULT_FINISH_TOKEN`."""
+    text = ""
+    if last_chunk:
+        text = last_chunk.split(DEFAULT_FINISH_TOKEN)[-2] if last_chunk.endswith(DEFAULT_FINISH_TOKEN) else ""
+    return f"{text}{ERROR_MARKER}{reason}{DEFAULT_FINISH_TOKEN}"
 
 
 class ReplyFormatter:

@@ -44,6 +44,7 @@ from chatstream.facade.conversation_turns import ConversationTurns
 from chatstream.facade.engine_options import check_engine_options
 from chatstream.facade.generation_params import build_params
 from chatstream.facade.log_locale import EasyLocale
+from chatstream.facade.offload import Offload
 from chatstream.facade.request_handler import AbstractRequestHandler
 from chatstream.facade.session_apis import SessionApis
 from chatstream.facade.store_handle import StoreHandle
@@ -113,6 +114,8 @@ class ChatStream(ChatStreamRequests, SessionApis):
             frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
             add_special_tokens=add_special_tokens, seed=seed, probe_mode_enabled=probe_mode_enabled)
         self.engine: EngineClient | None = None
+        self.offload = Offload()  # big prompts are parsed, rendered and tokenized off the event loop
+        self.offload = Offload()  # big prompts are rendered and tokenized off the event loop
         self.recording_dir: Path | None = None
         self.use_mock_response = False
         self.chat_generator: ChatReplyGenerator | None = None
@@ -162,7 +165,7 @@ class ChatStream(ChatStreamRequests, SessionApis):
             # Resource reports show the GPUs the model is on without extra configuration.
             self.num_gpus = (1 if num_gpus is None else num_gpus) if self.device.type == "cuda" else 0
             self.chat_generator = ChatGenerator(started.engine, self.tokenizer, self.params, self.logger,
-                                                self.token_sampler)
+                                                self.token_sampler, self.offload)
         self._inject_handler()
 
     # -- what the request handler is given -----------------------------------------------------------
@@ -229,6 +232,7 @@ class ChatStream(ChatStreamRequests, SessionApis):
         await self.start_queue_worker()
 
     def shutdown(self) -> None:
+        self.offload.shutdown()
         if self.engine is not None:
             self.engine.shutdown()
 

@@ -14,7 +14,7 @@ import asyncio
 import inspect
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
@@ -27,7 +27,8 @@ from chatstream.facade.client_roles import ClientRoles
 from chatstream.facade.conversation_handler import ConversationRequestHandler, _json_object
 from chatstream.facade.disconnect import ClientGone, disconnect_watch, unless_disconnected
 from chatstream.facade.finish_report import FinishReport, GuardedResponse
-from chatstream.facade.request_handler import AbstractRequestHandler, ChatRequestError, parse_chat_request
+from chatstream.facade.offload import Offload
+from chatstream.facade.request_handler import AbstractRequestHandler, ChatRequest, ChatRequestError, parse_chat_request
 from chatstream.facade.sessions import StoreSession, prepare_session
 from chatstream.facade.turn_gate import TurnGate
 
@@ -48,6 +49,7 @@ class ChatStreamRequests:
     too_many_request_as_http_error: bool
     retry_after_sec: int
     turn_gate: TurnGate
+    offload: Offload
     _callback_tasks: set[asyncio.Task[object]]
     _warned_handlers: set[str]
 
@@ -70,9 +72,8 @@ class ChatStreamRequests:
         handler_name = type(self.request_handler).__name__
         if request_body is None:
             request_body = await request.body()
-        body = _json_object(request_body)
-        try:
-            chat_request = parse_chat_request(body if body is not None else request_body)
+        try:  # a big body is parsed and checked on the tokenizing pool, off the event loop
+            body, chat_request = await self.offload.run(len(request_body), _parse, request_body)
         except ChatRequestError as exc:
             return exc.response()
         if not chat_request.regenerate:
@@ -192,6 +193,11 @@ class ChatStreamRequests:
                              "detail": f"{self.admission.max_running} requests are running and "
                                        f"{self.admission.max_waiting} are waiting; retry later"},
                             status_code=status, headers=headers)
+
+
+def _parse(request_body: bytes) -> tuple[dict[str, Any] | None, ChatRequest]:
+    body = _json_object(request_body)
+    return body, parse_chat_request(body if body is not None else request_body)
 
 
 def _internal_error(detail: str) -> JSONResponse:

@@ -214,7 +214,9 @@ def _session_dict(session: Any) -> MutableMapping[str, Any] | None:
 class ClientRoles:
     """The validated role table and the per-request checks built on it."""
 
-    def __init__(self, client_roles: dict[str, Any] | None = None) -> None:
+    def __init__(self, client_roles: dict[str, Any] | None = None,
+                 denied_by_default: tuple[str, ...] = DENIED_BY_DEFAULT) -> None:
+        self.denied_by_default = denied_by_default  # without a role table
         self._roles: dict[str, ClientRole] = {}
         self._browser_default: ClientRole | None = None
         self._agent_default: ClientRole | None = None
@@ -265,7 +267,7 @@ class ClientRoles:
     def verify(self, request: Request, api_name: str) -> JSONResponse | None:
         """None when the request may call `api_name`, otherwise the 403 response to send."""
         if not self.enabled:
-            allowed = api_name in API_NAMES and api_name not in DENIED_BY_DEFAULT
+            allowed = api_name in API_NAMES and api_name not in self.denied_by_default
             return None if allowed else forbidden_response()
         name = self.role_for(request)
         role = self._roles.get(name) if name is not None else None

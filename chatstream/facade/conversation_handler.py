@@ -15,7 +15,6 @@ is a 400; a store that does not answer a 503. The session comes from `request.st
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,10 +25,11 @@ from starlette.responses import Response
 from chatstream.conversations import StoreError
 from chatstream.conversations.ids import check_conversation_id
 from chatstream.facade.chat_logging import log_failure_once
-from chatstream.facade.chat_stream_response import DISCONNECTED_BEFORE_STREAMING, ChatStreamResponse, error_chunk
+from chatstream.facade.chat_stream_response import DISCONNECTED_BEFORE_STREAMING, ChatStreamResponse
 from chatstream.facade.conversation_turns import ConversationTurns
 from chatstream.facade.request_handler import (
     CHAT_PROMPT_KEY, GENERATION_PARAMS_KEY, MESSAGE_ID_HEADER, AbstractRequestHandler, ChatRequestError, parse_chat_request)
+from chatstream.facade.json_body import JsonBodyError, parse_json
 from chatstream.facade.sessions import BoundSession, bind_session
 from chatstream.facade.store_errors import StoreRequestError
 from chatstream.facade.store_handle import StoreHandle
@@ -55,7 +55,7 @@ class TurnTarget:
 def no_session_error(request: Request) -> ChatRequestError:
     if request.headers.get(SKIP_HEADER) is not None:
         return ChatRequestError(
-            400, "invalid_request", f"a conversation needs a session; requests with {SKIP_HEADER} have none "
+            400, "session_required", f"a conversation needs a session; requests with {SKIP_HEADER} have none "
             "(use the OpenAI API, /v1/chat/completions, for stateless calls)",
             callback_message="unknown_error_occurred,while processing simple session request")
     return ChatRequestError(
@@ -134,8 +134,8 @@ class ConversationRequestHandler(AbstractRequestHandler):
             raise StoreRequestError(exc) from None
         generator = self.chat_generator
         try:
-            prepared = turns.prepare(turn, {"output_type": "response_text",
-                                            "generation_params": target.session.data.get(GENERATION_PARAMS_KEY)})
+            prepared = await turns.prepare(turn, {"output_type": "response_text",
+                                                  "generation_params": target.session.data.get(GENERATION_PARAMS_KEY)})
         except Exception as exc:
             log_failure_once(self.logger, exc, "the reply could not be prepared")
             turns.close(turn, "not_started")
@@ -154,7 +154,7 @@ class ConversationRequestHandler(AbstractRequestHandler):
             # The run slot and the conversation's turn are given back once the reply is stored.
             turn.closed.add_done_callback(lambda _: streaming_finished_callback(message))
 
-        return ChatStreamResponse(chunks, on_close, on_error=error_chunk, headers={
+        return ChatStreamResponse(chunks, on_close, headers={
             MESSAGE_ID_HEADER: turn.reply_id, CONVERSATION_ID_HEADER: turn.conversation_id})
 
 
@@ -186,7 +186,7 @@ def _not_found(conversation_id: str) -> StoreError:
 
 def _json_object(body: bytes | str | None) -> dict[str, Any] | None:
     try:
-        parsed = json.loads(body or b"null")
-    except (ValueError, UnicodeDecodeError):
+        parsed = parse_json(body or b"null")
+    except JsonBodyError:  # parse_chat_request says what is wrong
         return None
     return parsed if isinstance(parsed, dict) else None

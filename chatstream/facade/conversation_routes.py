@@ -21,7 +21,6 @@ error has the same shape; their schemas are declared for the OpenAPI document.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
@@ -36,6 +35,7 @@ from chatstream.conversations import (
     Conversation, ConversationNotFound, ConversationSummary, Message, Problem, StoreError, ValidationFailed)
 from chatstream.conversations.export_format import ConversationExport
 from chatstream.conversations.ids import check_conversation_id
+from chatstream.facade.json_body import JsonBodyError, parse_json
 from chatstream.facade.sessions import BoundSession, bind_session, prepare_session
 from chatstream.facade.store_errors import store_error_response
 
@@ -215,9 +215,9 @@ class ConversationRoutes:
 
     async def import_(self, chat_stream: ChatStream, request: Request) -> Response:
         raw = await request.body()
-        try:
-            json.loads(raw or b"null")
-        except (ValueError, UnicodeDecodeError) as exc:
+        try:  # depth, number size, NaN and lone surrogates checked before the store parses it
+            parse_json(raw or b"null")
+        except JsonBodyError as exc:
             raise ValidationFailed([Problem(None, f"not valid JSON: {exc}")], "invalid conversation import") from None
         store, session = await self._session(chat_stream, request, create=True)
         assert session is not None

@@ -111,10 +111,10 @@ class ConversationTurns:
         return continuation_ids(chat_prompt, conversation, model_id, self.tokenizer, end_of_turn)
 
     # -- streaming -----------------------------------------------------------------------------------
-    def prepare(self, turn: OpenTurn, opts: GenerateOptions | None = None) -> object:
-        """The generator's prepared reply for this turn: the ChatPrompt's hooks run now, so one that
-        fails raises here, before any response exists."""
-        return self.chat_generator.prepare(turn.chat_prompt, self._options(turn, opts))
+    async def prepare(self, turn: OpenTurn, opts: GenerateOptions | None = None) -> object:
+        """The generator's prepared reply for this turn (off the event loop for a big history): the
+        ChatPrompt's hooks run now, so one that fails raises here, before any response exists."""
+        return await self.chat_generator.prepare_off_loop(turn.chat_prompt, self._options(turn, opts))
 
     def _options(self, turn: OpenTurn, opts: GenerateOptions | None) -> dict[str, Any]:
         options: dict[str, Any] = dict(opts or {})
@@ -133,7 +133,7 @@ class ConversationTurns:
         outcome = "interrupted"
         try:
             if prepared is None:
-                prepared = self.prepare(turn, opts)
+                prepared = await self.prepare(turn, opts)
             async with aclosing(self.chat_generator.stream(prepared)) as chunks:
                 async for chunk in chunks:
                     yield chunk

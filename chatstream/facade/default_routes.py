@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from chatstream.facade.client_roles import API_NAMES, ClientRoles
 from chatstream.facade.conversation_handler import CONVERSATION_ID_HEADER
 from chatstream.facade.conversation_routes import API_NAME as CONVERSATIONS, conversation_router
+from chatstream.facade.request_limits import DEFAULT_BODY_TIMEOUT_SEC, DEFAULT_MAX_REQUEST_BYTES, RequestLimits
 from chatstream.facade.session_cookie import SessionCookieMiddleware
 from chatstream.facade.sessions import prepare_session
 from chatstream.facade.store_handle import StoreHandle
@@ -167,13 +168,16 @@ def register_routes(app: Starlette, names: list[str], resolve: ChatStreamResolve
 
 
 def append_middlewares(chat_stream: ChatStream, app: Starlette, opts: dict[str, Any] | None) -> None:
-    """Add the session middleware and, when `opts["cors"]` is given, CORS for development.
+    """Add the session middleware, the request limits and, when `opts["cors"]` is given, CORS.
 
     opts: `fast_session` (the original's key): {secret_key (default: random per process, so
     sessions end with the process; give one to keep them), secure (default False: plain-HTTP
     development works), same_site ("lax"), max_age (seconds; default 14 days, 0: until the
     browser closes)}; the sessions live in the ChatStream's conversation store (a fastsession
-    `store` given here is not used). `cors`: {allow_origins}.
+    `store` given here is not used). `cors`: {allow_origins} ("*" allows every origin, but then
+    without credentials); `max_request_bytes` (default 4 MiB: a larger body is a 413) and
+    `body_timeout` (seconds, default 30: a body that takes longer is a 408), see
+    `chatstream.facade.request_limits`.
     """
     opts = opts or {}
     add_session_middleware(app, chat_stream.conversations, opts.get("fast_session"), chat_stream.logger)
@@ -181,8 +185,16 @@ def append_middlewares(chat_stream: ChatStream, app: Starlette, opts: dict[str, 
     if cors is not None:
         origins = list(cors.get("allow_origins") or ["*"])
         if "*" in origins:
-            chat_stream.logger.warning("CORS allows every origin: name concrete origins outside development")
+            chat_stream.logger.warning("CORS allows every origin (without credentials): name concrete origins "
+                                       "outside development")
         add_cors_middleware(app, origins)
+    add_request_limits(app, opts.get("max_request_bytes"), opts.get("body_timeout"))
+
+
+def add_request_limits(app: Starlette, max_request_bytes: int | None = None, body_timeout: float | None = None) -> None:
+    """Bound every request body's size and arrival time; added last, so it is the outermost layer."""
+    app.add_middleware(RequestLimits, max_request_bytes=max_request_bytes or DEFAULT_MAX_REQUEST_BYTES,
+                       body_timeout=body_timeout or DEFAULT_BODY_TIMEOUT_SEC)
 
 
 def add_session_middleware(app: Starlette, stores: StoreHandle, options: dict[str, Any] | None = None,
@@ -198,8 +210,11 @@ def add_session_middleware(app: Starlette, stores: StoreHandle, options: dict[st
 
 
 def add_cors_middleware(app: Starlette, origins: list[str]) -> None:
-    app.add_middleware(CORSMiddleware, allow_origins=origins, allow_credentials=True, allow_methods=["*"],
-                       allow_headers=["*"], expose_headers=EXPOSED_HEADERS)
+    """CORS for `origins`. With "*" every origin may call, but never with credentials (cookies):
+    Starlette would otherwise echo any origin back with `Allow-Credentials: true`, letting every
+    web page use a visitor's session."""
+    app.add_middleware(CORSMiddleware, allow_origins=origins, allow_credentials="*" not in origins,
+                       allow_methods=["*"], allow_headers=["*"], expose_headers=EXPOSED_HEADERS)
 
 
 def web_page(chat_stream: SessionApis | None, request: Request, api_name: str,

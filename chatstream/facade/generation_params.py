@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from chatstream.engine.sampling_params import SamplingParams
+from chatstream.engine.sampling_params import MIN_TOP_P, PENALTY_RANGES, SamplingParams
 
 
 class GenerationParamError(ValueError):
@@ -39,19 +39,24 @@ class _Range:
 
     def check(self, field: str, value: Any) -> float | int:
         is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if (not is_number or (self.integer and not float(value).is_integer()) or not math.isfinite(value)
-                or value < self.low or value > self.high or (self.low_open and value == self.low)):
-            raise GenerationParamError(field, f"Invalid {field} value {value!r}: it must be {self.text()}.")
+        # Compare before converting: an integer beyond float range must fail the range, not overflow.
+        in_range = is_number and (isinstance(value, int) or math.isfinite(value)) and self.low <= value <= self.high
+        if (not in_range or (self.integer and not float(value).is_integer())
+                or (self.low_open and value == self.low)):
+            shown = repr(value) if not isinstance(value, int) or abs(value) < 10 ** 30 else "a huge integer"
+            raise GenerationParamError(field, f"Invalid {field} value {shown[:60]}: it must be {self.text()}.")
         return int(value) if self.integer else float(value)
 
 
-# What a session may override, with the allowed ranges (0 disables top-k; 1.0 disables top-p).
+# What a session may override, with the allowed ranges (0 disables top-k; 1.0 disables top-p): the
+# engine's own (`SamplingParams`) or narrower, so a stored override never fails a generation;
+# `check_with_engine` checks the merged values with `SamplingParams` itself as well.
 SESSION_PARAM_RANGES: dict[str, _Range] = {
     "temperature": _Range(0.0, 2.0),
     "top_k_value": _Range(0, 1000, integer=True),
-    "top_p_value": _Range(0.0, 1.0, low_open=True),
+    "top_p_value": _Range(MIN_TOP_P, 1.0),
     "max_new_tokens": _Range(1, 32768, integer=True),
-    "repetition_penalty": _Range(0.0, 10.0, low_open=True),
+    "repetition_penalty": _Range(*PENALTY_RANGES["multiplicative"][:2]),
     "frequency_penalty": _Range(-2.0, 2.0),
     "presence_penalty": _Range(-2.0, 2.0),
 }
@@ -95,6 +100,24 @@ def validate_overrides(body: Any) -> dict[str, Any]:
         raise GenerationParamError(
             unknown[0], f"Unknown generation parameter(s) {unknown}; allowed: {sorted(SESSION_PARAM_RANGES)}.")
     return {k: SESSION_PARAM_RANGES[k].check(k, v) for k, v in body.items() if v is not None}
+
+
+# SamplingParams' field -> the session parameter that sets it
+_SESSION_NAMES = {"top_p": "top_p_value", "top_k": "top_k_value", "max_tokens": "max_new_tokens"}
+
+
+def check_with_engine(defaults: dict[str, Any], overrides: dict[str, Any]) -> None:
+    """Build the engine's `SamplingParams` from `defaults` + `overrides`, so a session can store only
+    values the engine accepts (the same ranges as /v1; e.g. a top_p whose float32 value would be 0).
+    Raises `GenerationParamError` naming the session parameter."""
+    merged = merge_params(defaults, overrides)
+    try:
+        to_sampling_params(merged, max_tokens=int(merged.get("max_new_tokens") or 1))
+    except ValueError as exc:
+        message = str(exc)
+        engine_field = message.split(" ", 1)[0]
+        field = _SESSION_NAMES.get(engine_field, engine_field)
+        raise GenerationParamError(field, f"Invalid {field}: {message}") from None
 
 
 def merge_params(defaults: dict[str, Any], overrides: dict[str, Any] | None) -> dict[str, Any]:

@@ -166,6 +166,10 @@ class MockChatGenerator:
         return PreparedMockReply(chat_prompt, formatter, opts.get("message_id"), tokens, joiner,
                                  opts.get("post_process_callback"))
 
+    async def prepare_off_loop(self, chat_prompt: AbstractChatPrompt,
+                               opts: GenerateOptions | None = None) -> PreparedMockReply:
+        return self.prepare(chat_prompt, opts)  # nothing to tokenize
+
     def generate(self, chat_prompt: AbstractChatPrompt,
                  opts: GenerateOptions | None = None) -> AsyncIterator[ReplyChunk]:
         """Stream the reply in `opts["output_type"]` chunks (see `chatstream.facade.chat_output`).

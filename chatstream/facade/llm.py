@@ -61,7 +61,11 @@ class LLM:
         sampling_params: SamplingParams | Sequence[SamplingParams] | None = None,
         use_tqdm: bool = False,
     ) -> list[RequestOutput]:
-        """Generate for every prompt (strings, or token-id lists); one output per prompt, in order."""
+        """Generate for every prompt (strings, or token-id lists); one output per prompt, in order.
+
+        With `SamplingParams.logprobs` each output's `logprobs` has one entry per token; with
+        `prompt_logprobs` the `RequestOutput` has the prompt's (None for its first token).
+        """
         prompt_list = _as_prompt_list(prompts)
         if sampling_params is None or isinstance(sampling_params, SamplingParams):
             params_list = [sampling_params or SamplingParams()] * len(prompt_list)
@@ -76,6 +80,8 @@ class LLM:
         encoded = [self._encode(p) for p in prompt_list]
         for ids in encoded:
             self.engine.validate_prompt(ids)
+        for params in params_list:
+            self.engine.validate_params(params)
         results: dict[str, RequestOutput] = {}
         order: list[str] = []
         progress = _progress(len(prompt_list)) if use_tqdm else None
@@ -96,6 +102,11 @@ class LLM:
                     completion = out.outputs[0]
                     completion.token_ids.extend(delta.new_token_ids)
                     completion.text += delta.new_text
+                    if delta.logprobs is not None:
+                        completion.logprobs = completion.logprobs or []
+                        completion.logprobs.extend(delta.logprobs)
+                    if delta.prompt_logprobs is not None:
+                        out.prompt_logprobs = delta.prompt_logprobs
                     out.num_cached_tokens = delta.num_cached_tokens
                     if delta.finished:
                         out.finished = True

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable
@@ -34,7 +33,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from chatstream.facade.chat_logging import log_failure_once
-from chatstream.facade.chat_stream_response import ChatStreamResponse, error_chunk, fixed_text_response
+from chatstream.facade.chat_stream_response import ChatStreamResponse, fixed_text_response
+from chatstream.facade.json_body import JsonBodyError, parse_json
+from chatstream.facade.json_body import check_value as check_json_value
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -83,11 +84,10 @@ def _invalid(detail: str, field: str | None = None) -> ChatRequestError:
 
 def parse_chat_request(body: bytes | str | dict[str, Any]) -> ChatRequest:
     """Validate a /chat_stream body; raises `ChatRequestError` (400) naming the bad field."""
-    if isinstance(body, (bytes, str)):
-        try:
-            body = json.loads(body or b"null")
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise _invalid(f"the request body must be JSON: {exc}") from None
+    try:
+        body = parse_json(body or b"null") if isinstance(body, (bytes, str)) else check_json_value(body)
+    except JsonBodyError as exc:
+        raise _invalid(str(exc), exc.field) from None
     if not isinstance(body, dict):
         raise _invalid('the request body must be a JSON object {"user_input": string, "regenerate": boolean}')
     regenerate = body.get("regenerate", False)
@@ -199,7 +199,7 @@ class AbstractRequestHandler(ABC):
         generator = self._generator()
         prepared = self._prepare(generator, chat_prompt, message_id, generation_params)
         return ChatStreamResponse(generator.stream(prepared), on_close, headers={MESSAGE_ID_HEADER: message_id},
-                                  on_error=error_chunk)
+                                  abort=lambda: generator.abort(message_id))
 
     def _prepare(self, generator: ChatReplyGenerator, chat_prompt: AbstractChatPrompt, message_id: str | None,
                  generation_params: dict[str, Any] | None) -> object:

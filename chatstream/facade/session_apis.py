@@ -12,7 +12,6 @@ keep conversations elsewhere, and these APIs say they are not supported.
 from __future__ import annotations
 
 import functools
-import json
 import sys
 import urllib.parse
 from collections.abc import Awaitable, Callable
@@ -28,8 +27,9 @@ from chatstream.facade.chat_stream_response import fixed_text_response
 from chatstream.facade.client_roles import promotion_stream_text
 from chatstream.facade.conversation_apis import ConversationApis
 from chatstream.facade.conversation_handler import ConversationRequestHandler
+from chatstream.facade.json_body import JsonBodyError, parse_json
 from chatstream.facade.generation_params import (
-    GenerationParamError, merge_params, param_ranges, public_params, validate_overrides)
+    GenerationParamError, check_with_engine, merge_params, param_ranges, public_params, validate_overrides)
 from chatstream.facade.request_handler import CHAT_PROMPT_KEY, GENERATION_PARAMS_KEY
 from chatstream.facade.sessions import bind_session, prepare_session
 from chatstream.facade.store_errors import store_error_response
@@ -73,10 +73,8 @@ def _fail(message: str, status_code: int = 200, **fields: Any) -> JSONResponse:
 
 
 async def _json_body(request: Request) -> Any:
-    try:
-        return json.loads(await request.body() or b"{}")
-    except (ValueError, UnicodeDecodeError):
-        return None
+    """The body as JSON ({} when empty); a `JsonBodyError` becomes the handler's 400 (`role_checked`)."""
+    return parse_json(await request.body() or b"{}")
 
 
 def role_checked(api_name: str) -> Callable[
@@ -94,7 +92,11 @@ def role_checked(api_name: str) -> Callable[
             denied = self.verify_role_for_api(request, api_name)
             if denied is not None:
                 return denied
-            return await handler(self, request, *args, **kwargs)
+            try:
+                return await handler(self, request, *args, **kwargs)
+            except JsonBodyError as exc:
+                fields = {} if exc.field is None else {"field": exc.field}
+                return _fail(str(exc), 400, **fields)
 
         return checked
 
@@ -173,8 +175,11 @@ class SessionApis:
             session = await bind_session(request, self.conversations, create=True)
             assert session is not None
             stored = {**session.data.get(GENERATION_PARAMS_KEY, {}), **overrides}
+            check_with_engine(self.params, stored)
             session.data[GENERATION_PARAMS_KEY] = stored
             await session.save()
+        except GenerationParamError as exc:
+            return _fail(str(exc), status_code=400, field=exc.field)
         except StoreError as exc:
             return store_error_response(exc)
         return _ok(generation_params=public_params(merge_params(self.params, stored)))

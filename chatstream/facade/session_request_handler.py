@@ -30,14 +30,27 @@ class HttpSession(Protocol):
     def get_session_id(self) -> str: ...
 
 
+SKIP_SESSION_HEADER_NAME = "X-FastSession-Skip"
+
+
 def session_of(request: Request) -> HttpSession:
+    """The request's HTTP session. An agent that skipped sessions (`X-FastSession-Skip`) has none,
+    and a conversation kept in the session cannot be served without one: that is the client's
+    400, not a server error. A missing session middleware is the server's 500."""
     session = getattr(request.state, "session", None)
-    if session is None:
+    if session is not None:
+        return session
+    callback_message = "unknown_error_occurred,while processing simple session request"
+    if SKIP_SESSION_HEADER_NAME in request.headers:
         raise ChatRequestError(
-            500, "internal_server_error",
-            "no session: add chat_stream.append_middlewares(app) or fastsession's FastSessionMiddleware",
-            callback_message="unknown_error_occurred,while processing simple session request")
-    return session
+            400, "session_required",
+            f"this conversation lives in the HTTP session, and a request with {SKIP_SESSION_HEADER_NAME} has "
+            "none: send the request without that header (keeping the session cookie), or serve agents with a "
+            "request handler that keeps conversations elsewhere", callback_message=callback_message)
+    raise ChatRequestError(
+        500, "internal_server_error",
+        "no session: add chat_stream.append_middlewares(app) or fastsession's FastSessionMiddleware",
+        callback_message=callback_message)
 
 
 class SimpleSessionRequestHandler(AbstractRequestHandler):

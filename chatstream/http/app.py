@@ -23,14 +23,21 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from chatstream.conversations import StoreOptions, days, default_store_url, parse_store_url
 from chatstream.facade.client_roles import API_NAMES
-from chatstream.facade.default_routes import add_cors_middleware, add_session_middleware, register_routes
+from chatstream.facade.default_routes import (
+    add_cors_middleware, add_request_limits, add_session_middleware, register_routes)
+from chatstream.facade.request_limits import DEFAULT_BODY_TIMEOUT_SEC, DEFAULT_MAX_REQUEST_BYTES
 from chatstream.facade.store_handle import StoreHandle
+from chatstream.http.auth import ApiKeyAuth
+from chatstream.http.drain import DEFAULT_SHUTDOWN_TIMEOUT_SEC, Drain, DrainGuard
 from chatstream.http.metrics import Metrics
 from chatstream.http.openai_routes import add_openai_routes
+from chatstream.http.openapi_doc import install_openapi
 from chatstream.http.ops_routes import add_ops_routes
+from chatstream.http.origin_guard import OriginGuard
 from chatstream.http.server_state import ServerState, server_state
 from chatstream.http.session_secret import session_secret
 
@@ -67,6 +74,10 @@ class ServerConfig:
     conversation_store: str | None = None
     conversation_ttl_days: float | None = None
     chat_stream_options: dict[str, Any] = field(default_factory=dict)
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES  # a larger body is a 413
+    body_timeout: float = DEFAULT_BODY_TIMEOUT_SEC  # a body that takes longer to arrive is a 408
+    shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT_SEC  # SIGTERM: how long running streams may go on
+    allowed_hosts: tuple[str, ...] = ()  # Host header values served (empty: any), against DNS rebinding
 
     def store_url(self) -> str:
         return self.conversation_store or default_store_url()
@@ -111,16 +122,22 @@ def build_chat_stream(config: ServerConfig, stores: StoreHandle | None = None) -
     """Load the model and start the engine (blocking: minutes for a large model)."""
     from chatstream.facade.chat_stream import ChatStream
 
-    return ChatStream(model=config.model, tokenizer=config.tokenizer,
-                      chat_prompt_clazz=_chat_prompt_class(config.chat_prompt),
-                      conversation_store=stores if stores is not None else config.store_url(),
-                      **config.chat_stream_options)
+    chat_stream = ChatStream(model=config.model, tokenizer=config.tokenizer,
+                             chat_prompt_clazz=_chat_prompt_class(config.chat_prompt),
+                             conversation_store=stores if stores is not None else config.store_url(),
+                             **config.chat_stream_options)
+    # The library keeps a server's prompts, load and memory private without a role table; this
+    # server guards every route with its one key (`--api-key`), so behind it they are the operator's.
+    chat_stream.client_roles.denied_by_default = ()
+    return chat_stream
 
 
 def create_app(config: ServerConfig | None = None, *,
-               on_ready: Callable[[ChatStream], None] | None = None, **options: Any) -> FastAPI:
+               on_ready: Callable[[ChatStream], None] | None = None,
+               on_failed: Callable[[BaseException], None] | None = None, **options: Any) -> FastAPI:
     """The app; pass a `ServerConfig` or its fields as keywords. `on_ready(chat_stream)` runs once
-    the model is loaded (the CLI prints the URL and the KV cache size there)."""
+    the model is loaded (the CLI prints the URL and the KV cache size there); `on_failed(error)`
+    when it did not load (the CLI exits; an embedding app keeps answering 503 with the reason)."""
     config = config or ServerConfig(**options)
     _chat_prompt_class(config.chat_prompt)  # an unknown preset fails now, not after loading
     store_url = config.store_url()
@@ -134,7 +151,7 @@ def create_app(config: ServerConfig | None = None, *,
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await stores.open()
         logger.info("conversation store: %s", stores.describe())
-        loading = asyncio.ensure_future(_load(config, state, on_ready))
+        loading = asyncio.ensure_future(_load(config, state, on_ready, on_failed))
         try:
             yield
         finally:
@@ -146,24 +163,39 @@ def create_app(config: ServerConfig | None = None, *,
 
     app = FastAPI(title="ChatStream", lifespan=lifespan)
     app.state.server = state
+    state.drain = Drain(config.shutdown_timeout)
+    # Outermost last: drain guard, request limits, trusted hosts, CORS, origin guard, API key, sessions
+    # (so a request without the key never gets a session, and a draining server refuses before all).
     add_session_middleware(app, stores, {"secret_key": session_secret(config.session_secret, store_url)})
+    if config.api_key:
+        app.add_middleware(ApiKeyAuth, api_key=config.api_key)
+    app.add_middleware(OriginGuard, allowed_origins=config.cors_origins)
     if config.cors_origins:
         add_cors_middleware(app, list(config.cors_origins))
+    if config.allowed_hosts:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(config.allowed_hosts))
+    add_request_limits(app, config.max_request_bytes, config.body_timeout)
+    app.add_middleware(DrainGuard, drain=state.drain)
     add_ops_routes(app)
     add_openai_routes(app)
     ui_params = config.web_ui_params or {"welcomeMessage": DEFAULT_WELCOME, "title": f"ChatStream · {state.model_name}"}
     register_routes(app, list(API_NAMES), lambda request: server_state(request).chat_stream,
                     {"web_ui_params": ui_params, "locale": config.locale})
+    install_openapi(app)
     return app
 
 
-async def _load(config: ServerConfig, state: ServerState, on_ready: Callable[[ChatStream], None] | None) -> None:
+async def _load(config: ServerConfig, state: ServerState, on_ready: Callable[[ChatStream], None] | None,
+                on_failed: Callable[[BaseException], None] | None) -> None:
     try:
         chat_stream = await asyncio.get_running_loop().run_in_executor(None, build_chat_stream, config,
                                                                        state.stores)
     except Exception as exc:  # noqa: BLE001 - reported by /health; the server stays up to say so
-        logger.exception("loading the model failed")
+        logger.error("loading the model failed: %s: %s", type(exc).__name__, exc)
+        logger.debug("loading the model failed", exc_info=exc)
         state.load_error = exc
+        if on_failed is not None:
+            on_failed(exc)
         return
     if state.metrics is not None:
         state.metrics.attach(chat_stream.engine, chat_stream.admission)

@@ -1,73 +1,42 @@
-"""The OpenAI-compatible wire format: request models, response shapes and the error type.
+"""The OpenAI-compatible request models of `/v1/chat/completions` and `/v1/completions`.
 
-This module owns what crosses the wire for `/v1/chat/completions` and `/v1/completions`:
-- `ChatCompletionRequest` / `CompletionRequest`, pydantic models that parse a request body and
-  convert themselves to `SamplingParams` (`to_sampling_params`);
-- builders for the response dicts, in OpenAI's exact shapes (`chat.completion`,
-  `chat.completion.chunk`, `text_completion`, `usage`);
-- `OpenAIError`, raised anywhere below the route and answered as
-  `{"error": {"message", "type", "param", "code"}}` with its HTTP status.
+This module owns what a request may say and how it becomes engine settings:
+`ChatCompletionRequest` / `CompletionRequest` parse a body and convert themselves to
+`SamplingParams` (`to_sampling_params`). Answers are built in `chatstream.http.openai.choices`.
 
-Unknown request fields are ignored (clients send vendor extras), but fields whose meaning we
-cannot honour (logprobs, tools, suffix, echo, ...) are refused with a 400 rather than silently
-dropped, so a caller never gets an answer that ignored part of its request.
+The field policy (the README's table lists every field): OpenAI's fields and vLLM's extras
+(`top_k`, `min_p`, `repetition_penalty`, `min_tokens`, `ignore_eos`, `stop_token_ids`,
+`skip_special_tokens`, `include_stop_str_in_output`, `structured_outputs`, `prompt_logprobs`, ...)
+are honoured on both endpoints, streaming or not; fields OpenAI accepts without any effect on the
+answer (`user`, `metadata`, `store`, `service_tier`, ...) are accepted and ignored; a known field
+we cannot honour is a 400 naming it when it asks for anything (`audio`, `prediction`,
+`use_beam_search`, ...); an unknown field is a 400, as OpenAI answers "Unrecognized request
+argument supplied".
 """
 
 from __future__ import annotations
 
 import json
-import time
-import uuid
-from typing import Any, Literal
+from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from chatstream.engine.outputs import RequestDelta
-from chatstream.engine.sampling_params import SamplingParams
+from chatstream.engine.sampling_params import MAX_LOGPROBS, SamplingParams
+from chatstream.engine.structured_output import StructuredOutput
+from chatstream.http.openai.messages import ChatMessage
+from chatstream.http.openai.structured import StructuredFields
+from chatstream.http.openai.tools import NamedToolChoice, ToolChoice, ToolDefinition
+from chatstream.http.openai.wire import OpenAIError, WireModel, unsupported
 
 MAX_PROMPTS = 32  # prompts in one /v1/completions request (each gets n choices)
+MAX_COMPLETION_LOGPROBS = 5  # completions' legacy `logprobs`, as OpenAI allows
 
 
-class OpenAIError(Exception):
-    """An error answered in OpenAI's shape; `headers` go on the HTTP response (e.g. Retry-After)."""
-
-    def __init__(self, status_code: int, message: str, type: str = "invalid_request_error",
-                 param: str | None = None, code: str | None = None,
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status_code, self.message, self.type, self.param, self.code = status_code, message, type, param, code
-        self.headers = headers or {}
-
-    def body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
-
-
-# -- requests ----------------------------------------------------------------------------------
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="ignore")  # see the module docstring
-
-
-class TextPart(_Model):
-    type: Literal["text"]
-    text: str
-
-
-class ChatMessage(_Model):
-    # "developer" is OpenAI's newer name for the system role; templates only know "system".
-    role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart]
-    name: str | None = None
-
-    def as_template_message(self) -> dict[str, str]:
-        content = self.content if isinstance(self.content, str) else "\n".join(p.text for p in self.content)
-        return {"role": "system" if self.role == "developer" else self.role, "content": content}
-
-
-class StreamOptions(_Model):
+class StreamOptions(WireModel):
     include_usage: bool = False
 
 
-class _SamplingRequest(_Model):
+class _SamplingRequest(StructuredFields):
     """The fields both endpoints share, and their conversion to `SamplingParams`."""
 
     model: str | None = None
@@ -80,13 +49,35 @@ class _SamplingRequest(_Model):
     frequency_penalty: float | None = None
     stream: bool = False
     stream_options: StreamOptions | None = None
-    user: str | None = None
     logit_bias: dict[str, float] | None = None
-    # Extras that OpenAI lacks but local servers commonly accept.
+    # vLLM's extras, honoured.
     top_k: int | None = None
     min_p: float | None = None
     repetition_penalty: float | None = None
-    ignore_eos: bool | None = None  # vLLM's extra: generate max_tokens even past EOS (benchmarks use it)
+    min_tokens: int | None = None
+    ignore_eos: bool | None = None
+    stop_token_ids: list[int] | None = None
+    skip_special_tokens: bool | None = None
+    include_stop_str_in_output: bool | None = None
+    # Accepted and ignored, as OpenAI does: they change nothing in the answer.
+    user: str | None = None
+    metadata: dict[str, Any] | None = None
+    store: bool | None = None
+    service_tier: str | None = None
+    safety_identifier: str | None = None
+    prompt_cache_key: str | None = None
+    # Known, not honoured: a 400 when they ask for anything (see `_check_supported`).
+    use_beam_search: bool | None = None
+    length_penalty: float | None = None
+    allowed_token_ids: list[int] | None = None
+    bad_words: list[str] | None = None
+    truncate_prompt_tokens: int | None = None
+    logits_processors: list[Any] | None = None
+    return_tokens_as_token_ids: bool | None = None
+    # field -> the values that ask for nothing (None always does)
+    _NOT_HONOURED: ClassVar[dict[str, tuple[Any, ...]]] = {
+        "use_beam_search": (False,), "length_penalty": (1.0,), "allowed_token_ids": (), "bad_words": ((), []),
+        "truncate_prompt_tokens": (), "logits_processors": ((), []), "return_tokens_as_token_ids": (False,)}
 
     @property
     def include_usage(self) -> bool:
@@ -97,15 +88,23 @@ class _SamplingRequest(_Model):
         raise NotImplementedError
 
     def _check_supported(self) -> None:
-        if self.logit_bias:
-            raise _unsupported("logit_bias")
+        for name, harmless in self._NOT_HONOURED.items():
+            value = getattr(self, name)
+            if value is not None and value not in harmless:
+                raise unsupported(name)
+
+    def _logprobs(self) -> tuple[int | None, int | None]:
+        """(logprobs, prompt_logprobs) for `SamplingParams`."""
+        return None, None
 
     def to_sampling_params(self, default_max_tokens: int | None, max_room: int | None = None,
-                           stop_token_ids: list[int] | None = None) -> SamplingParams:
+                           stop_token_ids: list[int] | None = None,
+                           structured_output: StructuredOutput | None = None) -> SamplingParams:
         """The request's `SamplingParams`; raises `OpenAIError` (400) naming the bad field.
 
         `default_max_tokens` applies when the request gives none; `max_room` (the context left
         after the prompt) caps it, because asking for more than fits is clamped, not refused.
+        `stop_token_ids` (the server's end-of-turn ids) join the request's own.
         """
         self._check_supported()
         max_tokens, max_tokens_field = self._requested_max_tokens()
@@ -113,11 +112,17 @@ class _SamplingRequest(_Model):
             max_tokens = default_max_tokens
         if max_tokens is not None and max_room is not None and max_tokens > max_room:
             max_tokens = max_room
+        logprobs, prompt_logprobs = self._logprobs()
+        stops = list(stop_token_ids or []) + [t for t in self.stop_token_ids or [] if t not in (stop_token_ids or [])]
         values: dict[str, Any] = {
             "max_tokens": max_tokens, "temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k,
-            "min_p": self.min_p, "seed": self.seed, "stop": self.stop, "stop_token_ids": stop_token_ids,
+            "min_p": self.min_p, "seed": self.seed, "stop": self.stop, "stop_token_ids": stops or None,
             "presence_penalty": self.presence_penalty, "frequency_penalty": self.frequency_penalty,
-            "repetition_penalty": self.repetition_penalty, "ignore_eos": self.ignore_eos,
+            "repetition_penalty": self.repetition_penalty, "min_tokens": self.min_tokens, "ignore_eos": self.ignore_eos,
+            "skip_special_tokens": self.skip_special_tokens,
+            "include_stop_str_in_output": self.include_stop_str_in_output, "logprobs": logprobs,
+            "prompt_logprobs": prompt_logprobs, "logit_bias": self._logit_bias(),
+            "structured_output": structured_output,
         }
         try:
             return SamplingParams(**{k: v for k, v in values.items() if v is not None})
@@ -127,20 +132,45 @@ class _SamplingRequest(_Model):
             param = message.split(" ", 1)[0]
             raise OpenAIError(400, message, param=param if param in type(self).model_fields else None) from exc
 
-
-def _unsupported(field: str) -> OpenAIError:
-    return OpenAIError(400, f"{field} is not supported by this server", param=field, code="unsupported_parameter")
+    def _logit_bias(self) -> dict[int, float] | None:
+        if not self.logit_bias:
+            return None
+        try:
+            return {int(token): value for token, value in self.logit_bias.items()}
+        except ValueError:
+            raise OpenAIError(400, "logit_bias keys must be token ids (integers as strings)",
+                              param="logit_bias") from None
 
 
 class ChatCompletionRequest(_SamplingRequest):
     messages: list[ChatMessage] = Field(min_length=1)
     max_tokens: int | None = None
     max_completion_tokens: int | None = None
-    logprobs: bool | None = None
-    top_logprobs: int | None = None
-    tools: list[Any] | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = Field(None, ge=0, le=MAX_LOGPROBS)
+    tools: list[ToolDefinition] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    # vLLM's chat extras, honoured.
+    chat_template_kwargs: dict[str, Any] | None = None
+    add_generation_prompt: bool = True
+    continue_final_message: bool = False
+    # Known, not honoured.
+    audio: dict[str, Any] | None = None
+    modalities: list[str] | None = None
+    prediction: dict[str, Any] | None = None
+    web_search_options: dict[str, Any] | None = None
     functions: list[Any] | None = None
-    response_format: dict[str, Any] | None = None
+    function_call: Any = None
+    reasoning_effort: str | None = None
+    verbosity: str | None = None
+    echo: bool | None = None
+    documents: list[Any] | None = None
+    chat_template: str | None = None
+    _NOT_HONOURED: ClassVar[dict[str, tuple[Any, ...]]] = {
+        **_SamplingRequest._NOT_HONOURED, "audio": (), "modalities": (["text"],), "prediction": (),
+        "web_search_options": (), "functions": ((), []), "function_call": (), "reasoning_effort": (),
+        "verbosity": (), "echo": (False,), "documents": ((), []), "chat_template": ()}
 
     def _requested_max_tokens(self) -> tuple[int | None, str]:
         # max_completion_tokens is OpenAI's current name; max_tokens is kept for older clients.
@@ -150,41 +180,55 @@ class ChatCompletionRequest(_SamplingRequest):
 
     def _check_supported(self) -> None:
         super()._check_supported()
-        if self.logprobs:
-            raise _unsupported("logprobs")
-        if self.top_logprobs:
-            raise _unsupported("top_logprobs")
-        for field in ("tools", "functions"):
-            if getattr(self, field):
-                raise _unsupported(field)
-        if self.response_format and self.response_format.get("type", "text") != "text":
-            raise _unsupported("response_format")
+        if self.top_logprobs is not None and not self.logprobs:
+            raise OpenAIError(400, "top_logprobs needs logprobs to be true", param="top_logprobs")
+        if self.continue_final_message and self.add_generation_prompt:
+            raise OpenAIError(400, "continue_final_message needs add_generation_prompt to be false",
+                              param="continue_final_message")
 
-    def template_messages(self) -> list[dict[str, str]]:
+    def _logprobs(self) -> tuple[int | None, int | None]:
+        return (self.top_logprobs or 0) if self.logprobs else None, None
+
+    @property
+    def named_tool(self) -> str | None:
+        return self.tool_choice.function.name if isinstance(self.tool_choice, NamedToolChoice) else None
+
+    def template_messages(self) -> list[dict[str, Any]]:
         return [message.as_template_message() for message in self.messages]
 
 
 class CompletionRequest(_SamplingRequest):
     prompt: str | list[str] | list[int] | list[list[int]]
-    max_tokens: int | None = 16
+    max_tokens: int | None = Field(16, ge=0)
     echo: bool = False
+    logprobs: int | None = Field(None, ge=0, le=MAX_COMPLETION_LOGPROBS)
+    prompt_logprobs: int | None = Field(None, ge=0, le=MAX_LOGPROBS)  # vLLM's extra
+    add_special_tokens: bool = True  # vLLM's extra
+    # Known, not honoured.
     suffix: str | None = None
     best_of: int | None = None
-    logprobs: int | None = None
+    _NOT_HONOURED: ClassVar[dict[str, tuple[Any, ...]]] = {**_SamplingRequest._NOT_HONOURED, "suffix": ("",)}
+
+    @property
+    def keeps_output(self) -> bool:
+        """False for `max_tokens: 0` with `echo`: the prompt alone is the answer (one token runs, unseen)."""
+        return self.max_tokens != 0
 
     def _requested_max_tokens(self) -> tuple[int | None, str]:
-        return self.max_tokens, "max_tokens"
+        return (1 if self.max_tokens == 0 else self.max_tokens), "max_tokens"
 
     def _check_supported(self) -> None:
         super()._check_supported()
-        if self.echo:
-            raise _unsupported("echo")
-        if self.suffix:
-            raise _unsupported("suffix")
-        if self.logprobs is not None:
-            raise _unsupported("logprobs")
+        if self.max_tokens == 0 and not self.echo:
+            raise OpenAIError(400, "max_tokens must be at least 1 (0 is allowed only with echo)", param="max_tokens")
         if self.best_of is not None and self.best_of != self.n:
-            raise _unsupported("best_of")
+            raise unsupported("best_of", "it must equal n")
+
+    def _logprobs(self) -> tuple[int | None, int | None]:
+        prompt = self.prompt_logprobs
+        if self.echo and self.logprobs is not None:
+            prompt = max(prompt or 0, self.logprobs)  # the echoed prompt shows its log-probs too
+        return self.logprobs, prompt
 
     def prompts(self) -> list[str | list[int]]:
         """The prompts, each a text or a list of token ids; raises a 400 for an empty or huge list."""
@@ -203,89 +247,7 @@ class CompletionRequest(_SamplingRequest):
         return prompts
 
 
-# -- responses ---------------------------------------------------------------------------------
-def new_id(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex}"
-
-
-def now() -> int:
-    return int(time.time())
-
-
-def usage(prompt_tokens: int, completion_tokens: int, cached_tokens: int) -> dict[str, Any]:
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-            "prompt_tokens_details": {"cached_tokens": cached_tokens}}
-
-
-class Choices:
-    """One answer's choices as they grow; choice i answers prompt i // n.
-
-    `close()` ends the open ones as "abort" (the client left or generation failed).
-    """
-
-    def __init__(self, prompt_lengths: list[int], n: int) -> None:
-        self.prompt_lengths, self.n = prompt_lengths, n
-        total = len(prompt_lengths) * n
-        self.texts: list[list[str]] = [[] for _ in range(total)]
-        self.finish_reasons: list[str | None] = [None] * total
-        self.num_output_tokens, self.num_cached_tokens = [0] * total, [0] * total
-
-    def add(self, index: int, delta: RequestDelta) -> None:
-        self.texts[index].append(delta.new_text)
-        self.num_output_tokens[index] = delta.num_output_tokens
-        self.num_cached_tokens[index] = delta.num_cached_tokens
-        if delta.finished:
-            self.finish_reasons[index] = delta.finish_reason or "stop"
-
-    def close(self) -> None:
-        for index, reason in enumerate(self.finish_reasons):
-            if reason is None:
-                self.finish_reasons[index] = "abort"
-
-    def usage(self) -> dict[str, Any]:
-        # A prompt counts once however many choices share it, as OpenAI does; its cached part is
-        # what every one of its choices found in the prefix cache.
-        n = self.n
-        cached = sum(min(self.num_cached_tokens[k * n:(k + 1) * n]) for k in range(len(self.prompt_lengths)))
-        return usage(sum(self.prompt_lengths), sum(self.num_output_tokens), cached)
-
-    def chat_completion(self, id: str, created: int, model: str) -> dict[str, Any]:
-        choices = [{"index": i, "message": {"role": "assistant", "content": "".join(parts), "refusal": None},
-                    "logprobs": None, "finish_reason": self.finish_reasons[i]} for i, parts in enumerate(self.texts)]
-        return {"id": id, "object": "chat.completion", "created": created, "model": model,
-                "choices": choices, "usage": self.usage()}
-
-    def text_completion(self, id: str, created: int, model: str) -> dict[str, Any]:
-        choices = [text_choice(i, "".join(parts), self.finish_reasons[i]) for i, parts in enumerate(self.texts)]
-        return text_completion(id, created, model, choices, self.usage())
-
-
-def chat_chunk(id: str, created: int, model: str, choices: list[dict[str, Any]],
-               include_usage: bool, usage_: dict[str, Any] | None = None) -> dict[str, Any]:
-    chunk = {"id": id, "object": "chat.completion.chunk", "created": created, "model": model, "choices": choices}
-    if include_usage:  # OpenAI sends "usage": null on every chunk but the last when usage is asked for
-        chunk["usage"] = usage_
-    return chunk
-
-
-def chat_chunk_choice(index: int, delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
-    return {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-
-
-def text_completion(id: str, created: int, model: str, choices: list[dict[str, Any]],
-                    usage_: dict[str, Any] | None, include_usage: bool = True) -> dict[str, Any]:
-    """A `text_completion` object: the whole response, or (streaming) one chunk of it."""
-    body = {"id": id, "object": "text_completion", "created": created, "model": model, "choices": choices}
-    if include_usage:
-        body["usage"] = usage_
-    return body
-
-
-def text_choice(index: int, text: str, finish_reason: str | None) -> dict[str, Any]:
-    return {"index": index, "text": text, "logprobs": None, "finish_reason": finish_reason}
-
-
+# -- answers -----------------------------------------------------------------------------------
 DONE_EVENT = "data: [DONE]\n\n"  # ends every stream
 
 
@@ -294,5 +256,13 @@ def sse(payload: dict[str, Any]) -> str:
     return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
 
-def model_list(model: str, created: int) -> dict[str, Any]:
-    return {"object": "list", "data": [{"id": model, "object": "model", "created": created, "owned_by": "chatstream"}]}
+def model_card(model: str, created: int, max_model_len: int | None = None) -> dict[str, Any]:
+    """One model as /v1/models shows it; `max_model_len` (vLLM's field) when the engine is loaded."""
+    card: dict[str, Any] = {"id": model, "object": "model", "created": created, "owned_by": "chatstream"}
+    if max_model_len is not None:
+        card["max_model_len"] = max_model_len
+    return card
+
+
+def model_list(model: str, created: int, max_model_len: int | None = None) -> dict[str, Any]:
+    return {"object": "list", "data": [model_card(model, created, max_model_len)]}

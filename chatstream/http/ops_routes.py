@@ -3,7 +3,8 @@
 Both read `ServerState` (on `app.state.server`) per request and never wait for the model:
 
 - `/health` is 200 only when the engine is serving; 503 while the model loads, after it failed to
-  load, or after the engine thread died, so a load balancer takes the instance out of rotation.
+  load, after the engine thread died (with why: the engine's `dead_reason`), or while the server
+  drains at shutdown (`"status": "draining"`), so a load balancer takes the instance out of rotation.
 - `/metrics` is the Prometheus text of `ServerState.metrics` and answers 200 in every state, so a
   scraper sees a loading or dead server instead of a gap. The app calls `metrics.attach(...)`
   once the model is ready; until then only the latency histograms and the metric names are there. It is 404 when metrics are not enabled.
@@ -25,9 +26,10 @@ MAX_ERROR_CHARS = 300  # enough to recognise the failure; the full traceback is 
 
 
 def _short_error(exc: BaseException | None, fallback: str) -> str:
-    if exc is None:
-        return fallback
-    text = f"{type(exc).__name__}: {exc}"
+    return fallback if exc is None else _shorten(f"{type(exc).__name__}: {exc}")
+
+
+def _shorten(text: str) -> str:
     return text if len(text) <= MAX_ERROR_CHARS else text[:MAX_ERROR_CHARS - 3] + "..."
 
 
@@ -40,8 +42,10 @@ def health_body(state: ServerState) -> tuple[dict[str, Any], int]:
     if status == "failed":
         body["error"] = _short_error(state.load_error, "the model failed to load")
     elif status == "dead":
-        engine_error = state.serving.engine_error if state.serving is not None else None
-        body["error"] = _short_error(engine_error, "the engine is not running")
+        reason = state.serving.dead_reason if state.serving is not None else None
+        body["error"] = _shorten(reason or "the engine is not running")
+    elif status == "draining":
+        body["detail"] = "the server is shutting down: running requests finish, new ones are refused"
     return body, 503
 
 

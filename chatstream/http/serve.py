@@ -11,10 +11,17 @@ json` makes every line of the server JSON, uvicorn's included.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
+import os
+import socket
+import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from chatstream.facade.request_limits import DEFAULT_BODY_TIMEOUT_SEC, DEFAULT_MAX_REQUEST_BYTES
+from chatstream.http.connection_limits import DEFAULT_HEADER_TIMEOUT_SEC
+from chatstream.http.drain import DEFAULT_SHUTDOWN_TIMEOUT_SEC
 from chatstream.http.metrics_vllm import METRIC_NAME_SETS
 from chatstream.startup import StartupPhase, log_ready
 
@@ -24,6 +31,7 @@ if TYPE_CHECKING:
 
 GIB = 1024 ** 3
 logger = logging.getLogger("chatstream.serve")
+API_KEY_ENV = "CHATSTREAM_API_KEY"
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,7 +67,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-prefix-caching", action="store_true", help="do not share KV blocks of equal prefixes")
     parser.add_argument("--no-warmup", action="store_true",
                         help="skip the warm-up request at start-up (the first user then pays its cost)")
-    parser.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on /v1")
+    parser.add_argument("--api-key", default=os.environ.get(API_KEY_ENV) or None,
+                        help=f"require this key on every route but /health ('Authorization: Bearer KEY', or the "
+                             f"page's login form); default: ${API_KEY_ENV}")
     parser.add_argument("--conversation-store", default=None, metavar="URL",
                         help="where conversations and sessions are kept: sqlite:///PATH, redis://HOST:PORT/DB or "
                              "memory (default: an SQLite file in the user's data directory)")
@@ -71,6 +81,17 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--session-secret", default=None,
                         help="key that signs session cookies (default: $CHATSTREAM_SESSION_SECRET, else one kept "
                              "in the user's data directory; servers sharing a store need the same)")
+    parser.add_argument("--max-request-bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES,
+                        help="largest request body; a larger one is a 413 (default: 4 MiB)")
+    parser.add_argument("--body-timeout", type=float, default=DEFAULT_BODY_TIMEOUT_SEC,
+                        help="seconds a request body may take to arrive; then 408")
+    parser.add_argument("--header-timeout", type=float, default=DEFAULT_HEADER_TIMEOUT_SEC,
+                        help="seconds a request head may take to arrive; then the connection is closed")
+    parser.add_argument("--shutdown-timeout", type=float, default=DEFAULT_SHUTDOWN_TIMEOUT_SEC,
+                        help="on SIGTERM, seconds running requests may go on before their streams are cut")
+    parser.add_argument("--allowed-host", action="append", default=None,
+                        help="Host header value to serve (repeatable; default: the loopback names when bound to "
+                             "a loopback address, else any)")
     parser.add_argument("--locale", default=None, choices=("en", "ja"),
                         help="language of the web page (default: the browser's language)")
     parser.add_argument("--cors-origin", action="append", default=[], help="allowed origin (repeatable)")
@@ -108,7 +129,49 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
                         api_key=args.api_key, cors_origins=tuple(args.cors_origin), locale=args.locale,
                         metrics_names=args.metrics_names, conversation_store=args.conversation_store,
                         conversation_ttl_days=args.conversation_ttl, session_secret=args.session_secret,
-                        chat_stream_options=options)
+                        chat_stream_options=options, max_request_bytes=args.max_request_bytes,
+                        body_timeout=args.body_timeout, shutdown_timeout=args.shutdown_timeout,
+                        allowed_hosts=allowed_hosts(args.host, args.allowed_host))
+
+
+def allowed_hosts(bind_host: str, given: list[str] | None) -> tuple[str, ...]:
+    """The Host header values to serve: the given ones; else, bound to loopback, the loopback names
+    (a web page whose name resolves to 127.0.0.1 then cannot read this server: DNS rebinding);
+    else any."""
+    if given:
+        return tuple(given)
+    try:
+        loopback = ipaddress.ip_address(bind_host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = bind_host == "localhost"
+    return ("localhost", "127.0.0.1", "::1", "[::1]") if loopback else ()
+
+
+def model_problem(model: str) -> str | None:
+    """Why `--model` cannot be loaded, when that is plain before loading: a path that does not exist.
+    (A hub id, `org/name`, is left to the loader.)"""
+    if model.lower() == "smollm2" or os.path.exists(os.path.expanduser(model)):
+        return None
+    looks_like_path = (model.startswith(("/", ".", "~")) or model.count("/") != 1 or model.endswith("/")
+                       or os.sep != "/" and os.sep in model)
+    if looks_like_path:
+        return f"--model {model!r}: no such file or directory"
+    return None
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """The listening socket, bound before the model loads, so a taken port fails at once."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host.strip("[]"), port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
 
 
 def startup_report(chat_stream: ChatStream, url: str, model_name: str) -> str:
@@ -135,11 +198,20 @@ def _seconds_since_process_start() -> float:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    """Serve until SIGTERM/SIGINT (which drains, see `chatstream.http.drain`); exit status 1, with
+    one line on stderr, when the server cannot start: a model path that does not exist, a port
+    that is taken (both found before the model loads), a model that fails to load."""
+    problem = model_problem(args.model)
+    if problem is not None:
+        print(f"ChatStream: cannot start: {problem}", file=sys.stderr, flush=True)
+        return 1
     with StartupPhase("import", "importing torch, transformers and the server"):
         import uvicorn
 
         from chatstream.commands.logging_setup import quiet_library_bars
         from chatstream.http.app import create_app
+        from chatstream.http.connection_limits import header_timeout_protocol
+        from chatstream.http.drain import DrainingServer
 
     quiet_library_bars()
     config = config_from_args(args)
@@ -149,17 +221,39 @@ def run_serve(args: argparse.Namespace) -> int:
         parse_store_url(config.store_url())  # a bad URL stops here, before the model loads
     except StoreConfigError as exc:
         raise SystemExit(f"chatstream serve: {exc}") from None
-    url = f"http://{args.host}:{args.port}"
+    try:
+        sock = bind_socket(args.host, args.port)
+    except OSError as exc:
+        print(f"ChatStream: cannot start: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}",
+              file=sys.stderr, flush=True)
+        return 1
+    url = f"http://{args.host}:{sock.getsockname()[1]}"
     model_name = config.served_model_name()
+    server: DrainingServer | None = None
+    failure: list[BaseException] = []
 
     def on_ready(chat_stream: ChatStream) -> None:
         log_ready(f"serving {model_name} on {url}", _seconds_since_process_start())
         logger.info("%s", startup_report(chat_stream, url, model_name))
 
-    app = create_app(config, on_ready=on_ready)
+    def on_failed(exc: BaseException) -> None:
+        failure.append(exc)
+        print(f"ChatStream: cannot start: the model {args.model!r} did not load: {type(exc).__name__}: {exc}",
+              file=sys.stderr, flush=True)
+        if server is not None:
+            server.should_exit = True
+
+    app = create_app(config, on_ready=on_ready, on_failed=on_failed)
     logger.info("ChatStream: loading %s ... (the API answers 503 until it is ready); conversations in %s",
                 model_name, redacted(config.store_url()))
+    level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
     # log_config=None: uvicorn's records go through the process's one handler (text or JSON).
-    uvicorn.run(app, host=args.host, port=args.port, log_config=None, log_level=logging.getLevelName(
-        logging.getLogger().getEffectiveLevel()).lower(), timeout_graceful_shutdown=5)
-    return 0
+    uvicorn_config = uvicorn.Config(app, log_config=None, log_level=level,
+                                    http=header_timeout_protocol(args.header_timeout),
+                                    timeout_keep_alive=5, timeout_graceful_shutdown=5)
+    server = DrainingServer(uvicorn_config, app.state.server.drain)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+    return 1 if failure else 0

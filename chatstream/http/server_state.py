@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 
+from chatstream.http.drain import Drain
 from chatstream.http.openai_serving import OpenAIServing
 from chatstream.http.serving_context import ServingContext
 
@@ -26,10 +27,11 @@ if TYPE_CHECKING:
 
 @dataclass
 class ServerState:
-    """model_name: the id clients use. api_key: required on /v1 when set. metrics: the
-    Prometheus metrics (None: /metrics is 404). created: the /v1/models timestamp, fixed per app.
-    serving / openai: set by `set_ready` once the model is loaded. load_error: why it did not load.
-    stores: the conversation store (opened and closed by the app's lifespan)."""
+    """model_name: the id clients use. api_key: required on every route but /health when set.
+    metrics: the Prometheus metrics (None: /metrics is 404). created: the /v1/models timestamp,
+    fixed per app. serving / openai: set by `set_ready` once the model is loaded. load_error: why
+    it did not load. stores: the conversation store (opened and closed by the app's lifespan).
+    drain: the shutdown state (`chatstream.http.drain`)."""
 
     model_name: str
     api_key: str | None = None
@@ -39,6 +41,7 @@ class ServerState:
     openai: OpenAIServing | None = None
     load_error: BaseException | None = None
     stores: StoreHandle | None = None
+    drain: Drain = field(default_factory=Drain)
 
     def set_ready(self, chat_stream: ChatStream) -> ServingContext:
         """The model is loaded: from now on both APIs serve `chat_stream`'s engine."""
@@ -56,7 +59,10 @@ class ServerState:
 
     @property
     def status(self) -> str:
-        """"ready", "loading", "failed" (the model did not load) or "dead" (the engine thread died)."""
+        """"ready", "loading", "failed" (the model did not load), "dead" (the engine thread died) or
+        "draining" (shutting down: running requests finish, new ones are refused)."""
+        if self.drain.draining:
+            return "draining"
         if self.load_error is not None:
             return "failed"
         if self.serving is None:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from chatstream.engine.engine_client import EngineClient
     from chatstream.facade.admission import Admission
     from chatstream.facade.chat_stream import ChatStream
+    from chatstream.facade.offload import Offload
 
 
 class QueueTimeObserver(Protocol):
@@ -43,13 +44,14 @@ class ServingContext:
     retry_after_sec: int
     chat_stream: ChatStream | None = None
     metrics: QueueTimeObserver | None = None
+    offload: Offload | None = None  # where big prompts are tokenized (None: inline)
 
     @classmethod
     def of(cls, chat_stream: ChatStream, model_name: str,
            metrics: QueueTimeObserver | None = None) -> ServingContext:
         return cls(model_name=model_name, engine=chat_stream.engine, tokenizer=chat_stream.tokenizer,
                    admission=chat_stream.admission, retry_after_sec=chat_stream.retry_after_sec,
-                   chat_stream=chat_stream, metrics=metrics)
+                   chat_stream=chat_stream, metrics=metrics, offload=chat_stream.offload)
 
     @property
     def is_ready(self) -> bool:
@@ -59,3 +61,8 @@ class ServingContext:
     @property
     def engine_error(self) -> BaseException | None:
         return None if self.engine is None else self.engine.error
+
+    @property
+    def dead_reason(self) -> str | None:
+        """None while the engine serves; else why it stopped, in one line."""
+        return None if self.engine is None else self.engine.dead_reason

@@ -73,6 +73,8 @@ class ReplayRunner:
 
     def admit(self, request: Request) -> None:
         """Follow the recorded request with this prompt; raises ReplayDivergence when there is none."""
+        if request.params.prompt_logprobs is not None:
+            raise ValueError("prompt_logprobs needs the model's logits for the prompt, which a recording lacks")
         recorded = self.matcher.match(request.request_id, request.prompt_token_ids, request.params)
         request.max_tokens = min(request.max_tokens, len(recorded.output_token_ids))
         self._followed[request] = recorded

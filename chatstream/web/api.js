@@ -53,18 +53,25 @@ export class ChatApi {
   /** `options`: the page options (developMode, and the original's endpoint names). */
   constructor(options = {}) {
     this.credentials = options.developMode ? "include" : "same-origin";
+    this.loginOnUnauthorized = options.loginOnUnauthorized !== false;
     this.endpoints = Object.assign({}, DEFAULT_ENDPOINTS);
     if (options.streamEndpoint) this.endpoints.stream = options.streamEndpoint;
     if (options.clearContextEndpoint) this.endpoints.clearContext = options.clearContextEndpoint;
   }
 
   async fetch(endpoint, init = {}) {
+    let resp;
     try {
-      return await fetch(endpoint, Object.assign({ credentials: this.credentials, cache: "no-store" }, init));
+      resp = await fetch(endpoint, Object.assign({ credentials: this.credentials, cache: "no-store" }, init));
     } catch (e) {
       if (e && e.name === "AbortError") throw e;
       throw new ApiError(0, e && e.message ? e.message : String(e));
     }
+    // A server with an API key answers 401 without its login cookie: go and log in, then come back.
+    if (resp.status === 401 && this.loginOnUnauthorized) {
+      window.location.assign("login?next=" + encodeURIComponent(window.location.pathname + window.location.search));
+    }
+    return resp;
   }
 
   /** POST JSON; resolves with the Response whatever its status (the reply stream needs that). */
@@ -126,6 +133,16 @@ export class ChatApi {
   updateConversation(id, fields) {
     const headers = { "Content-Type": "application/json" };
     return this.json(this.conversationUrl(id), { method: "PATCH", headers, body: JSON.stringify(fields) });
+  }
+
+  /** The export's URL (a download: the server sends it as an attachment). */
+  exportUrl(id) { return this.conversationUrl(id, "/export"); }
+
+  /** A new conversation with the messages before user message `beforeMessageId` (edit and resend). */
+  forkConversation(id, beforeMessageId, title = null) {
+    const body = { before_message_id: beforeMessageId };
+    if (title !== null) body.title = title;
+    return this.postJson(this.conversationUrl(id, "/fork"), body);
   }
 
   async deleteConversation(id) {

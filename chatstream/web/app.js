@@ -3,11 +3,13 @@
 // reload), switches between the session's conversations (sidebar.js), and keeps the view state:
 // which buttons show, and where focus is. Focus never drops to <body>: when the focused control
 // goes away (hidden, disabled, removed), Stop takes it while a reply streams, the message box
-// otherwise. Turns themselves (send, Regenerate, Stop, retries) are run by turns.js.
+// otherwise. Turns themselves (send, Regenerate, Stop, retries) are run by turns.js, edit and
+// resend by edit.js.
 
 import { ChatApi } from "./api.js";
 import { Composer } from "./composer.js";
 import { SessionConversation, StoredConversation, historyItems, openConversation } from "./conversation.js";
+import { MessageEditor } from "./edit.js";
 import { chooseLocale, createTranslator, translatePage } from "./i18n.js";
 import { placeIcons } from "./icons.js";
 import { waitUntilReady } from "./loading.js";
@@ -47,7 +49,7 @@ export class ChatApp {
       settingsToggle: $("cs-settings-toggle"),
     };
     this.messages = new MessageList($("cs-messages"), $("cs-jump"), t, this.style, {
-      onFeedback: (view, isLike) => this.sendFeedback(view, isLike),
+      onFeedback: (view, isLike) => this.sendFeedback(view, isLike), editor: new MessageEditor(this),
     });
     this.notice = new NoticeArea($("cs-notice"));
     this.composer = new Composer($("cs-composer"), $("cs-input"), $("cs-send"), (text) => this.turns.send(text));

@@ -17,6 +17,8 @@ const PATHS = {
   user: ["fill", "M12 4a4 4 0 1 1 0 8 4 4 0 0 1 0-8zM4 21c0-4.4 3.6-7 8-7s8 2.6 8 7z"],
   conversations: ["stroke", "M4 6h16M4 12h16M4 18h16"],
   rename: ["stroke", "M4 20h4L19 9l-4-4L4 16zM13 7l4 4"],
+  download: ["stroke", "M12 4v11M7 10l5 5 5-5M5 20h14"],
+  edit: ["stroke", "M4 20h4L19 9l-4-4L4 16z"],
   trash: ["stroke", "M4 7h16M9 7V4h6v3M6 7l1 13h10l1-13M10 11v6M14 11v6"],
 };
 

@@ -9,7 +9,8 @@ import { icon } from "./icons.js";
 import { ReplyView } from "./reply_view.js";
 
 export class MessageList {
-  /** `style`: the original's style_opts (icons); `hooks`: passed to every ReplyView. */
+  /** `style`: the original's style_opts (icons); `hooks`: passed to every ReplyView; its
+   * `editor` (a MessageEditor) gives user messages their Edit button. */
   constructor(container, jumpButton, t, style, hooks) {
     this.container = container;
     this.jump = jumpButton;
@@ -81,10 +82,22 @@ export class MessageList {
     return box;
   }
 
-  /** A user message; user text is shown as typed (textContent), never as Markdown. */
+  /** A user message; user text is shown as typed (textContent), never as Markdown. In a stored
+   * conversation it has an Edit button (edit and resend, see edit.js). */
   addUser(text) {
     const msg = this.message("user");
     msg.querySelector(".cs-content").textContent = text;
+    const editor = this.hooks.editor;
+    if (editor && editor.canEdit) {
+      const edit = document.createElement("button");
+      edit.type = "button";
+      edit.className = "cs-tool cs-edit";
+      edit.setAttribute("aria-label", this.t("editMessage"));
+      edit.title = this.t("editMessage");
+      edit.appendChild(icon("edit"));
+      edit.addEventListener("click", () => editor.open(msg, edit));
+      msg.appendChild(edit);
+    }
     this.container.appendChild(msg);
     this.scrollToEnd(true);
     return msg;

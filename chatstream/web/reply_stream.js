@@ -9,15 +9,20 @@
 import { errorFromResponse } from "./api.js";
 
 export const EOS = "<::EOS::>";
+// A reply the server could not finish ends with one more segment: the text so far, this marker,
+// and the reason (the engine failed, the server shut down).
+export const ERROR_MARKER = "<::ERROR::>";
 export const MESSAGE_ID_HEADER = "X-ChatStream-Last-Generated-Message-Id";
 
 /** The connection broke after the server accepted the turn (it keeps what it generated). */
 export class DroppedError extends Error {
-  constructor(messageId, text) {
-    super("the reply stream was cut off");
+  /** reason: what the server said when it ended the reply with an error (null: the connection broke). */
+  constructor(messageId, text, reason = null) {
+    super(reason || "the reply stream was cut off");
     this.name = "DroppedError";
     this.messageId = messageId;
     this.text = text;
+    this.reason = reason;
   }
 }
 
@@ -36,11 +41,18 @@ export async function followReply(api, body, { signal, onStart, onText }) {
 
   let text = "";
   let pending = "";
+  let failure = null;
   const consume = (chunk) => {
     const parts = (pending + chunk).split(EOS);
     pending = parts.pop(); // an incomplete segment waits for the rest
-    if (parts.length > 0 && parts[parts.length - 1] !== text) {
-      text = parts[parts.length - 1];
+    let last = parts.length > 0 ? parts[parts.length - 1] : null;
+    if (last !== null && last.includes(ERROR_MARKER)) {
+      const at = last.indexOf(ERROR_MARKER);
+      failure = last.slice(at + ERROR_MARKER.length);
+      last = last.slice(0, at);
+    }
+    if (last !== null && last !== text) {
+      text = last;
       onText(text);
     }
   };
@@ -57,6 +69,7 @@ export async function followReply(api, body, { signal, onStart, onText }) {
     throw new DroppedError(messageId, text);
   }
   consume(decoder.decode());
+  if (failure !== null) throw new DroppedError(messageId, text, failure);
   if (pending !== "") throw new DroppedError(messageId, text);
   return { messageId, text };
 }

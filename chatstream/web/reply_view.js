@@ -118,6 +118,7 @@ export class ReplyView {
       rate: stats.tokens_per_sec == null ? "" : stats.tokens_per_sec.toFixed(1),
       ttft: ttft == null ? "–" : ttft.toFixed(2),
     };
-    this.stats.textContent = this.t(stats.tokens_per_sec == null ? "statsNoRate" : "stats", values);
+    const key = stats.tokens_per_sec != null ? "stats" : stats.num_output_tokens === 1 ? "statsOneToken" : "statsNoRate";
+    this.stats.textContent = this.t(key, values);
   }
 }

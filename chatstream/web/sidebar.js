@@ -1,8 +1,10 @@
-// sidebar.js - the session's conversations: a list to switch between them, rename or delete one.
+// sidebar.js - the session's conversations: a list to switch between them, rename, export or
+// delete one.
 //
 // It knows the list's markup and the /conversations calls; what opening, starting or deleting a
 // conversation does to the page is the app's (the `actions` callbacks). The current conversation
-// is marked with aria-current. Renaming happens in place (Enter saves, Escape cancels); deleting
+// is marked with aria-current. Renaming happens in place (Enter saves, Escape cancels); exporting
+// is a plain download link to the server's export (JSON, docs/conversation-store.md); deleting
 // asks first. On narrow screens the list is a panel the header's button shows and hides.
 
 import { icon } from "./icons.js";
@@ -84,9 +86,16 @@ export class ConversationList {
     open.addEventListener("click", () => this.actions.open(item.id));
     const rename = toolButton("cs-conv-rename", this.t("renameConversation", { title: this.title(item) }), "rename");
     rename.addEventListener("click", () => this.startRename(li, item));
+    const exportLink = document.createElement("a");
+    exportLink.className = "cs-tool cs-conv-export";
+    exportLink.href = this.api.exportUrl(item.id);
+    exportLink.download = "conversation-" + item.id + ".json";
+    exportLink.setAttribute("aria-label", this.t("exportConversation", { title: this.title(item) }));
+    exportLink.title = exportLink.getAttribute("aria-label");
+    exportLink.appendChild(icon("download"));
     const remove = toolButton("cs-conv-delete", this.t("deleteConversation", { title: this.title(item) }), "trash");
     remove.addEventListener("click", () => this.remove(item));
-    li.append(open, rename, remove);
+    li.append(open, rename, exportLink, remove);
     return li;
   }
 

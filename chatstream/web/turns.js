@@ -124,7 +124,8 @@ export class TurnRunner {
       if (error instanceof DroppedError) {
         reply.finish("dropped");
         this.syncWithServer(reply, turn.conversationId);
-        this.ui.notice.show("error", t("networkErrorAfterStart"), [
+        const said = error.reason ? t("replyFailed", { detail: error.reason }) : t("networkErrorAfterStart");
+        this.ui.notice.show("error", said, [
           { label: t("retry"), id: "cs-notice-retry", onClick: () => { this.ui.dismissNotice(); this.regenerate(); } },
           { label: t("dismiss"), onClick: () => this.ui.dismissNotice() },
         ]);

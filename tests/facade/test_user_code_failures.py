@@ -27,7 +27,7 @@ from fastapi import FastAPI, Request
 from starlette.responses import JSONResponse, StreamingResponse
 
 from chatstream import ChatPromptTogetherRedPajamaINCITEChat, ChatStream, SimpleSessionRequestHandler
-from chatstream.facade.chat_stream_response import STREAM_ERROR_NOTICE
+from chatstream.facade.chat_output import ERROR_MARKER
 from live_server import OPEN_ROLES, LiveServer, session_client
 
 pytestmark = pytest.mark.slow  # 16 scenarios x 100 requests through a real engine
@@ -228,7 +228,8 @@ def _check_answer(expect: str, status: int, content_type: str, body: str) -> Non
         assert payload["error"] == "internal_server_error" and payload["detail"], payload
     elif expect == "cut":
         assert status == 200
-        assert body.endswith(STREAM_ERROR_NOTICE + FINISH), body[-120:]
+        # The reply so far, then the error marker and the reason, as the last segment.
+        assert body.endswith(FINISH) and ERROR_MARKER in body.split(FINISH)[-2], body[-120:]
     else:
         assert status == 200, (status, body[:200])
 
@@ -271,4 +272,4 @@ def test_a_misbehaving_hook_never_holds_the_server(served: tuple[LiveServer, Cha
         state["callback"] = None
 
     status, _, body = _ask(live.url, "and now?")  # the next request is served normally
-    assert status == 200 and body.endswith(FINISH) and STREAM_ERROR_NOTICE not in body
+    assert status == 200 and body.endswith(FINISH) and ERROR_MARKER not in body

@@ -22,6 +22,8 @@ def server(tmp_path_factory) -> Iterator[LiveServer]:
     with mock_server(f"sqlite:///{path}") as live:
         yield live
 
+JSON = {"Content-Type": "application/json"}  # what the origin guard asks of every JSON body
+
 
 def _turn(client: httpx.Client, conversation_id: str, text: str) -> None:
     response = client.post("/chat_stream", json={"user_input": text, "conversation_id": conversation_id})
@@ -83,7 +85,7 @@ def test_export_import_and_fork(server: LiveServer) -> None:
         data = exported.json()
         assert data["format"] == "chatstream.conversation" and data["version"] == 1
         assert [m["text"] for m in data["messages"]] == ["one", "one", "two", "two", "three", "three"]
-        imported = client.post("/conversations/import", content=json.dumps(data))
+        imported = client.post("/conversations/import", content=json.dumps(data), headers=JSON)
         assert imported.status_code == 201
         copy = imported.json()
         assert copy["id"] != source and copy["system"] == "Be kind."
@@ -114,11 +116,11 @@ def test_bad_input_is_a_4xx_naming_the_problem(server: LiveServer) -> None:
             (client.patch(f"/conversations/{conversation}", json={"title": 3}), 400, "title"),
             (client.patch(f"/conversations/{conversation}", json={"color": "red"}), 400, "color"),
             (client.patch(f"/conversations/{conversation}", json={"title": "x" * 201}), 400, "title"),
-            (client.post("/conversations", content=b"{not json"), 400, None),
+            (client.post("/conversations", content=b"{not json", headers=JSON), 400, None),
             (client.post(f"/conversations/{conversation}/fork", json={}), 400, "before_message_id"),
             (client.post(f"/conversations/{conversation}/fork", json={"before_message_id": "x"}), 400,
              "before_message_id"),
-            (client.post("/conversations/import", content=b"[1, 2"), 400, None),
+            (client.post("/conversations/import", content=b"[1, 2", headers=JSON), 400, None),
             (client.post("/conversations/import", json=[1, 2]), 400, None),
             (client.post("/conversations/import", json={"format": "other"}), 400, "format"),
         ]

@@ -23,7 +23,6 @@ from chatstream import ChatPromptTogetherRedPajamaINCITEChat, ChatStream
 from chatstream.engine.outputs import RequestDelta
 from chatstream.engine.stats import EngineStats
 from chatstream.facade.admission import Admission
-from chatstream.facade.chat_stream_response import STREAM_ERROR_NOTICE
 from chatstream.http.metrics import Metrics
 from chatstream.http.ops_routes import add_ops_routes, health_body
 from chatstream.http.server_state import ServerState
@@ -142,16 +141,20 @@ def serving(engine: Any) -> ServingContext:
 def test_health_body_for_each_state() -> None:
     state = ServerState(model_name=MODEL)
     assert health_body(state) == ({"status": "loading", "model": MODEL}, 503)
-    state.serving = serving(SimpleNamespace(is_running=True, error=None))
+    state.serving = serving(SimpleNamespace(is_running=True, error=None, dead_reason=None))
     assert health_body(state) == ({"status": "ready", "model": MODEL}, 200)
     state.serving = serving(None)  # a ChatStream of mock responses has no engine to die
     assert health_body(state) == ({"status": "ready", "model": MODEL}, 200)
-    state.serving = serving(SimpleNamespace(is_running=False, error=RuntimeError("x" * 1000)))
+    state.serving = serving(SimpleNamespace(is_running=False, error=RuntimeError("x" * 1000),
+                                            dead_reason="RuntimeError: " + "x" * 1000))
     body, code = health_body(state)
     assert code == 503 and body["status"] == "dead" and body["error"].startswith("RuntimeError: xxx")
     assert len(body["error"]) <= 300
     state.load_error = OSError("no such model")
     assert health_body(state) == ({"status": "failed", "model": MODEL, "error": "OSError: no such model"}, 503)
+    state.drain.draining = True  # SIGTERM: the server still answers, and says it is going away
+    body, code = health_body(state)
+    assert code == 503 and body["status"] == "draining" and "shutting down" in body["detail"]
 
 
 # -- end to end over HTTP -------------------------------------------------------------------------
@@ -254,8 +257,9 @@ def test_a_dead_engine_thread_turns_health_to_503_and_metrics_keep_answering(ser
     with session_client(server.url, timeout=30) as client:  # must fail, not hang
         response = client.post("/chat_stream", json={"user_input": "Hello there!"})
         body = response.text
-    # Either refused up front or cut off mid-stream, saying so in its last chunk: never a complete reply.
-    assert response.status_code == 503 or body.endswith(STREAM_ERROR_NOTICE + "<::EOS::>")
+    # Either refused up front or ended with the error marker and the reason: never a normal-looking reply.
+    assert response.status_code == 503 or (
+        "<::ERROR::>" in body.split("<::EOS::>")[-2] and "simulated device failure" in body)
     assert not chat_stream.engine.is_running
 
     response = httpx.get(server.url + "/health")

@@ -212,13 +212,22 @@ def test_unknown_model_is_404(client):
 @pytest.mark.parametrize(("kwargs", "param"), [
     ({"temperature": -1}, "temperature"),
     ({"n": 9}, "n"),
-    ({"logprobs": True}, "logprobs"),
+    ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+    ({"logit_bias": {"99999": 5}}, "logit_bias"),
+    ({"tools": [{"type": "function", "function": {"description": "no name"}}]}, "tools.0.function.name"),
+    ({"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {
+        "type": "object", "properties": {"a": {"$ref": "#/nowhere"}}}}}}, "response_format"),
+    ({"tool_choice": "required"}, "tool_choice"),
+    ({"extra_body": {"no_such_field": 1}}, "no_such_field"),
     ({"messages": [{"role": "user", "content": "x " * 600}]}, "messages"),
 ])
-def test_bad_fields_are_400s_naming_the_field(client, kwargs, param):
+def test_bad_fields_are_400s_naming_the_field(client, served, kwargs, param):
+    engine = served[1].engine
+    before = engine.core.stats.num_prompt_tokens  # counts every request the engine ever took
     with pytest.raises(openai.BadRequestError) as err:
         client.chat.completions.create(**{"model": "tiny", "messages": USER, "max_tokens": 2, **kwargs})
     assert err.value.param == param and param in err.value.message
+    assert engine.core.stats.num_prompt_tokens == before  # nothing reached the engine
 
 
 def test_max_tokens_beyond_the_context_is_clamped(client, served):

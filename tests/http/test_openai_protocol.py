@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from chatstream.http.openai_protocol import ChatCompletionRequest, Choices, CompletionRequest, OpenAIError
+from chatstream.http.openai.choices import Choices
+from chatstream.http.openai_protocol import ChatCompletionRequest, CompletionRequest, OpenAIError
 from chatstream.http.openai_routes import validation_error
 from chatstream.engine.outputs import RequestDelta
 
@@ -53,18 +54,39 @@ def test_a_bad_sampling_value_is_a_400_naming_the_field(fields, param):
     assert err.value.status_code == 400 and err.value.param == param and param in err.value.message
 
 
-@pytest.mark.parametrize("fields", [{"logprobs": True}, {"top_logprobs": 2}, {"tools": [{"type": "function"}]},
-                                    {"response_format": {"type": "json_object"}}, {"logit_bias": {"1": 5}}])
-def test_unsupported_chat_features_are_refused_not_ignored(fields):
+@pytest.mark.parametrize("fields", [{"audio": {"voice": "x"}}, {"prediction": {"type": "content"}},
+                                    {"functions": [{"name": "f"}]}, {"use_beam_search": True},
+                                    {"modalities": ["text", "audio"]}, {"allowed_token_ids": [1]}])
+def test_known_fields_we_cannot_honour_are_refused_not_ignored(fields):
     with pytest.raises(OpenAIError) as err:
         _chat(**fields).to_sampling_params(100)
     assert err.value.status_code == 400 and "not supported" in err.value.message
     assert err.value.param == next(iter(fields))
 
 
-def test_unsupported_features_at_their_neutral_values_are_accepted():
-    _chat(logprobs=False, response_format={"type": "text"}, logit_bias={}, user="u", unknown_extra=1
-          ).to_sampling_params(10)
+def test_such_fields_at_their_neutral_values_and_fields_openai_ignores_are_accepted():
+    _chat(logprobs=False, response_format={"type": "text"}, logit_bias={}, user="u", modalities=["text"],
+          use_beam_search=False, metadata={"a": "b"}, store=True, service_tier="auto").to_sampling_params(10)
+
+
+def test_an_unknown_field_is_a_400_as_openai_answers_it():
+    with pytest.raises(ValidationError) as err:
+        ChatCompletionRequest.model_validate({"messages": USER, "unknown_extra": 1})
+    error = validation_error(err.value)
+    assert error.param == "unknown_extra" and error.message == "Unrecognized request argument supplied: unknown_extra"
+
+
+def test_vllm_extras_and_logprobs_become_sampling_params():
+    params = _chat(min_tokens=3, ignore_eos=True, stop_token_ids=[9], skip_special_tokens=False,
+                   include_stop_str_in_output=True, logprobs=True, top_logprobs=4, logit_bias={"5": -100},
+                   ).to_sampling_params(100, stop_token_ids=[7])
+    assert (params.min_tokens, params.ignore_eos, params.stop_token_ids) == (3, True, [7, 9])
+    assert (params.skip_special_tokens, params.include_stop_str_in_output) == (False, True)
+    assert (params.logprobs, params.logit_bias) == (4, {5: -100.0})
+    echo = CompletionRequest(prompt="x", echo=True, logprobs=2, max_tokens=0)
+    assert not echo.keeps_output
+    params = echo.to_sampling_params(10)
+    assert (params.logprobs, params.prompt_logprobs, params.max_tokens) == (2, 2, 1)
 
 
 def test_message_content_parts_and_the_developer_role():
@@ -91,7 +113,7 @@ def test_completion_prompt_forms(prompt, expected):
 
 
 @pytest.mark.parametrize(("fields", "param"), [
-    ({"echo": True}, "echo"), ({"suffix": "end"}, "suffix"), ({"logprobs": 1}, "logprobs"), ({"best_of": 3}, "best_of"),
+    ({"suffix": "end"}, "suffix"), ({"best_of": 3}, "best_of"), ({"max_tokens": 0}, "max_tokens"),
 ])
 def test_unsupported_completion_features(fields, param):
     with pytest.raises(OpenAIError) as err:

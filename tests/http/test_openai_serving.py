@@ -21,7 +21,7 @@ from chatstream.engine.outputs import RequestDelta
 class FakeTokenizer:
     chat_template = "{{ messages }}"
 
-    def apply_chat_template(self, messages, tokenize: bool, add_generation_prompt: bool) -> str:
+    def apply_chat_template(self, messages, tokenize: bool, add_generation_prompt: bool, **kwargs) -> str:
         return "".join(f"<{m['role']}>{m['content']}" for m in messages) + "<assistant>"
 
     def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
@@ -43,9 +43,19 @@ class FakeEngine:
         self.gate = asyncio.Event()
         self.gate.set()
 
+    vocab_size = 100
+
     def validate_prompt(self, ids: list[int]) -> None:
         if len(ids) >= self.max_model_len:
             raise ValueError(f"prompt is {len(ids)} tokens but max_model_len={self.max_model_len}")
+
+    def validate_params(self, params) -> None:
+        if any(t >= self.vocab_size for t in params.logit_bias or ()):
+            raise ValueError("logit_bias token id out of range")
+
+    async def prepare_grammar(self, spec) -> None:
+        if spec.kind == "regex" and spec.value == "((":
+            raise ValueError("the grammar engine rejected the regular expression")
 
     async def generate(self, ids, params, request_id):
         self.calls.append((list(ids), params, request_id))
@@ -227,6 +237,9 @@ def test_engine_failures_are_503s_or_an_error_event():
     (lambda s: s.chat(_chat(messages=[{"role": "user", "content": "x" * 80}]), never), 400, "messages"),
     (lambda s: s.completion(CompletionRequest(prompt=[1] * 64), never), 400, "prompt"),
     (lambda s: s.chat(_chat(temperature=-2), never), 400, "temperature"),
+    (lambda s: s.chat(_chat(logit_bias={"100": 1}), never), 400, "logit_bias"),
+    (lambda s: s.chat(_chat(structured_outputs={"regex": "(("}), never), 400, "structured_outputs"),
+    (lambda s: s.completion(CompletionRequest(prompt="x", guided_regex="(("), never), 400, "guided_regex"),
 ])
 def test_bad_requests_hold_no_slot(call, status, param):
     async def main():

@@ -10,6 +10,7 @@ languages and the accessibility checks have their own files (test_web_page_*.py)
 from __future__ import annotations
 
 from collections.abc import Iterator
+from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,8 @@ import pytest
 from chatstream import ChatPromptChatTemplate, ChatStream
 from live_server import OPEN_ROLES, LiveServer
 from web_page_support import (
-    LAST_REPLY, TIMEOUT_MS, WELCOME, artifacts, browser, clipboard, echo_chat_stream, focused, page_app,  # noqa: F401
-    page_on, send, server_prompt, wait_for, wait_idle, wait_synced)
+    LAST_REPLY, TIMEOUT_MS, WELCOME, artifacts, browser, clipboard, echo_chat_stream, focused, get_json,  # noqa: F401
+    page_app, page_conversation_id, page_on, send, server_prompt, wait_for, wait_idle, wait_synced)
 
 MARKDOWN = ("# Shopping\n\nBuy **milk** and `eggs`, see [the shop](https://example.com/shop).\n\n- apples\n- pears\n\n"
             "| fruit | count |\n|---|---|\n| apple | 3 |\n\n```python\ndef total(items):\nreturn sum(items)\n```")
@@ -33,6 +34,11 @@ def echo_server() -> Iterator[tuple[LiveServer, ChatStream, list[dict[str, Any]]
     app = page_app(chat_stream, set_feedback_opts={"on_feedback_received": feedback.append})
     with LiveServer(app) as server:
         yield server, chat_stream, feedback
+
+
+def _to_fixed(value: float, digits: int) -> str:
+    """JavaScript's `value.toFixed(digits)`: the float's exact value, halves rounded up."""
+    return str(Decimal(value).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP))
 
 
 def _reply_record(chat_stream: ChatStream, page: Any) -> Any:
@@ -84,8 +90,13 @@ def test_markdown_renders_while_streaming_with_highlighted_code_and_copy_buttons
     # The statistics are the server's: the mock streamed one token per word.
     record = _reply_record(chat_stream, page)
     assert record.num_output_tokens == len(MARKDOWN.split(" "))
-    assert reply.locator(".cs-stats").inner_text().startswith(f"{record.num_output_tokens} tokens · ")
-    assert "tokens/s" in reply.locator(".cs-stats").inner_text()
+    # Tokens, tokens/s and time to first token are the server's figures (/get_reply_stats), as it sent them.
+    query = f"get_reply_stats?message_id={record.message_id}&conversation_id={page_conversation_id(page)}"
+    stats = get_json(page, query)["stats"]
+    assert stats["num_output_tokens"] == record.num_output_tokens and stats["tokens_per_sec"] > 0
+    assert reply.locator(".cs-stats").inner_text() == (
+        f"{record.num_output_tokens} tokens · {_to_fixed(stats['tokens_per_sec'], 1)} tokens/s · "
+        f"first token {_to_fixed(stats['time_to_first_token_sec'], 2)} s")
 
 
 def test_html_and_scripts_in_a_reply_show_as_text_and_never_run(echo_server, page_on):
@@ -181,8 +192,8 @@ def test_keyboard_alone_sends_stops_regenerates_and_keeps_focus(page_on):
             page.keyboard.press("Tab")
             order.append(focused(page))
         assert order == ["cs-conversations-toggle", "cs-settings-toggle", "cs-clear", "BUTTON.cs-conv-open",
-                         "BUTTON.cs-tool.cs-conv-rename", "BUTTON.cs-tool.cs-conv-delete",
-                         "BUTTON.cs-tool.cs-copy-reply", "BUTTON.cs-tool.cs-like",
+                         "BUTTON.cs-tool.cs-conv-rename", "A.cs-tool.cs-conv-export", "BUTTON.cs-tool.cs-conv-delete",
+                         "BUTTON.cs-tool.cs-edit", "BUTTON.cs-tool.cs-copy-reply", "BUTTON.cs-tool.cs-like",
                          "BUTTON.cs-tool.cs-dislike", "cs-regenerate", "cs-input", "cs-send"], order
 
         # Regenerate from the keyboard: focus goes to Stop while the reply streams, then back to the box.

@@ -1,10 +1,13 @@
 """The web page's stored conversations in a real Chromium: each tab of one browser keeps its own
-conversation, a reload shows the conversation again, and the sidebar lists, switches, renames and
-deletes the session's conversations (checked against the server's /conversations too)."""
+conversation, a reload shows the conversation again, the sidebar lists, switches, renames, exports
+and deletes the session's conversations, editing a past message forks the conversation, and each
+conversation keeps its own system prompt (checked against the server's /conversations too)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,8 +15,8 @@ import pytest
 from chatstream import ChatStream
 from live_server import LiveServer
 from web_page_support import (  # noqa: F401
-    LAST_REPLY, WELCOME, artifacts, browser, echo_chat_stream, get_json, page_app, page_conversation_id, page_on,
-    send, serious_axe_violations, server_prompt, wait_idle, wait_synced)
+    LAST_REPLY, WELCOME, artifacts, browser, echo_chat_stream, focused, get_json, page_app, page_conversation_id,
+    page_on, send, serious_axe_violations, server_prompt, wait_idle, wait_synced)
 
 
 @pytest.fixture(scope="module")
@@ -159,3 +162,114 @@ def test_without_the_conversation_routes_the_page_talks_in_the_sessions_conversa
         page.reload()  # as the original page did: a reload starts the session's conversation afresh
         wait_idle(page)
         assert _shown(page) == [WELCOME] and get_json(page, "get_prompt")["prompt"] is None
+
+
+def test_export_downloads_the_conversation_as_json(server, page_on) -> None:
+    live, _ = server
+    page = page_on(live.url)
+    _chat(page, "keep **this**")
+    conversation_id = page_conversation_id(page)
+    _listed(page)
+    link = page.locator(f"[data-id='{conversation_id}'] .cs-conv-export")
+    assert link.get_attribute("aria-label") == "Export “keep **this**” as JSON"
+    with page.expect_download() as download_info:
+        link.click()
+    download = download_info.value
+    assert download.suggested_filename == f"conversation-{conversation_id}.json"
+    exported = json.loads(Path(download.path()).read_text(encoding="utf-8"))
+    assert exported == get_json(page, f"conversations/{conversation_id}/export")
+    assert exported["format"] == "chatstream.conversation"
+    assert [(m["role"], m["text"]) for m in exported["messages"]] == [("user", "keep **this**"),
+                                                                       ("assistant", "keep **this**")]
+
+
+def _edit(page: Any, index: int, text: str) -> None:
+    page.locator("#cs-messages > .cs-user").nth(index).locator(".cs-edit").click()
+    assert focused(page) == "TEXTAREA.cs-edit-input"
+    page.fill(".cs-edit-input", text)
+    page.press(".cs-edit-input", "Enter")
+
+
+def test_editing_a_past_message_forks_the_conversation_and_resends(server, page_on, artifacts) -> None:
+    live, _ = server
+    page = page_on(live.url)
+    for text in ("one", "two", "three"):
+        _chat(page, text)
+    source_id = page_conversation_id(page)
+
+    # Escape (or Cancel) puts the message back as it was, focus on its Edit button.
+    second = page.locator("#cs-messages > .cs-user").nth(1)
+    second.locator(".cs-edit").click()
+    assert page.input_value(".cs-edit-input") == "two"
+    page.fill(".cs-edit-input", "not sent")
+    page.screenshot(path=str(artifacts / "web_page_edit.png"))
+    assert serious_axe_violations(page) == []
+    page.keyboard.press("Escape")
+    assert page.locator(".cs-edit-form").count() == 0 and second.locator(".cs-content").inner_text() == "two"
+    assert focused(page) == "BUTTON.cs-tool.cs-edit"
+
+    # Enter sends the edit: a new conversation with what came before, then the edited turn.
+    _edit(page, 1, "two, edited")
+    page.wait_for_function(f"() => location.hash !== '#c={source_id}'")
+    wait_synced(page)
+    wait_idle(page)
+    fork_id = page_conversation_id(page)
+    assert fork_id and fork_id != source_id
+    assert _shown(page) == ["one", "one", "two, edited", "two, edited"]
+    assert server_prompt(page) == "<human>: one\n<bot>: one\n<human>: two, edited\n<bot>: two, edited\n"
+    # The original stays whole, and both are listed.
+    source = get_json(page, f"conversations/{source_id}")
+    assert [m["text"] for m in source["messages"]] == ["one", "one", "two", "two", "three", "three"]
+    page.wait_for_function(f"() => document.querySelector(\"[data-id='{fork_id}'] .cs-conv-open\")")
+    assert _listed(page)[:2] == ["one (edited)", "one"]
+    assert page.get_attribute(f"[data-id='{fork_id}'] .cs-conv-open", "aria-current") == "true"
+
+    # Editing the first message: the fork is named by its new first message; after a reload too.
+    _edit(page, 0, "zero")
+    page.wait_for_function(f"() => !['', '#c={fork_id}'].includes(location.hash)")
+    wait_synced(page)
+    wait_idle(page)
+    assert server_prompt(page) == "<human>: zero\n<bot>: zero\n"
+    page.reload()
+    wait_idle(page)
+    assert _shown(page) == ["zero", "zero"]
+    assert page.inner_text(LAST_REPLY + " .cs-stats").startswith("1 token · first token ")
+    assert _listed(page)[0] == "zero"
+    assert len(get_json(page, "conversations")["conversations"]) >= 3
+
+
+def _set_system_prompt(page: Any, text: str | None) -> str:
+    """Open the settings, read the system prompt shown, set `text` (None: leave it), close."""
+    page.click("#cs-settings-toggle")
+    page.wait_for_function("document.getElementById('cs-settings-status').textContent === ''")
+    shown = page.input_value("#cs-system-prompt")
+    if text is not None:
+        page.fill("#cs-system-prompt", text)
+        page.click("#cs-settings-save")
+        page.wait_for_function("document.getElementById('cs-settings-status').textContent === 'Saved'")
+    page.keyboard.press("Escape")
+    return shown
+
+
+def test_each_conversation_keeps_its_own_system_prompt(server, page_on) -> None:
+    live, _ = server
+    page = page_on(live.url)
+    _chat(page, "first")
+    first_id = page_conversation_id(page)
+    _set_system_prompt(page, "Answer briefly.")
+    assert get_json(page, f"conversations/{first_id}")["system"] == "Answer briefly."
+    page.click("#cs-clear")
+    wait_idle(page)
+    # A new conversation starts with the last system prompt; changing it there leaves the first alone.
+    assert _set_system_prompt(page, "Answer at length.") == "Answer briefly."
+    _chat(page, "second")
+    second_id = page_conversation_id(page)
+    assert get_json(page, f"conversations/{second_id}")["system"] == "Answer at length."
+    assert server_prompt(page).startswith("Answer at length.<human>: second\n")
+    page.click(f"[data-id='{first_id}'] .cs-conv-open")
+    page.wait_for_function(f"() => location.hash === '#c={first_id}'")
+    wait_idle(page)
+    assert _set_system_prompt(page, None) == "Answer briefly."
+    _chat(page, "again")
+    assert server_prompt(page).startswith("Answer briefly.<human>: first\n")
+    assert get_json(page, f"conversations/{first_id}")["system"] == "Answer briefly."

@@ -160,6 +160,7 @@ def test_japanese_under_the_ja_locale(japanese_server: LiveServer, page_on, arti
     assert reply.locator(".cs-note").inner_text() == "停止しました"
     assert "トークン" in reply.locator(".cs-stats").inner_text()
     assert reply.locator(".cs-copy-reply").get_attribute("aria-label") == "返答をコピー"
+    assert page.locator("#cs-messages > .cs-user .cs-edit").get_attribute("aria-label") == "編集して再送信"
     _chat(page, "日本語の**太字**と`コード`です。")
     _check(page, artifacts, "japanese")
     _open_settings(page)

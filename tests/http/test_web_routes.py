@@ -104,7 +104,7 @@ def test_generation_params_show_every_value_in_effect_and_its_range(server) -> N
             "temperature": 0.7, "top_k_value": 0, "top_p_value": 1.0, "max_new_tokens": 128,
             "repetition_penalty": 1.0, "frequency_penalty": 0.0, "presence_penalty": 0.0}
         assert body["ranges"]["temperature"] == {"min": 0.0, "max": 2.0, "integer": False, "min_exclusive": False}
-        assert body["ranges"]["top_p_value"]["min_exclusive"] is True
+        assert body["ranges"]["top_p_value"] == {"min": 1e-9, "max": 1.0, "integer": False, "min_exclusive": False}
         assert body["ranges"]["max_new_tokens"]["integer"] is True
         assert set(body["ranges"]) == set(body["generation_params"])
 

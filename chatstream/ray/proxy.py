@@ -6,7 +6,7 @@
   comes before the turn opens), so trying the next replica is safe.
 - A replica that **cannot be reached** before it answered is marked down and passed over too.
 - A replica that **dies mid-stream** ends the stream with an error in the response's own format
-  (the /chat_stream error notice, or an OpenAI error event for server-sent events), never a hang;
+  (the /chat_stream error segment, or an OpenAI error event for server-sent events), never a hang;
   `on_broken` (the ingress) then settles the conversation's open reply in the store.
 - Every answer names its replica in `X-ChatStream-Replica`.
 """
@@ -21,8 +21,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from chatstream.facade.chat_output import DEFAULT_FINISH_TOKEN
-from chatstream.facade.chat_stream_response import error_chunk
+from chatstream.facade.chat_output import DEFAULT_FINISH_TOKEN, error_segment
 from chatstream.http.openai_protocol import OpenAIError, sse
 from chatstream.ray.asgi_bridge import ProxiedRequest, ResponseStart
 from chatstream.ray.route_keys import learned_keys, route_key
@@ -31,6 +30,7 @@ from chatstream.ray.router import ReplicaRouter
 logger = logging.getLogger("chatstream.ray")
 
 REPLICA_HEADER = "X-ChatStream-Replica"
+REPLICA_DIED = "the replica serving this reply stopped; send the message again"
 _KEEP_BYTES = 1 << 16
 _HOP_HEADERS = frozenset({"transfer-encoding", "connection", "keep-alive"})
 
@@ -136,8 +136,8 @@ async def _rest(stream: Any) -> AsyncIterator[bytes]:
 
 def _error_tail(start: ResponseStart, seen: bytes) -> bytes:
     """What ends a stream whose replica died, in the stream's format: an OpenAI error event, or
-    (/chat_stream, whose segments each carry the reply so far) the open segment closed and one more
-    segment with the reply so far and the error notice."""
+    (/chat_stream, whose segments each carry the reply so far) the open segment closed and the
+    error segment: the reply so far, `<::ERROR::>`, the reason."""
     content_type = (start.header("content-type") or "").lower()
     if content_type.startswith("text/event-stream"):
         error = OpenAIError(502, "the replica serving this request stopped; send the request again",
@@ -145,9 +145,7 @@ def _error_tail(start: ResponseStart, seen: bytes) -> bytes:
         return (sse(error.body()) + "data: [DONE]\n\n").encode()
     text = seen.decode("utf-8", "ignore")
     closing = "" if not text or text.endswith(DEFAULT_FINISH_TOKEN) else DEFAULT_FINISH_TOKEN
-    segments = (text + closing).split(DEFAULT_FINISH_TOKEN)
-    so_far = segments[-2] if len(segments) >= 2 else ""
-    return (closing + error_chunk(so_far)).encode()
+    return (closing + error_segment(text + closing, REPLICA_DIED)).encode()
 
 
 def _headers(headers: tuple[tuple[str, str], ...], replica: str) -> list[tuple[bytes, bytes]]:

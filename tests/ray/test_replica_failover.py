@@ -1,6 +1,6 @@
 """Failover: one of two replicas' processes is killed (SIGKILL) while conversations stream.
 
-The streams it was serving end with the error notice (never a hang), the other replica's streams
+The streams it was serving end with the error segment (never a hang), the other replica's streams
 finish, every conversation's next turn succeeds on a live replica, and the store keeps every
 turn: the complete replies as the clients received them, the cut one as `interrupted`. Ray Serve
 then starts the killed replica again and the ingress routes to it once it is ready.
@@ -19,7 +19,8 @@ import pytest
 
 pytest.importorskip("ray.serve")
 
-from chatstream.facade.chat_stream_response import STREAM_ERROR_NOTICE  # noqa: E402
+from chatstream.facade.chat_output import ERROR_MARKER  # noqa: E402
+from chatstream.ray.proxy import REPLICA_DIED  # noqa: E402
 from chatstream.http.app import ServerConfig  # noqa: E402
 from live_server import read_chat_stream, session_client  # noqa: E402
 from ray_cluster import local_ray, replicated_app, wait_for_replicas  # noqa: E402
@@ -87,9 +88,9 @@ def test_a_killed_replica_ends_its_streams_and_the_next_turns_run_on_a_live_one(
         for stream, home, unfinished in zip(streams, homes, unfinished_at_kill):
             assert stream.status == 200 and stream.replica == home
             last = stream.body.split("<::EOS::>")[-2]
-            cut.append(STREAM_ERROR_NOTICE in last)
+            cut.append(ERROR_MARKER in last)
             if home == "engine-0" and unfinished:
-                assert last.endswith(STREAM_ERROR_NOTICE), last[-80:]
+                assert last.endswith(ERROR_MARKER + REPLICA_DIED), last[-80:]
             elif home == "engine-1":
                 assert not cut[-1]
         assert any(cut)  # the kill did cut streams in flight
@@ -98,7 +99,7 @@ def test_a_killed_replica_ends_its_streams_and_the_next_turns_run_on_a_live_one(
         third = [client.post("/chat_stream", json={"user_input": "third question"}) for client in clients]
         for response in third:
             assert response.status_code == 200, response.text
-            assert STREAM_ERROR_NOTICE not in read_chat_stream(response)[-1]
+            assert ERROR_MARKER not in read_chat_stream(response)[-1]
             assert response.headers["x-chatstream-replica"] == "engine-1"
 
         for client, response, was_cut, third_response in zip(clients, first, cut, third):

@@ -29,6 +29,7 @@ from chatstream.bench.workload import Workload, build_workload
 
 ON_REQUEST = frozenset({"chatstream-int8"})  # run only when named in --contenders
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+MIN_KV_BUDGET_BYTES = 64 * 1024**2
 KV_HEADROOM = 1.25  # auto KV budget: every request's full sequence at once, plus a quarter of slack
 MIB = 1024**2
 # Sequences are sized in the coarsest block any contender uses (vLLM's CPU default: 128 tokens), so the budget
@@ -140,7 +141,9 @@ def kv_budget_bytes(model: str, dtype: str, workload: Workload) -> int:
 
     per_token = kv_bytes_per_token(AutoConfig.from_pretrained(model), DTYPE_BYTES[dtype])
     tokens = sum(-(-(len(p) + workload.output_len) // COARSEST_BLOCK) * COARSEST_BLOCK for p in workload.prompts)
-    return -(-int(per_token * tokens * KV_HEADROOM) // MIB) * MIB
+    # A floor: for one request the exact figure is a few MiB, less than vLLM's start-up check wants
+    # for one full-length sequence; 64 MiB changes nothing for the engines (they use what they need).
+    return max(MIN_KV_BUDGET_BYTES, -(-int(per_token * tokens * KV_HEADROOM) // MIB) * MIB)
 
 
 def _child_env(config: BenchConfig, name: str, threads: int) -> dict[str, str]:

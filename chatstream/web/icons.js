@@ -46,3 +46,14 @@ export function icon(name) {
 export function placeIcons(root) {
   for (const el of root.querySelectorAll("[data-icon]")) el.prepend(icon(el.dataset.icon));
 }
+
+/** A small icon button named by `label` (its tooltip too), for the page's toolbars. */
+export function toolButton(className, label, iconName) {
+  const el = document.createElement("button");
+  el.type = "button";
+  el.className = "cs-tool " + className;
+  el.setAttribute("aria-label", label);
+  el.title = label;
+  el.appendChild(icon(iconName));
+  return el;
+}

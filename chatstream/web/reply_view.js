@@ -6,17 +6,7 @@
 
 import { copyWithFeedback } from "./clipboard.js";
 import { renderMarkdown } from "./markdown.js";
-import { icon } from "./icons.js";
-
-function button(className, label, iconName) {
-  const el = document.createElement("button");
-  el.type = "button";
-  el.className = "cs-tool " + className;
-  el.setAttribute("aria-label", label);
-  el.title = label;
-  el.appendChild(icon(iconName));
-  return el;
-}
+import { toolButton } from "./icons.js";
 
 export class ReplyView {
   /** `hooks.onFeedback(view, isLike)`: send like (true), dislike (false) or neither (null);
@@ -78,12 +68,12 @@ export class ReplyView {
     const t = this.t;
     const bar = document.createElement("div");
     bar.className = "cs-reply-bar";
-    const copy = button("cs-copy-reply", t("copyReply"), "copy");
+    const copy = toolButton("cs-copy-reply", t("copyReply"), "copy");
     copy.addEventListener("click", () => copyWithFeedback(copy, this.text, t));
     bar.appendChild(copy);
     if (this.messageId && this.hooks.onFeedback) {
-      this.like = button("cs-like", t("like"), "thumbUp");
-      this.dislike = button("cs-dislike", t("dislike"), "thumbDown");
+      this.like = toolButton("cs-like", t("like"), "thumbUp");
+      this.dislike = toolButton("cs-dislike", t("dislike"), "thumbDown");
       for (const [el, value] of [[this.like, true], [this.dislike, false]]) {
         el.setAttribute("aria-pressed", "false");
         el.addEventListener("click", () => this.toggleFeedback(value));

@@ -7,17 +7,7 @@
 // is a plain download link to the server's export (JSON, docs/conversation-store.md); deleting
 // asks first. On narrow screens the list is a panel the header's button shows and hides.
 
-import { icon } from "./icons.js";
-
-function toolButton(className, label, iconName) {
-  const el = document.createElement("button");
-  el.type = "button";
-  el.className = "cs-tool " + className;
-  el.setAttribute("aria-label", label);
-  el.title = label;
-  el.appendChild(icon(iconName));
-  return el;
-}
+import { icon, toolButton } from "./icons.js";
 
 export class ConversationList {
   /** elements: {panel, list, empty, more, toggle}; actions: {open(id), deleted(id), failed(error)}. */

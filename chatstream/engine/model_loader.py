@@ -146,7 +146,17 @@ def _config_dtype(config: Any) -> Any:
 
 
 def _no_display(_line: str) -> None:
-    """Off a terminal the load phase's own lines show the progress; the timer only records."""
+    """The timer only records: the load phase's own log lines show the progress."""
+
+
+def _logs_are_json() -> bool:
+    """Whether this process logs one JSON object per line (`--log-format json`), where the load
+    timer's plain text lines would be the only lines that do not parse."""
+    try:
+        from pythonjsonlogger.json import JsonFormatter
+    except ImportError:
+        return False
+    return any(isinstance(handler.formatter, JsonFormatter) for handler in logging.getLogger().handlers)
 
 
 def _load_tokenizer(
@@ -207,7 +217,7 @@ def load_model(
     # would come out as a stream of fragments).
     bar = stderr_is_terminal()
     timer = LoadTime(
-        name=source, hf=True, pbar=bar, fn_print=None if bar else _no_display,
+        name=source, hf=True, pbar=bar, fn_print=_no_display if not bar and _logs_are_json() else None,
         fn=lambda: AutoModelForCausalLM.from_pretrained(source, config=config, dtype=torch_dtype).to(target_device),
     )
     with StartupPhase("load", f"loading the weights of {source} ({str(torch_dtype).removeprefix('torch.')}, "

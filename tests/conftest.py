@@ -158,3 +158,10 @@ def redis_server_factory(tmp_path: Path):
     yield start
     for server in servers:
         server.stop()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The tests that start a local Ray cluster run last (in their own order): a Ray driver changes
+    this process for what follows it (the example servers' load-time output went missing after
+    them), and no other test should depend on whether Ray ran before it."""
+    items.sort(key=lambda item: item.get_closest_marker("ray") is not None)

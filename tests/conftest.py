@@ -8,6 +8,7 @@ the tiny random-model fixtures; and a real redis-server (`redis_server`, `redis_
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -160,8 +161,21 @@ def redis_server_factory(tmp_path: Path):
         server.stop()
 
 
+@pytest.fixture(autouse=True)
+def _environment_restored() -> Iterator[None]:
+    """Whatever a test leaves in os.environ is undone after it. `chatstream.cli.main` sets TQDM_DISABLE when
+    stderr is no terminal (right for the process it owns); run inside this process by a test, it used to leak
+    into every later subprocess, and the example servers' LoadTime bar went silent."""
+    import os
+
+    before = dict(os.environ)
+    yield
+    if os.environ != before:
+        os.environ.clear()
+        os.environ.update(before)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """The tests that start a local Ray cluster run last (in their own order): a Ray driver changes
-    this process for what follows it (the example servers' load-time output went missing after
-    them), and no other test should depend on whether Ray ran before it."""
+    """The tests that start a local Ray cluster run last (in their own order): a Ray driver leaves its
+    threads and connections in this process, and no other test should depend on whether Ray ran before it."""
     items.sort(key=lambda item: item.get_closest_marker("ray") is not None)

@@ -225,8 +225,6 @@ def test_quick_start_server_streams_two_turns(example_workdir: Path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="in the whole suite (not alone) the example's load-time line has gone "
-                   "missing from its stderr since Ray Serve joined the test extra; under investigation")
 def test_loadtime_server_shows_the_load_and_streams(example_workdir: Path):
     with _serve("loadtime_server", example_workdir) as server:
         with session_client(server.url, timeout=120) as client:

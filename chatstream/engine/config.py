@@ -28,6 +28,8 @@ class EngineConfig:
         layout (faster small-batch matrix products; the dense originals are dropped).
     cpu_attention_kernel: on CPU in fp32/bf16, run decode attention in our compiled paged kernel
         (built on first use; without a compiler the engine falls back to SDPA).
+    cpu_fused_layers: on CPU, run pure-decode steps of Llama-family models through fused layer
+        operations instead of HF's modules (`fused_decoder.py`; needs the kernel and prepared weights).
     warmup: run one short request through the engine before it serves (a server's first user
         then does not pay the one-time costs of the first forward passes).
     logprobs_mode: what reported log-probs are taken of: "raw" (the model's logits, as vLLM by
@@ -45,6 +47,7 @@ class EngineConfig:
     enable_prefix_caching: bool = True
     cpu_prepack_weights: bool = True
     cpu_attention_kernel: bool = True
+    cpu_fused_layers: bool = True
     warmup: bool = False
     logprobs_mode: str = "raw"
     quantization: str | None = None

@@ -10,7 +10,8 @@ The cache may be fp32 or bf16; scores, softmax and the weighted sum are computed
 way (bf16 values are widened as they are read), and the output is rounded to the cache's dtype.
 
 It is C++ built with `torch.utils.cpp_extension.load_inline` the first time an engine starts on
-the CPU (cached by torch afterwards). Without a working compiler the engine falls back to the
+the CPU (cached by torch afterwards), in one extension with the fused layer operations of
+`cpu_layer_ops.py` and the int8 product of `cpu_int8_ops.py`. Without a working compiler the engine falls back to the
 SDPA path, with the same results up to float rounding.
 """
 
@@ -20,9 +21,12 @@ import functools
 import logging
 import os
 import threading
-from typing import Callable
+from typing import Any, Callable, Protocol
 
 import torch
+
+from chatstream.engine.cpu_int8_ops import INT8_SOURCE
+from chatstream.engine.cpu_layer_ops import LAYER_OPS_FUNCTIONS, LAYER_OPS_SOURCE
 
 logger = logging.getLogger("chatstream.engine")
 
@@ -150,6 +154,22 @@ torch::Tensor paged_decode_attention(torch::Tensor q, torch::Tensor k_cache, tor
 DecodeKernel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, float], torch.Tensor]
 
 
+class CpuOps(Protocol):
+    """What is compiled beside the kernel: the fused per-layer operations (`cpu_layer_ops.py`) and
+    the int8 weight product (`cpu_int8_ops.py`)."""
+
+    def add_rms_norm(self, x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor,
+                     eps: float) -> list[torch.Tensor]: ...
+
+    def rope_and_cache(self, qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, k_cache: torch.Tensor,
+                       v_cache: torch.Tensor, slots: torch.Tensor, heads: int, kv_heads: int,
+                       head_dim: int) -> torch.Tensor: ...
+
+    def silu_mul(self, gate_up: torch.Tensor) -> torch.Tensor: ...
+
+    def int8_matmul(self, x: torch.Tensor, q: torch.Tensor, scales: torch.Tensor) -> torch.Tensor: ...
+
+
 # The compiled module is per process by nature; the lock makes an engine that needs the kernel wait
 # for a build already running (started ahead by the builder) instead of starting a second one.
 _BUILD_LOCK = threading.Lock()
@@ -158,28 +178,35 @@ _BUILD_LOCK = threading.Lock()
 def load_decode_kernel() -> DecodeKernel | None:
     """The compiled kernel, or None when it cannot be built here (then SDPA is used); built once."""
     with _BUILD_LOCK:
-        return _build_decode_kernel()
+        module = _build_cpu_extension()
+    return None if module is None else module.paged_decode_attention
+
+
+def load_cpu_ops() -> CpuOps | None:
+    """The fused layer operations and the int8 product (same build as the kernel), or None when it cannot be
+    built here."""
+    with _BUILD_LOCK:
+        return _build_cpu_extension()
 
 
 def decode_kernel_is_loaded() -> bool:
     """Whether this process has already built or loaded the kernel (or found it unavailable)."""
-    return _build_decode_kernel.cache_info().currsize > 0
+    return _build_cpu_extension.cache_info().currsize > 0
 
 
 @functools.cache
-def _build_decode_kernel() -> DecodeKernel | None:
+def _build_cpu_extension() -> Any:
     try:
         from torch.utils.cpp_extension import load_inline
 
-        module = load_inline(
-            name="chatstream_paged_decode_v7",
-            cpp_sources=_SOURCE,
-            functions=["paged_decode_attention"],
+        return load_inline(
+            name="chatstream_cpu_ops_v9",
+            cpp_sources=_SOURCE + LAYER_OPS_SOURCE + INT8_SOURCE,
+            functions=["paged_decode_attention", *LAYER_OPS_FUNCTIONS, "int8_matmul"],
             extra_cflags=["-O3", "-march=native", "-fopenmp", "-ffast-math"],
             extra_ldflags=["-fopenmp"],
             verbose=bool(os.environ.get("CHATSTREAM_VERBOSE_BUILD")),
         )
-        return module.paged_decode_attention
     except Exception as exc:  # noqa: BLE001 - no compiler, no headers, ...: fall back, say why
         logger.warning("CPU paged-attention kernel unavailable (%s); using SDPA", exc)
         return None

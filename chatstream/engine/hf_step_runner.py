@@ -13,6 +13,7 @@ import torch
 from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from chatstream.engine.config import EngineConfig
+from chatstream.engine.cpu_attention import load_cpu_ops
 from chatstream.engine.kv_cache import GIB, KVCache, KVCacheSpec, default_kv_budget
 from chatstream.engine.model_runner import ModelRunner
 from chatstream.engine.model_weights import prepare_weights
@@ -57,7 +58,9 @@ class HFStepRunner:
         # out_features, where it exists, needs no dense weight (a head already prepacked by an earlier engine).
         self.vocab_size: int = getattr(head, "out_features", None) or head.weight.shape[0]
         # Weights first: prepacking and quantizing change how much memory is left for the KV cache.
-        self.matmul_path = prepare_weights(model, config.quantization, config.cpu_prepack_weights)
+        # Our compiled CPU kernels (int8 products of a few rows) where the kernel is allowed; built once per process.
+        ops = load_cpu_ops() if config.cpu_attention_kernel and model.device.type == "cpu" else None
+        self.matmul_path = prepare_weights(model, config.quantization, config.cpu_prepack_weights, ops)
         spec = KVCacheSpec.from_config(text_config, model.dtype)
         self.model_len = model_len(text_config, config)
         self.budget_note = "num_kv_blocks"
@@ -75,7 +78,8 @@ class HFStepRunner:
             raise ValueError("the KV cache budget is too small for a single block")
         self.kv_cache = KVCache(spec, num_blocks, config.block_size, model.device)
         self.eos_token_ids = eos_token_ids(model, tokenizer)
-        self.model_runner = ModelRunner(model, self.kv_cache, use_cpu_kernel=config.cpu_attention_kernel)
+        self.model_runner = ModelRunner(model, self.kv_cache, use_cpu_kernel=config.cpu_attention_kernel,
+                                        fuse_layers=config.cpu_fused_layers)
 
     @property
     def device(self) -> torch.device:
@@ -93,6 +97,7 @@ class HFStepRunner:
     def describe(self) -> str:
         kv = self.kv_cache
         return (f"{self.matmul_path}; decode attention: {self.model_runner.decode_path}; "
+                f"decode layers: {self.model_runner.layers_path}; "
                 f"KV cache: {kv.num_blocks} blocks x {kv.block_size} tokens = {kv.num_blocks * kv.block_size} tokens, "
                 f"{kv.size_bytes / GIB:.2f} GiB ({self.model.device}, {str(self.model.dtype).removeprefix('torch.')}; "
                 f"budget from {self.budget_note})")

@@ -13,7 +13,8 @@ from __future__ import annotations
 import torch
 from transformers import PreTrainedModel
 
-from chatstream.engine.cpu_attention import load_decode_kernel
+from chatstream.engine.cpu_attention import load_decode_kernel, load_cpu_ops
+from chatstream.engine.fused_decoder import FusedDecoder
 from chatstream.engine.kv_cache import KVCache
 from chatstream.engine.paged_attention import (
     ATTN_IMPLEMENTATION,
@@ -43,7 +44,8 @@ def _slots(block_ids: list[int], block_size: int, start: int, end: int) -> list[
 class ModelRunner:
     """Owns the model and the KV cache tensors; turns a `SchedulerOutput` into logits."""
 
-    def __init__(self, model: PreTrainedModel, kv_cache: KVCache, use_cpu_kernel: bool = True) -> None:
+    def __init__(self, model: PreTrainedModel, kv_cache: KVCache, use_cpu_kernel: bool = True,
+                 fuse_layers: bool = True) -> None:
         self.model = model
         self.kv_cache = kv_cache
         self.block_size = kv_cache.block_size
@@ -54,7 +56,20 @@ class ModelRunner:
             self.decode_kernel = load_decode_kernel()
         # For the start-up log: which code runs decode attention.
         self.decode_path = "compiled CPU paged kernel" if self.decode_kernel is not None else "SDPA over gathered blocks"
+        self.fused: FusedDecoder | None = None
+        if fuse_layers and self.decode_kernel is not None:
+            self.fused = FusedDecoder.build(model, load_cpu_ops(), self.decode_kernel, kv_cache)
+        self.layers_path = "fused CPU layers" if self.fused is not None else "the model's modules"
         model.set_attn_implementation(ATTN_IMPLEMENTATION)
+
+    def _decode_tables(self, decodes: list[ScheduledRequest]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Block tables `[D, max_blocks]` (padded with block 0) and context lengths `[D]` of the decodes."""
+        bs = self.block_size
+        num_blocks = max(-(-(s.request.num_computed_tokens + 1) // bs) for s in decodes)
+        tables = [s.request.block_ids[:num_blocks] for s in decodes]
+        tables = [t + [0] * (num_blocks - len(t)) for t in tables]
+        context_lens = torch.tensor([s.request.num_computed_tokens + 1 for s in decodes], device=self.device)
+        return torch.tensor(tables, dtype=torch.long, device=self.device), context_lens
 
     def execute(self, output: SchedulerOutput) -> StepLogits:
         """Run the step; return float32 logits `[N, V]`, the N requests they belong to, and prompt logits."""
@@ -86,22 +101,26 @@ class ModelRunner:
                 sampled.append(r)
 
         dev = self.device
+        if self.fused is not None and not prefills and not prompt_rows and len(sampled) == len(ordered):
+            # Every request decodes one token and samples it: the fused layers run the whole step.
+            tables, context_lens = self._decode_tables(decodes)
+            with torch.inference_mode():
+                logits = self.fused.logits(torch.tensor(input_ids, dtype=torch.long, device=dev),
+                                           torch.tensor(positions, dtype=torch.long, device=dev),
+                                           torch.tensor(slots, dtype=torch.long, device=dev), tables, context_lens)
+            return StepLogits(logits.float(), sampled, [])
         meta = AttentionMetadata(
             kv_cache=self.kv_cache,
             cache_rows=self.kv_cache.rows_for_slots(torch.tensor(slots, dtype=torch.long, device=dev)),
             num_decode_tokens=len(decodes),
         )
         if decodes:
-            num_blocks = max(-(-(s.request.num_computed_tokens + 1) // bs) for s in decodes)
-            tables = [s.request.block_ids[:num_blocks] for s in decodes]
-            tables = [t + [0] * (num_blocks - len(t)) for t in tables]
-            meta.decode_block_tables = torch.tensor(tables, dtype=torch.long, device=dev)
-            context_lens = torch.tensor([s.request.num_computed_tokens + 1 for s in decodes], device=dev)
+            meta.decode_block_tables, context_lens = self._decode_tables(decodes)
             meta.decode_context_lens = context_lens
             if self.decode_kernel is not None:
                 meta.decode_kernel = self.decode_kernel
             else:
-                key_pos = torch.arange(num_blocks * bs, device=dev)
+                key_pos = torch.arange(meta.decode_block_tables.shape[1] * bs, device=dev)
                 allowed = key_pos[None, :] < context_lens[:, None]
                 meta.decode_mask = _additive_mask(allowed, self.dtype)[:, None, None, :]
         query_start = len(decodes)

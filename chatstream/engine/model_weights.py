@@ -13,9 +13,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from chatstream.engine.cpu_attention import CpuOps
 from chatstream.engine.cpu_weights import prepack_linear_weights
 from chatstream.engine.mapped_memory import trim_heap
-from chatstream.engine.quantization import QUANTIZATIONS, quantize_int8
+from chatstream.engine.quantization import INT8_KERNEL_MAX_ROWS, QUANTIZATIONS, quantize_int8
 
 
 @dataclass(frozen=True)
@@ -54,9 +55,13 @@ def _dtype_name(dtype: torch.dtype) -> str:
     return {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, str(dtype))
 
 
-def describe_matmuls(device: torch.device, dtype: torch.dtype, quantization: str | None, num_packed: int) -> str:
+def describe_matmuls(device: torch.device, dtype: torch.dtype, quantization: str | None, num_packed: int,
+                     int8_kernel: bool = False) -> str:
     name = _dtype_name(dtype)
     if quantization == "int8":
+        if device.type == "cpu" and int8_kernel:
+            return (f"{name} activations x int8 weights: compiled int8 kernel up to {INT8_KERNEL_MAX_ROWS - 1} rows, "
+                    "oneDNN on bf16-widened weights above")
         if device.type == "cpu":
             return (f"{name} activations x int8 weights: torch._weight_int8pack_mm"
                     f"{' (activations rounded to bf16 for it)' if dtype == torch.float32 else ''}")
@@ -75,16 +80,18 @@ def describe_matmuls(device: torch.device, dtype: torch.dtype, quantization: str
     return f"{name} matmuls: {path}{', AVX-512' if support.avx512 and num_packed else ''}"
 
 
-def prepare_weights(model: nn.Module, quantization: str | None, prepack: bool) -> str:
-    """Quantize or prepack `model`'s linear weights in place; returns `describe_matmuls`' line."""
+def prepare_weights(model: nn.Module, quantization: str | None, prepack: bool, ops: CpuOps | None = None) -> str:
+    """Quantize or prepack `model`'s linear weights in place; returns `describe_matmuls`' line. `ops`: our
+    compiled CPU kernels (the int8 product of a few rows), None where they are not built or not wanted."""
     if quantization is not None and quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization must be one of {QUANTIZATIONS} or None, got {quantization!r}")
     device, dtype = model.device, model.dtype
     num_packed = 0
+    int8_kernel = ops is not None and device.type == "cpu" and dtype in (torch.float32, torch.bfloat16)
     if quantization == "int8":
-        quantize_int8(model)
+        quantize_int8(model, ops if int8_kernel else None)
     elif prepack and device.type == "cpu":
         num_packed = prepack_linear_weights(model)
     if device.type == "cpu":
         trim_heap()
-    return describe_matmuls(device, dtype, quantization, num_packed)
+    return describe_matmuls(device, dtype, quantization, num_packed, int8_kernel)

@@ -8,10 +8,11 @@ Quantization: symmetric, per output channel: `scale[o] = max|W[o, :]| / 127`,
 `q[o, i] = round(W[o, i] / scale[o])`, so `W ≈ q * scale[:, None]`. Activations stay in floating
 point (weight-only): `y = (x @ q.T) * scale`.
 
-Kernels (both maintained in PyTorch itself):
-- CPU, up to 15 rows (decoding for a few requests): `torch._weight_int8pack_mm`. Its vectorized
-  path takes bf16 activations (fp32 input is several times slower there), so fp32 activations
-  are rounded to bf16 for the product and the result is returned in fp32.
+Kernels:
+- CPU, up to 15 rows (decoding for a few requests): our compiled `int8_matmul` (`cpu_int8_ops.py`,
+  fp32 activations, built with the attention kernel) where it is available, else PyTorch's
+  `torch._weight_int8pack_mm`, whose vectorized path takes bf16 activations (fp32 input is several
+  times slower there), so fp32 activations are rounded to bf16 for it.
 - CPU, 16 rows or more (prompts, larger batches), where that kernel scales badly: the int8 weight
   is widened to bf16 for the call and multiplied by oneDNN (AMX where the CPU has it).
 - CUDA and elsewhere: the int8 weight is converted to the activations' dtype inside the call
@@ -28,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from chatstream.engine.cpu_attention import CpuOps
 from chatstream.engine.cpu_weights import padded_rows
 from chatstream.engine.linear_fusion import FusedMember, FusedProduct, sibling_groups
 from chatstream.engine.weight_swap import dense_weight_of, linear_modules, shared_weight_ids, swap_weight
@@ -72,25 +74,33 @@ def int8_product_dequantized(x: torch.Tensor, qweight: torch.Tensor, scales: tor
 
 
 class Int8Weight:
-    """One weight `[out, in]` as per-channel int8 (a `LinearKernel`)."""
+    """One weight `[out, in]` as per-channel int8 (a `LinearKernel`); `ops`: our compiled CPU kernels, if built."""
 
-    def __init__(self, weight: torch.Tensor) -> None:
+    def __init__(self, weight: torch.Tensor, ops: CpuOps | None = None) -> None:
         self.qweight, scales = quantize_per_channel(weight)
         self.dtype = weight.dtype
         on_cpu = weight.device.type == "cpu"
-        # The CPU kernel wants its scales in the activations' (bf16) dtype; keep them ready.
+        self.ops = ops if on_cpu and weight.dtype in (torch.float32, torch.bfloat16) else None
+        self.fp32_scales = scales  # our kernel's
+        # PyTorch's CPU kernel wants its scales in the activations' (bf16) dtype; keep them ready.
         self.scales = scales.to(torch.bfloat16) if on_cpu else scales.to(weight.dtype)
         self._product = int8_product_cpu if on_cpu else int8_product_dequantized
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.ops is not None and x.numel() < INT8_KERNEL_MAX_ROWS * x.shape[-1] and x.dtype == self.dtype:
+            rows = x.reshape(-1, x.shape[-1])
+            out = self.ops.int8_matmul(rows if rows.stride(-1) == 1 else rows.contiguous(), self.qweight,
+                                       self.fp32_scales)
+            return out.reshape(*x.shape[:-1], -1)
         return self._product(x, self.qweight, self.scales)
 
     def dense_weight(self) -> torch.Tensor:
         return (self.qweight.float() * self.scales.float()[:, None]).to(self.dtype)
 
 
-def quantize_int8(model: nn.Module) -> int:
-    """Quantize every floating-point linear weight of `model` in place; returns how many."""
+def quantize_int8(model: nn.Module, ops: CpuOps | None = None) -> int:
+    """Quantize every floating-point linear weight of `model` in place; returns how many. `ops`: our
+    compiled CPU kernels, for the products of a few rows (None: PyTorch's kernel)."""
     shared = shared_weight_ids(model)
     # Weights already quantized by someone else (e.g. bitsandbytes) are left alone.
     by_name = {name: m for name, m in linear_modules(model) if m.weight.is_floating_point()}
@@ -98,12 +108,13 @@ def quantize_int8(model: nn.Module) -> int:
     with torch.no_grad():
         for group in list(sibling_groups(model, by_name, shared)):
             weights = [m.weight for _, m in group]
-            fused = FusedProduct(Int8Weight(torch.cat([w.detach() for w in weights])), [w.shape[0] for w in weights])
+            fused = FusedProduct(Int8Weight(torch.cat([w.detach() for w in weights]), ops),
+                                 [w.shape[0] for w in weights])
             for index, (name, module) in enumerate(group):
                 swap_weight(module, FusedMember(fused, index), shared)
                 del by_name[name]
                 count += 1
         for module in by_name.values():
-            swap_weight(module, Int8Weight(dense_weight_of(module)), shared)
+            swap_weight(module, Int8Weight(dense_weight_of(module), ops), shared)
             count += 1
     return count

@@ -1,4 +1,4 @@
-"""Decode steps of Llama-family models on the CPU, layer by layer in a handful of calls.
+"""Engine steps of Llama-family models on the CPU, layer by layer in a handful of calls.
 
 A decode step multiplies a few dozen rows by each weight matrix; what HF's modules do between the
 products (RMSNorm, rotary embeddings, the gated activation, residual adds, reshapes, the attention
@@ -9,8 +9,10 @@ weights and runs each layer as nine calls: fused norm, q/k/v product, rotary + c
 pass), the paged decode kernel, output product, fused residual add + norm, gate/up product, fused
 activation, down product (`cpu_layer_ops.py`).
 
-It takes only steps in which every request decodes one token and samples it (the bulk of a
-server's steps); prompts, prompt chunks and prompt log-probs go through HF's forward as before.
+It runs every step except those that keep prompt log-probs (which need the LM-head rows of prompt
+tokens; HF's forward does those). Decodes attend through the paged decode kernel, prompt chunks
+through SDPA over their blocks, as in `paged_attention.py`.
+
 It applies to models whose layers are exactly Llama's shape (`SUPPORTED_MODEL_TYPES`: RMSNorm,
 rotate-half rotary embeddings, q/k/v and gate/up fused by the weight preparation, SiLU gating, no
 extra multipliers); anything else keeps HF's forward for every step. The rotary tables come from
@@ -22,11 +24,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from chatstream.engine.cpu_attention import CpuOps, DecodeKernel
 from chatstream.engine.kv_cache import KVCache
 from chatstream.engine.linear_fusion import FusedMember
+from chatstream.engine.paged_attention import AttentionMetadata, gather_blocks
 from chatstream.engine.weight_swap import LinearKernel, kernel_of
 
 SUPPORTED_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2"})
@@ -106,7 +110,7 @@ def _layer(decoder_layer: nn.Module) -> _Layer | None:
 
 
 class FusedDecoder:
-    """Runs a pure-decode step of a supported model (see `build`) straight through its layers."""
+    """Runs a step of a supported model (see `build`) straight through its layers."""
 
     def __init__(self, model: nn.Module, layers: list[_Layer], final_norm: tuple[torch.Tensor, float],
                  ops: CpuOps, kernel: DecodeKernel, kv_cache: KVCache) -> None:
@@ -124,6 +128,7 @@ class FusedDecoder:
         self.embed = model.model.embed_tokens
         self.rotary = model.model.rotary_emb
         self.lm_head = model.lm_head
+        self.vocab_size = getattr(self.lm_head, "out_features", None) or config.vocab_size
         self._no_residual = torch.empty(0, dtype=model.dtype)
 
     @classmethod
@@ -143,26 +148,51 @@ class FusedDecoder:
             return None
         return cls(model, layers, final_norm, ops, kernel, kv_cache)  # type: ignore[arg-type]
 
-    def logits(self, input_ids: torch.Tensor, positions: torch.Tensor, slots: torch.Tensor,
-               block_tables: torch.Tensor, context_lens: torch.Tensor) -> torch.Tensor:
-        """Logits `[T, V]` (the model's dtype) for `T` decode tokens, one per request, at `positions`;
-        their keys and values go into `slots`, and each attends its request's blocks."""
+    def logits(self, input_ids: torch.Tensor, positions: torch.Tensor, slots: torch.Tensor, meta: AttentionMetadata,
+               rows: torch.Tensor) -> torch.Tensor:
+        """Logits `[len(rows), V]` (the model's dtype) of the step's packed tokens `[T]` (decodes first, then prompt
+        chunks, as `meta` describes them) at `positions`; their keys and values go into `slots`."""
         ops, cache = self.ops, self.kv_cache
-        rows = input_ids.shape[0]
         h = self.embed(input_ids)  # [T, hidden]
         cos, sin = self.rotary(h, positions[None])
-        cos, sin = cos.reshape(rows, -1), sin.reshape(rows, -1)
+        cos, sin = cos.reshape(h.shape[0], -1), sin.reshape(h.shape[0], -1)
         x, residual = ops.add_rms_norm(h, self._no_residual, self.layers[0].input_norm, self.layers[0].input_eps)
         for index, layer in enumerate(self.layers):
             k_blocks, v_blocks = cache.key_blocks[index], cache.value_blocks[index]
             q = ops.rope_and_cache(layer.qkv(x), cos, sin, k_blocks, v_blocks, slots,
                                    self.heads, self.kv_heads, self.head_dim)
-            attended = self.kernel(q, k_blocks, v_blocks, block_tables, context_lens, self.scale)
-            x, residual = ops.add_rms_norm(layer.out(attended.view(rows, -1)), residual, layer.post_norm,
+            attended = self._attention(q, k_blocks, v_blocks, meta)
+            x, residual = ops.add_rms_norm(layer.out(attended.view(h.shape[0], -1)), residual, layer.post_norm,
                                            layer.post_eps)
             h = layer.down(ops.silu_mul(layer.gate_up(x)))
             if index + 1 < len(self.layers):
                 following = self.layers[index + 1]
                 x, residual = ops.add_rms_norm(h, residual, following.input_norm, following.input_eps)
+        if rows.shape[0] == 0:  # only prompt chunks that end before their prompt does: nothing samples
+            return h.new_empty(0, self.vocab_size)
+        if rows.shape[0] != h.shape[0]:  # only the rows that sample go through the final norm and the LM head
+            h, residual = h[rows], residual[rows]
         x, _ = ops.add_rms_norm(h, residual, self.final_norm, self.final_eps)
         return self.lm_head(x)
+
+    def _attention(self, q: torch.Tensor, k_blocks: torch.Tensor, v_blocks: torch.Tensor,
+                   meta: AttentionMetadata) -> torch.Tensor:
+        """Each token of `q` `[T, H, hd]` attends its request's cached keys and values (its own included)."""
+        decodes = meta.num_decode_tokens
+        if decodes and not meta.prefills:
+            return self.kernel(q, k_blocks, v_blocks, meta.decode_block_tables, meta.decode_context_lens, self.scale)
+        out = torch.empty_like(q)
+        if decodes:
+            out[:decodes] = self.kernel(q[:decodes], k_blocks, v_blocks, meta.decode_block_tables,
+                                        meta.decode_context_lens, self.scale)
+        for p in meta.prefills:
+            # A prompt chunk: causal SDPA over its context, read back from the blocks it was just written to.
+            end = p.query_start + p.query_len
+            qp = q[p.query_start:end].transpose(0, 1).unsqueeze(0)  # [1, H, n, hd]
+            kp = gather_blocks(k_blocks, p.block_table)[:, :p.context_len].unsqueeze(0)  # [1, KVH, ctx, hd]
+            vp = gather_blocks(v_blocks, p.block_table)[:, :p.context_len].unsqueeze(0)
+            causal = p.mask is None  # no earlier context: the plain causal mask is the whole story
+            op = F.scaled_dot_product_attention(qp, kp, vp, attn_mask=p.mask, is_causal=causal, scale=self.scale,
+                                                enable_gqa=self.heads != self.kv_heads)
+            out[p.query_start:end] = op[0].transpose(0, 1)
+        return out

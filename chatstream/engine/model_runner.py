@@ -101,17 +101,10 @@ class ModelRunner:
                 sampled.append(r)
 
         dev = self.device
-        if self.fused is not None and not prefills and not prompt_rows and len(sampled) == len(ordered):
-            # Every request decodes one token and samples it: the fused layers run the whole step.
-            tables, context_lens = self._decode_tables(decodes)
-            with torch.inference_mode():
-                logits = self.fused.logits(torch.tensor(input_ids, dtype=torch.long, device=dev),
-                                           torch.tensor(positions, dtype=torch.long, device=dev),
-                                           torch.tensor(slots, dtype=torch.long, device=dev), tables, context_lens)
-            return StepLogits(logits.float(), sampled, [])
+        slot_ids = torch.tensor(slots, dtype=torch.long, device=dev)
         meta = AttentionMetadata(
             kv_cache=self.kv_cache,
-            cache_rows=self.kv_cache.rows_for_slots(torch.tensor(slots, dtype=torch.long, device=dev)),
+            cache_rows=self.kv_cache.rows_for_slots(slot_ids),
             num_decode_tokens=len(decodes),
         )
         if decodes:
@@ -128,10 +121,9 @@ class ModelRunner:
             r = s.request
             n, done = s.num_new_tokens, r.num_computed_tokens
             mask = None
-            table = torch.empty(0, dtype=torch.long, device=dev)
+            ctx = done + n
+            table = torch.tensor(r.block_ids[:-(-ctx // bs)], dtype=torch.long, device=dev)
             if done:
-                ctx = done + n
-                table = torch.tensor(r.block_ids[:-(-ctx // bs)], dtype=torch.long, device=dev)
                 q_pos = torch.arange(done, ctx, device=dev)
                 mask = _additive_mask(torch.arange(ctx, device=dev)[None, :] <= q_pos[:, None], self.dtype)
             meta.prefills.append(PrefillSequence(query_start, n, done, table, mask))
@@ -139,6 +131,12 @@ class ModelRunner:
 
         ids = torch.tensor([input_ids], dtype=torch.long, device=dev)
         pos = torch.tensor([positions], dtype=torch.long, device=dev)
+        if self.fused is not None and not prompt_rows:
+            # The fused layers run the step (HF's modules are needed only for prompt log-probs' rows).
+            with torch.inference_mode():
+                logits = self.fused.logits(ids[0], pos[0], slot_ids, meta,
+                                           torch.tensor(logits_rows, dtype=torch.long, device=dev))
+            return StepLogits(logits.float(), sampled, [])
         num_sampled = len(logits_rows)
         for _, _, row, count in prompt_rows:
             logits_rows.extend(range(row, row + count))

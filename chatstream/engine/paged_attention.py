@@ -69,7 +69,7 @@ class AttentionMetadata:
     num_layer_calls: int = 0  # attention calls that received this metadata (one per layer)
 
 
-def _gather(blocks: torch.Tensor, block_table: torch.Tensor) -> torch.Tensor:
+def gather_blocks(blocks: torch.Tensor, block_table: torch.Tensor) -> torch.Tensor:
     """Blocks `[N, H, bs, D]` picked by `block_table` (`[..., nb]`) as `[..., H, nb * bs, D]`."""
     # index_select copies whole blocks with memcpy; advanced indexing (`blocks[table]`) goes
     # through the generic gather kernel and was several times slower on CPU.
@@ -120,8 +120,8 @@ def paged_attention_forward(
                                       meta.decode_context_lens, scale)
     elif nd:
         qd = q[:, :nd].transpose(0, 1).unsqueeze(2)  # [D, H, 1, hd]
-        kd = _gather(key_blocks, meta.decode_block_tables)  # [D, KVH, L, hd]
-        vd = _gather(value_blocks, meta.decode_block_tables)
+        kd = gather_blocks(key_blocks, meta.decode_block_tables)  # [D, KVH, L, hd]
+        vd = gather_blocks(value_blocks, meta.decode_block_tables)
         od = F.scaled_dot_product_attention(qd, kd, vd, attn_mask=meta.decode_mask, scale=scaling, enable_gqa=gqa)
         out[:nd] = od.squeeze(2)
     for p in meta.prefills:
@@ -131,8 +131,8 @@ def paged_attention_forward(
             vp = value[:, :, p.query_start:p.query_start + p.query_len]
             op = F.scaled_dot_product_attention(qp, kp, vp, is_causal=True, scale=scaling, enable_gqa=gqa)
         else:
-            kp = _gather(key_blocks, p.block_table)[:, :p.context_len].unsqueeze(0)
-            vp = _gather(value_blocks, p.block_table)[:, :p.context_len].unsqueeze(0)
+            kp = gather_blocks(key_blocks, p.block_table)[:, :p.context_len].unsqueeze(0)
+            vp = gather_blocks(value_blocks, p.block_table)[:, :p.context_len].unsqueeze(0)
             op = F.scaled_dot_product_attention(qp, kp, vp, attn_mask=p.mask, scale=scaling, enable_gqa=gqa)
         out[p.query_start:p.query_start + p.query_len] = op[0].transpose(0, 1)
     return out.unsqueeze(0), None

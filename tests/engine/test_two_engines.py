@@ -159,7 +159,8 @@ def test_a_model_that_drops_the_metadata_fails_the_step_loudly() -> None:
     from chatstream.engine.paged_attention import METADATA_KWARG
 
     model, tokenizer = build_tiny_model("llama")
-    core = EngineCore(model, tokenizer, EngineConfig(num_kv_blocks=16, block_size=4))
+    # HF's forward (the fused layers, which Llama would take, never call it).
+    core = EngineCore(model, tokenizer, EngineConfig(num_kv_blocks=16, block_size=4, cpu_fused_layers=False))
     forward = model.forward
     # A model whose layers never see the call's keyword arguments would silently attend without the cache.
     model.forward = lambda *args, **kwargs: forward(*args, **{k: v for k, v in kwargs.items() if k != METADATA_KWARG})

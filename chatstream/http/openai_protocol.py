@@ -104,7 +104,9 @@ class _SamplingRequest(StructuredFields):
 
         `default_max_tokens` applies when the request gives none; `max_room` (the context left
         after the prompt) caps it, because asking for more than fits is clamped, not refused.
-        `stop_token_ids` (the server's end-of-turn ids) join the request's own.
+        `stop_token_ids` (the server's end-of-turn ids) join the request's own, unless the request
+        sets `ignore_eos` (as in vLLM, where they are the generation config's EOS ids, which
+        `ignore_eos` skips; the request's own `stop_token_ids` still stop it).
         """
         self._check_supported()
         max_tokens, max_tokens_field = self._requested_max_tokens()
@@ -113,7 +115,8 @@ class _SamplingRequest(StructuredFields):
         if max_tokens is not None and max_room is not None and max_tokens > max_room:
             max_tokens = max_room
         logprobs, prompt_logprobs = self._logprobs()
-        stops = list(stop_token_ids or []) + [t for t in self.stop_token_ids or [] if t not in (stop_token_ids or [])]
+        implied = [] if self.ignore_eos else list(stop_token_ids or [])
+        stops = implied + [t for t in self.stop_token_ids or [] if t not in implied]
         values: dict[str, Any] = {
             "max_tokens": max_tokens, "temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k,
             "min_p": self.min_p, "seed": self.seed, "stop": self.stop, "stop_token_ids": stops or None,

@@ -142,6 +142,17 @@ def test_min_tokens_and_ignore_eos_are_honoured_in_chat(client, stream):
     assert completion_tokens >= 30
 
 
+def test_ignore_eos_in_chat_writes_past_the_end_of_turn(client, served):
+    # A bias makes the end-of-turn token the greedy pick at every step: only ignore_eos lets the reply go on.
+    vocab = served.chat_stream.tokenizer.get_vocab()
+    end = next(vocab[t] for t in ("<|im_end|>", "<|endoftext|>") if t in vocab)
+    kwargs = dict(model="tiny", messages=USER, max_tokens=12, temperature=0, logit_bias={str(end): 100})
+    stopped = client.chat.completions.create(**kwargs)
+    assert (stopped.usage.completion_tokens, stopped.choices[0].finish_reason) == (1, "stop")
+    going = client.chat.completions.create(**kwargs, extra_body={"ignore_eos": True, "skip_special_tokens": False})
+    assert (going.usage.completion_tokens, going.choices[0].finish_reason) == (12, "length")
+
+
 def test_stop_strings_with_include_stop_str_in_output(client):
     plain = client.completions.create(model="tiny", prompt="The quick brown", max_tokens=12, temperature=0,
                                       extra_body={"ignore_eos": True}).choices[0].text

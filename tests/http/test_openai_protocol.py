@@ -80,7 +80,9 @@ def test_vllm_extras_and_logprobs_become_sampling_params():
     params = _chat(min_tokens=3, ignore_eos=True, stop_token_ids=[9], skip_special_tokens=False,
                    include_stop_str_in_output=True, logprobs=True, top_logprobs=4, logit_bias={"5": -100},
                    ).to_sampling_params(100, stop_token_ids=[7])
-    assert (params.min_tokens, params.ignore_eos, params.stop_token_ids) == (3, True, [7, 9])
+    # With ignore_eos the server's end-of-turn ids (7) do not join, as vLLM skips its EOS ids; the request's own stop.
+    assert (params.min_tokens, params.ignore_eos, params.stop_token_ids) == (3, True, [9])
+    assert _chat(stop_token_ids=[9]).to_sampling_params(100, stop_token_ids=[7]).stop_token_ids == [7, 9]
     assert (params.skip_special_tokens, params.include_stop_str_in_output) == (False, True)
     assert (params.logprobs, params.logit_bias) == (4, {5: -100.0})
     echo = CompletionRequest(prompt="x", echo=True, logprobs=2, max_tokens=0)

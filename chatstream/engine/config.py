@@ -28,8 +28,9 @@ class EngineConfig:
         layout (faster small-batch matrix products; the dense originals are dropped).
     cpu_attention_kernel: on CPU in fp32/bf16, run decode attention in our compiled paged kernel
         (built on first use; without a compiler the engine falls back to SDPA).
-    cpu_fused_layers: on CPU, run pure-decode steps of Llama-family models through fused layer
-        operations instead of HF's modules (`fused_decoder.py`; needs the kernel and prepared weights).
+    cpu_fused_layers: on CPU, run the steps of Llama-family models through fused layer operations
+        instead of HF's modules (`fused_decoder.py`; needs the kernel and prepared weights; steps
+        that keep prompt log-probs still run HF's forward).
     warmup: run one short request through the engine before it serves (a server's first user
         then does not pay the one-time costs of the first forward passes).
     logprobs_mode: what reported log-probs are taken of: "raw" (the model's logits, as vLLM by
@@ -53,6 +54,10 @@ class EngineConfig:
     quantization: str | None = None
 
     def __post_init__(self) -> None:
+        for f in fields(self):
+            # A string such as "false" (from a command line or a config file) would silently count as True.
+            if f.type == "bool" and not isinstance(getattr(self, f.name), bool):
+                raise ValueError(f"{f.name} must be True or False, got {getattr(self, f.name)!r}")
         if self.block_size < 1:
             raise ValueError(f"block_size must be >= 1, got {self.block_size}")
         if self.kv_cache_memory_gb is not None and self.kv_cache_memory_gb <= 0:

@@ -24,13 +24,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from chatstream.engine.cpu_attention import CpuOps, DecodeKernel
 from chatstream.engine.kv_cache import KVCache
 from chatstream.engine.linear_fusion import FusedMember
-from chatstream.engine.paged_attention import AttentionMetadata, gather_blocks
+from chatstream.engine.paged_attention import AttentionMetadata, attend_from_blocks
 from chatstream.engine.weight_swap import LinearKernel, kernel_of
 
 SUPPORTED_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2"})
@@ -186,13 +185,8 @@ class FusedDecoder:
             out[:decodes] = self.kernel(q[:decodes], k_blocks, v_blocks, meta.decode_block_tables,
                                         meta.decode_context_lens, self.scale)
         for p in meta.prefills:
-            # A prompt chunk: causal SDPA over its context, read back from the blocks it was just written to.
             end = p.query_start + p.query_len
             qp = q[p.query_start:end].transpose(0, 1).unsqueeze(0)  # [1, H, n, hd]
-            kp = gather_blocks(k_blocks, p.block_table)[:, :p.context_len].unsqueeze(0)  # [1, KVH, ctx, hd]
-            vp = gather_blocks(v_blocks, p.block_table)[:, :p.context_len].unsqueeze(0)
-            causal = p.mask is None  # no earlier context: the plain causal mask is the whole story
-            op = F.scaled_dot_product_attention(qp, kp, vp, attn_mask=p.mask, is_causal=causal, scale=self.scale,
-                                                enable_gqa=self.heads != self.kv_heads)
+            op = attend_from_blocks(qp, k_blocks, v_blocks, p, self.scale, self.heads != self.kv_heads)
             out[p.query_start:end] = op[0].transpose(0, 1)
         return out

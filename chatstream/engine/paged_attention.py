@@ -69,7 +69,7 @@ class AttentionMetadata:
     num_layer_calls: int = 0  # attention calls that received this metadata (one per layer)
 
 
-def gather_blocks(blocks: torch.Tensor, block_table: torch.Tensor) -> torch.Tensor:
+def _gather(blocks: torch.Tensor, block_table: torch.Tensor) -> torch.Tensor:
     """Blocks `[N, H, bs, D]` picked by `block_table` (`[..., nb]`) as `[..., H, nb * bs, D]`."""
     # index_select copies whole blocks with memcpy; advanced indexing (`blocks[table]`) goes
     # through the generic gather kernel and was several times slower on CPU.
@@ -77,6 +77,17 @@ def gather_blocks(blocks: torch.Tensor, block_table: torch.Tensor) -> torch.Tens
     picked = picked.view(*block_table.shape, *blocks.shape[1:])  # [..., nb, H, bs, D]
     picked = picked.transpose(-4, -3)  # [..., H, nb, bs, D]
     return picked.flatten(-3, -2)  # [..., H, nb*bs, D]
+
+
+def attend_from_blocks(q: torch.Tensor, key_blocks: torch.Tensor, value_blocks: torch.Tensor, p: PrefillSequence,
+                       scale: float | None, gqa: bool) -> torch.Tensor:
+    """A prompt chunk's queries `[1, H, n, hd]` attend its context `[0, p.context_len)`, read from the blocks
+    (its own new keys and values are written there already): `[1, H, n, hd]`. Causal by position; with
+    no earlier context (`p.mask` None) the plain causal mask is the whole story."""
+    kp = _gather(key_blocks, p.block_table)[:, :p.context_len].unsqueeze(0)  # [1, KVH, ctx, hd]
+    vp = _gather(value_blocks, p.block_table)[:, :p.context_len].unsqueeze(0)
+    return F.scaled_dot_product_attention(q, kp, vp, attn_mask=p.mask, is_causal=p.mask is None, scale=scale,
+                                          enable_gqa=gqa)
 
 
 def paged_attention_forward(
@@ -120,8 +131,8 @@ def paged_attention_forward(
                                       meta.decode_context_lens, scale)
     elif nd:
         qd = q[:, :nd].transpose(0, 1).unsqueeze(2)  # [D, H, 1, hd]
-        kd = gather_blocks(key_blocks, meta.decode_block_tables)  # [D, KVH, L, hd]
-        vd = gather_blocks(value_blocks, meta.decode_block_tables)
+        kd = _gather(key_blocks, meta.decode_block_tables)  # [D, KVH, L, hd]
+        vd = _gather(value_blocks, meta.decode_block_tables)
         od = F.scaled_dot_product_attention(qd, kd, vd, attn_mask=meta.decode_mask, scale=scaling, enable_gqa=gqa)
         out[:nd] = od.squeeze(2)
     for p in meta.prefills:
@@ -131,9 +142,7 @@ def paged_attention_forward(
             vp = value[:, :, p.query_start:p.query_start + p.query_len]
             op = F.scaled_dot_product_attention(qp, kp, vp, is_causal=True, scale=scaling, enable_gqa=gqa)
         else:
-            kp = gather_blocks(key_blocks, p.block_table)[:, :p.context_len].unsqueeze(0)
-            vp = gather_blocks(value_blocks, p.block_table)[:, :p.context_len].unsqueeze(0)
-            op = F.scaled_dot_product_attention(qp, kp, vp, attn_mask=p.mask, scale=scaling, enable_gqa=gqa)
+            op = attend_from_blocks(qp, key_blocks, value_blocks, p, scaling, gqa)
         out[p.query_start:p.query_start + p.query_len] = op[0].transpose(0, 1)
     return out.unsqueeze(0), None
 

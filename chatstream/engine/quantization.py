@@ -56,12 +56,18 @@ def quantize_per_channel(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     return q, scale
 
 
-def int8_product_cpu(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
-    """`x @ (q * scale).T` on CPU; `scales` in bf16. Few rows: PyTorch's int8 weight kernel; more:
-    the weight widened to bf16 for the call and a dense bf16 product (oneDNN, AMX where present)."""
+def int8_product_cpu(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
+                     ops: CpuOps | None = None) -> torch.Tensor:
+    """`x @ (q * scale).T` on CPU. Few rows: our compiled kernel (`ops`, fp32 activations) where it is
+    built, else PyTorch's int8 weight kernel (activations rounded to bf16); more: the weight widened to
+    bf16 for the call and a dense bf16 product (oneDNN, AMX where present)."""
     rows = x.reshape(-1, x.shape[-1])
+    few = rows.shape[0] < INT8_KERNEL_MAX_ROWS
+    if few and ops is not None and rows.dtype in (torch.float32, torch.bfloat16):
+        out = ops.int8_matmul(rows if rows.stride(-1) == 1 else rows.contiguous(), qweight, scales)
+        return out.reshape(*x.shape[:-1], -1)
     compute = rows if rows.dtype in (torch.bfloat16, torch.float16) else rows.to(torch.bfloat16)
-    if rows.shape[0] < INT8_KERNEL_MAX_ROWS:
+    if few:
         out = torch._weight_int8pack_mm(compute.contiguous(), qweight, scales.to(compute.dtype))
     else:  # padded like the prepacked products, for the same reason (oneDNN's per-shape primitives)
         out = int8_product_dequantized(padded_rows(compute), qweight, scales)[: rows.shape[0]]
@@ -79,20 +85,15 @@ class Int8Weight:
     def __init__(self, weight: torch.Tensor, ops: CpuOps | None = None) -> None:
         self.qweight, scales = quantize_per_channel(weight)
         self.dtype = weight.dtype
-        on_cpu = weight.device.type == "cpu"
-        self.ops = ops if on_cpu and weight.dtype in (torch.float32, torch.bfloat16) else None
-        self.fp32_scales = scales  # our kernel's
-        # PyTorch's CPU kernel wants its scales in the activations' (bf16) dtype; keep them ready.
-        self.scales = scales.to(torch.bfloat16) if on_cpu else scales.to(weight.dtype)
-        self._product = int8_product_cpu if on_cpu else int8_product_dequantized
+        self.on_cpu = weight.device.type == "cpu"
+        # On CPU the scales stay fp32 (our kernel's; PyTorch's paths convert them per call).
+        self.scales = scales if self.on_cpu else scales.to(weight.dtype)
+        self.ops = ops if self.on_cpu else None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.ops is not None and x.numel() < INT8_KERNEL_MAX_ROWS * x.shape[-1] and x.dtype == self.dtype:
-            rows = x.reshape(-1, x.shape[-1])
-            out = self.ops.int8_matmul(rows if rows.stride(-1) == 1 else rows.contiguous(), self.qweight,
-                                       self.fp32_scales)
-            return out.reshape(*x.shape[:-1], -1)
-        return self._product(x, self.qweight, self.scales)
+        if self.on_cpu:
+            return int8_product_cpu(x, self.qweight, self.scales, self.ops)
+        return int8_product_dequantized(x, self.qweight, self.scales)
 
     def dense_weight(self) -> torch.Tensor:
         return (self.qweight.float() * self.scales.float()[:, None]).to(self.dtype)

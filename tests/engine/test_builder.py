@@ -32,6 +32,15 @@ def test_options_split_into_the_config_and_the_load_options() -> None:
     assert engine_config({"max_num_seqs": 3}, min_num_seqs=100)[0].max_num_seqs == 3
 
 
+@pytest.mark.parametrize("field", ["cpu_fused_layers", "cpu_attention_kernel", "enable_prefix_caching", "warmup"])
+@pytest.mark.parametrize("value", ["false", "False", 0, 1, None])
+def test_a_switch_takes_only_true_or_false(field: str, value: object) -> None:
+    # "false" from a command line would otherwise count as True.
+    with pytest.raises(ValueError, match=f"{field} must be True or False, got {value!r}"):
+        EngineConfig(**{field: value})
+    assert getattr(EngineConfig(**{field: False}), field) is False
+
+
 def test_a_given_model_is_served_where_it_is_with_a_seeded_sampler(caplog: pytest.LogCaptureFixture) -> None:
     model, tokenizer = build_tiny_model("llama")
     with caplog.at_level(logging.INFO, logger="chatstream.engine"):

@@ -5,43 +5,35 @@ from __future__ import annotations
 import pytest
 import torch
 
-from chatstream.engine.cpu_attention import load_cpu_ops
 from chatstream.engine.quantization import INT8_KERNEL_MAX_ROWS, Int8Weight, quantize_per_channel
 
-
-@pytest.fixture(scope="module")
-def ops():
-    built = load_cpu_ops()
-    if built is None:
-        pytest.skip("no C++ compiler here: int8 products run in PyTorch's kernel")
-    return built
 
 
 @pytest.mark.parametrize("rows", [1, 3, 4, 5, 8, 15])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_int8_matmul_is_the_dequantized_product(ops, rows, dtype):
+def test_int8_matmul_is_the_dequantized_product(cpu_ops, rows, dtype):
     gen = torch.Generator().manual_seed(rows)
     qweight, scales = quantize_per_channel(torch.randn(37, 96, generator=gen))
     x = torch.randn(rows, 96, generator=gen).to(dtype)
     want = x.float() @ (qweight.float() * scales[:, None]).T  # in fp32, as the kernel accumulates
-    got = ops.int8_matmul(x, qweight, scales)
+    got = cpu_ops.int8_matmul(x, qweight, scales)
     assert got.dtype == dtype and got.shape == (rows, 37)
     tolerance = 1e-4 if dtype == torch.float32 else 2e-2  # bf16: only the output's rounding
     torch.testing.assert_close(got.float(), want, atol=tolerance, rtol=tolerance)
 
 
-def test_int8_matmul_reads_rows_of_a_wider_tensor(ops):
+def test_int8_matmul_reads_rows_of_a_wider_tensor(cpu_ops):
     qweight, scales = quantize_per_channel(torch.randn(8, 16))
     wide = torch.randn(3, 40)
-    torch.testing.assert_close(ops.int8_matmul(wide[:, 4:20], qweight, scales),
-                               ops.int8_matmul(wide[:, 4:20].contiguous(), qweight, scales))
+    torch.testing.assert_close(cpu_ops.int8_matmul(wide[:, 4:20], qweight, scales),
+                               cpu_ops.int8_matmul(wide[:, 4:20].contiguous(), qweight, scales))
 
 
-def test_int8_weights_use_the_kernel_for_few_rows_and_agree_with_pytorchs_path(ops):
+def test_int8_weights_use_the_kernel_for_few_rows_and_agree_with_pytorchs_path(cpu_ops):
     weight = torch.randn(64, 48, generator=torch.Generator().manual_seed(5))
-    ours, theirs = Int8Weight(weight, ops), Int8Weight(weight)
+    ours, theirs = Int8Weight(weight, cpu_ops), Int8Weight(weight)
     calls = []
-    kernel = ops.int8_matmul
+    kernel = cpu_ops.int8_matmul
     ours.ops = type("Counting", (), {"int8_matmul": lambda self, *a: calls.append(1) or kernel(*a)})()
     for rows in (1, 4, INT8_KERNEL_MAX_ROWS - 1, INT8_KERNEL_MAX_ROWS, 40):
         x = torch.randn(2, rows, 48)[0]

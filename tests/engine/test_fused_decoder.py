@@ -11,19 +11,11 @@ import torch
 import torch.nn.functional as F
 
 from chatstream import LLM, SamplingParams
-from chatstream.engine.cpu_attention import load_cpu_ops
 from chatstream.engine.fused_decoder import FusedDecoder
 
 FUSED_FAMILIES = ["llama", "mistral", "qwen2"]
 UNFUSED_FAMILIES = ["qwen3", "gpt_neox", "gpt2"]
 
-
-@pytest.fixture(scope="module")
-def ops():
-    built = load_cpu_ops()
-    if built is None:
-        pytest.skip("no C++ compiler here: the engine runs the model's modules")
-    return built
 
 
 def _close(dtype: torch.dtype):
@@ -32,7 +24,7 @@ def _close(dtype: torch.dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_add_rms_norm_is_the_residual_add_then_hf_rmsnorm(ops, dtype):
+def test_add_rms_norm_is_the_residual_add_then_hf_rmsnorm(cpu_ops, dtype):
     gen = torch.Generator().manual_seed(0)
     x, residual = (torch.randn(7, 96, generator=gen).to(dtype) for _ in range(2))
     weight = torch.randn(96, generator=gen).to(dtype)
@@ -41,23 +33,23 @@ def test_add_rms_norm_is_the_residual_add_then_hf_rmsnorm(ops, dtype):
         variance = h.float().pow(2).mean(-1, keepdim=True)
         return weight * (h.float() * torch.rsqrt(variance + 1e-6)).to(dtype)
 
-    out, h = ops.add_rms_norm(x, residual, weight, 1e-6)
+    out, h = cpu_ops.add_rms_norm(x, residual, weight, 1e-6)
     assert torch.equal(h, residual + x)
     torch.testing.assert_close(out, reference(residual + x), **_close(dtype))
-    out, h = ops.add_rms_norm(x, torch.empty(0, dtype=dtype), weight, 1e-6)  # the first layer: no residual yet
+    out, h = cpu_ops.add_rms_norm(x, torch.empty(0, dtype=dtype), weight, 1e-6)  # the first layer: no residual yet
     assert torch.equal(h, x)
     torch.testing.assert_close(out, reference(x), **_close(dtype))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_silu_mul_is_the_gated_activation(ops, dtype):
+def test_silu_mul_is_the_gated_activation(cpu_ops, dtype):
     gate_up = torch.randn(5, 2 * 40, generator=torch.Generator().manual_seed(1)).to(dtype)
     want = F.silu(gate_up[:, :40]) * gate_up[:, 40:]
-    torch.testing.assert_close(ops.silu_mul(gate_up), want, **_close(dtype))
+    torch.testing.assert_close(cpu_ops.silu_mul(gate_up), want, **_close(dtype))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_rope_and_cache_rotates_q_and_k_and_stores_k_and_v_at_their_slots(ops, dtype):
+def test_rope_and_cache_rotates_q_and_k_and_stores_k_and_v_at_their_slots(cpu_ops, dtype):
     heads, kv_heads, head_dim, block_size, num_blocks, rows = 4, 2, 8, 4, 6, 5
     gen = torch.Generator().manual_seed(2)
     # A row of the fused product is wider than q, k and v together when it is a slice of a bigger one.
@@ -69,7 +61,7 @@ def test_rope_and_cache_rotates_q_and_k_and_stores_k_and_v_at_their_slots(ops, d
     v_cache = torch.zeros_like(k_cache)
     slots = torch.tensor([7, 0, 13, 22, 5])
 
-    q = ops.rope_and_cache(qkv, cos, sin, k_cache, v_cache, slots, heads, kv_heads, head_dim)
+    q = cpu_ops.rope_and_cache(qkv, cos, sin, k_cache, v_cache, slots, heads, kv_heads, head_dim)
 
     def rotated(x):  # HF's q * cos + rotate_half(q) * sin, per head
         first, second = x[..., :head_dim // 2], x[..., head_dim // 2:]
@@ -92,14 +84,14 @@ def _llm(model, tokenizer, **options) -> LLM:
 
 
 @pytest.mark.parametrize("tiny_family", FUSED_FAMILIES + UNFUSED_FAMILIES)
-def test_only_llama_shaped_families_take_the_fused_path(ops, tiny_family, tiny_model):
+def test_only_llama_shaped_families_take_the_fused_path(cpu_ops, tiny_family, tiny_model):
     model, tokenizer = tiny_model
     runner = _llm(model, tokenizer).engine.runner
     assert (runner.model_runner.fused is not None) == (tiny_family in FUSED_FAMILIES)
     assert ("decode layers: fused CPU layers" in runner.describe()) == (tiny_family in FUSED_FAMILIES)
 
 
-def test_without_prepared_weights_or_when_switched_off_the_modules_run(ops, tiny_model_factory):
+def test_without_prepared_weights_or_when_switched_off_the_modules_run(cpu_ops, tiny_model_factory):
     for options in ({"cpu_prepack_weights": False}, {"cpu_fused_layers": False}, {"cpu_attention_kernel": False}):
         model, tokenizer = tiny_model_factory("llama")
         assert _llm(model, tokenizer, **options).engine.runner.model_runner.fused is None, options
@@ -124,7 +116,7 @@ def _generate(model, tokenizer, dtype: torch.dtype, fused: bool, calls: list[int
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("tiny_family", ["llama", "qwen2"])
-def test_fused_decodes_give_the_modules_tokens_and_logprobs(ops, tiny_family, tiny_model_factory, dtype):
+def test_fused_decodes_give_the_modules_tokens_and_logprobs(cpu_ops, tiny_family, tiny_model_factory, dtype):
     calls: list[int] = []
     fused = _generate(*tiny_model_factory(tiny_family), dtype, True, calls)
     plain = _generate(*tiny_model_factory(tiny_family), dtype, False, [])
@@ -141,7 +133,7 @@ def test_fused_decodes_give_the_modules_tokens_and_logprobs(ops, tiny_family, ti
             assert math.isclose(a.logprob, b.logprob, abs_tol=tolerance)
 
 
-def test_the_builder_declines_a_model_on_another_device_or_dtype(ops, tiny_model_factory):
+def test_the_builder_declines_a_model_on_another_device_or_dtype(cpu_ops, tiny_model_factory):
     model, _ = tiny_model_factory("llama")
     model = model.to(torch.float16)
-    assert FusedDecoder.build(model, ops, lambda *a: a[0], None) is None  # type: ignore[arg-type]
+    assert FusedDecoder.build(model, cpu_ops, lambda *a: a[0], None) is None  # type: ignore[arg-type]

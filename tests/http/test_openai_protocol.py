@@ -135,6 +135,7 @@ def test_an_empty_or_huge_prompt_list_is_a_400():
     ({"model": "m", "messages": [{"role": "user", "content": 5}]}, "messages.0.content"),
     ({"model": "m", "messages": USER, "temperature": "hot"}, "temperature"),
     ({"model": "m"}, "messages"),
+    ({"model": "m", "messages": USER, "ignore_eos": "yes"}, "ignore_eos"),
 ])
 def test_validation_errors_become_400s_naming_the_field(body, param):
     with pytest.raises(ValidationError) as err:
@@ -179,3 +180,5 @@ def test_closing_choices_ends_the_open_ones_as_aborted():
 def test_ignore_eos_extra_reaches_sampling_params() -> None:
     assert _chat(ignore_eos=True).to_sampling_params(10).ignore_eos is True
     assert _chat().to_sampling_params(10).ignore_eos is False
+    # Nothing stops it at an end of turn, so the context still bounds it: a huge max_tokens is clamped to the room.
+    assert _chat(ignore_eos=True, max_tokens=10**12).to_sampling_params(10, max_room=30).max_tokens == 30

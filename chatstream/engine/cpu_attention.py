@@ -200,7 +200,7 @@ def _build_cpu_extension() -> Any:
         from torch.utils.cpp_extension import load_inline
 
         return load_inline(
-            name="chatstream_cpu_ops_v9",
+            name="chatstream_cpu_ops_v10",
             cpp_sources=_SOURCE + LAYER_OPS_SOURCE + INT8_SOURCE,
             functions=["paged_decode_attention", *LAYER_OPS_FUNCTIONS, "int8_matmul"],
             extra_cflags=["-O3", "-march=native", "-fopenmp", "-ffast-math"],

@@ -9,15 +9,18 @@ from chatstream.engine.quantization import INT8_KERNEL_MAX_ROWS, Int8Weight, qua
 
 
 
+# Output channels in blocks of four (37, 38 and 1031 leave one to three over), inputs in vectors of
+# sixteen (100 leaves four over), and a weight larger than the kernel's prefetch distance.
+@pytest.mark.parametrize("shape", [(37, 96), (38, 100), (1031, 576)])
 @pytest.mark.parametrize("rows", [1, 3, 4, 5, 8, 15])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_int8_matmul_is_the_dequantized_product(cpu_ops, rows, dtype):
+def test_int8_matmul_is_the_dequantized_product(cpu_ops, shape, rows, dtype):
     gen = torch.Generator().manual_seed(rows)
-    qweight, scales = quantize_per_channel(torch.randn(37, 96, generator=gen))
-    x = torch.randn(rows, 96, generator=gen).to(dtype)
+    qweight, scales = quantize_per_channel(torch.randn(*shape, generator=gen))
+    x = torch.randn(rows, shape[1], generator=gen).to(dtype)
     want = x.float() @ (qweight.float() * scales[:, None]).T  # in fp32, as the kernel accumulates
     got = cpu_ops.int8_matmul(x, qweight, scales)
-    assert got.dtype == dtype and got.shape == (rows, 37)
+    assert got.dtype == dtype and got.shape == (rows, shape[0])
     tolerance = 1e-4 if dtype == torch.float32 else 2e-2  # bf16: only the output's rounding
     torch.testing.assert_close(got.float(), want, atol=tolerance, rtol=tolerance)
 

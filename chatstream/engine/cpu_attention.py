@@ -11,7 +11,7 @@ way (bf16 values are widened as they are read), and the output is rounded to the
 
 It is C++ built with `torch.utils.cpp_extension.load_inline` the first time an engine starts on
 the CPU (cached by torch afterwards), in one extension with the fused layer operations of
-`cpu_layer_ops.py` and the int8 product of `cpu_int8_ops.py`. Without a working compiler the engine falls back to the
+`cpu_layer_ops.py`, the int8 product of `cpu_int8_ops.py` and the fp32 product of `cpu_panel_ops.py`. Without a working compiler the engine falls back to the
 SDPA path, with the same results up to float rounding.
 """
 
@@ -27,6 +27,7 @@ import torch
 
 from chatstream.engine.cpu_int8_ops import INT8_SOURCE
 from chatstream.engine.cpu_layer_ops import LAYER_OPS_FUNCTIONS, LAYER_OPS_SOURCE
+from chatstream.engine.cpu_panel_ops import PANEL_FUNCTIONS, PANEL_SOURCE
 
 logger = logging.getLogger("chatstream.engine")
 
@@ -140,6 +141,7 @@ torch::Tensor paged_decode_attention(torch::Tensor q, torch::Tensor k_cache, tor
   const float sc = static_cast<float>(scale);
   const int64_t* tp = tables.data_ptr<int64_t>();
   const int64_t* lp = lens.data_ptr<int64_t>();
+  pybind11::gil_scoped_release no_gil;  // the event loop runs while the engine attends
   if (dtype == torch::kFloat32) {
     decode<float>(q.data_ptr<float>(), k_cache.data_ptr<float>(), v_cache.data_ptr<float>(), tp, lp,
                   out.data_ptr<float>(), D, H, hd, KVH, bs, max_blocks, sc);
@@ -155,8 +157,8 @@ DecodeKernel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
 
 
 class CpuOps(Protocol):
-    """What is compiled beside the kernel: the fused per-layer operations (`cpu_layer_ops.py`) and
-    the int8 weight product (`cpu_int8_ops.py`)."""
+    """What is compiled beside the kernel: the fused per-layer operations (`cpu_layer_ops.py`), the
+    int8 weight product (`cpu_int8_ops.py`) and the fp32 panel product (`cpu_panel_ops.py`)."""
 
     def add_rms_norm(self, x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor,
                      eps: float) -> list[torch.Tensor]: ...
@@ -168,6 +170,12 @@ class CpuOps(Protocol):
     def silu_mul(self, gate_up: torch.Tensor) -> torch.Tensor: ...
 
     def int8_matmul(self, x: torch.Tensor, q: torch.Tensor, scales: torch.Tensor) -> torch.Tensor: ...
+
+    def panel_kernel_available(self) -> bool: ...
+
+    def panel_pack(self, weight: torch.Tensor) -> torch.Tensor: ...
+
+    def panel_matmul(self, x: torch.Tensor, panels: torch.Tensor, out_features: int) -> torch.Tensor: ...
 
 
 # The compiled module is per process by nature; the lock makes an engine that needs the kernel wait
@@ -183,8 +191,8 @@ def load_decode_kernel() -> DecodeKernel | None:
 
 
 def load_cpu_ops() -> CpuOps | None:
-    """The fused layer operations and the int8 product (same build as the kernel), or None when it cannot be
-    built here."""
+    """The fused layer operations and the weight products (same build as the kernel), or None when it cannot
+    be built here."""
     with _BUILD_LOCK:
         return _build_cpu_extension()
 
@@ -201,8 +209,8 @@ def _build_cpu_extension() -> Any:
 
         return load_inline(
             name="chatstream_cpu_ops_v10",
-            cpp_sources=_SOURCE + LAYER_OPS_SOURCE + INT8_SOURCE,
-            functions=["paged_decode_attention", *LAYER_OPS_FUNCTIONS, "int8_matmul"],
+            cpp_sources=_SOURCE + LAYER_OPS_SOURCE + INT8_SOURCE + PANEL_SOURCE,
+            functions=["paged_decode_attention", *LAYER_OPS_FUNCTIONS, "int8_matmul", *PANEL_FUNCTIONS],
             extra_cflags=["-O3", "-march=native", "-fopenmp", "-ffast-math"],
             extra_ldflags=["-fopenmp"],
             verbose=bool(os.environ.get("CHATSTREAM_VERBOSE_BUILD")),

@@ -113,6 +113,7 @@ torch::Tensor int8_matmul(torch::Tensor x, torch::Tensor q, torch::Tensor scales
   TORCH_CHECK(s.numel() == q.size(0), "one scale per output channel");
   const int64_t M = x.size(0), N = q.size(0), K = q.size(1);
   auto out = torch::empty({M, N}, x.options());
+  pybind11::gil_scoped_release no_gil;  // the event loop runs while the engine multiplies
   if (dtype == torch::kFloat32) {
     int8_matmul_impl<float>(x.data_ptr<float>(), x.stride(0), q.data_ptr<int8_t>(), s.data_ptr<float>(),
                             out.data_ptr<float>(), M, N, K);

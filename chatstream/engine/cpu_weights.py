@@ -1,5 +1,8 @@
 """Prepacked linear weights for fp32 and bf16 inference on CPU.
 
+fp32 weights go to our panel kernel (`cpu_panel_ops.py`) where it is built (AVX-512), which beats
+oneDNN on the layers' small matrices; everything else (bf16, other CPUs) to oneDNN as below.
+
 Decoding multiplies a few dozen token rows by every weight matrix of the model at each step, so
 on CPU the step time is mostly matrix products with a small M. oneDNN runs those far faster when
 the weight is reordered once into its blocked layout (measured on SmolLM2-135M, 32 rows: the 30
@@ -24,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from chatstream.engine.cpu_attention import CpuOps
 from chatstream.engine.linear_fusion import FusedMember, FusedProduct, sibling_groups
 from chatstream.engine.weight_swap import dense_weight_of, linear_modules, shared_weight_ids, swap_weight
 
@@ -88,6 +92,29 @@ class PackedWeight:
         return _unpack(self.packed, self.in_features)
 
 
+class PanelWeight:
+    """One fp32 weight `[out, in]` as our kernel's panels (a `LinearKernel`; see `cpu_panel_ops.py`)."""
+
+    def __init__(self, weight: torch.Tensor, ops: CpuOps) -> None:
+        self.out_features, self.in_features = weight.shape
+        self.panels = ops.panel_pack(weight.detach().float().contiguous())
+        self.ops = ops
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, x.shape[-1])
+        compute = rows if rows.dtype == torch.float32 and rows.stride(-1) == 1 else rows.float().contiguous()
+        out = self.ops.panel_matmul(compute, self.panels, self.out_features)
+        return out.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
+
+    def dense_weight(self) -> torch.Tensor:
+        return self.panels.transpose(1, 2).reshape(-1, self.in_features)[: self.out_features].contiguous()
+
+
+def panels_usable(ops: CpuOps | None) -> bool:
+    """Whether fp32 weights can go to our panel kernel: it is built and this CPU has AVX-512."""
+    return ops is not None and bool(ops.panel_kernel_available())
+
+
 def prepacking_works(dtype: torch.dtype = torch.float32) -> bool:
     """The op is private to PyTorch; check it exists and agrees with F.linear before relying on it."""
     if not torch.backends.mkldnn.is_available():
@@ -101,14 +128,22 @@ def prepacking_works(dtype: torch.dtype = torch.float32) -> bool:
         return False
 
 
-def prepack_linear_weights(model: nn.Module, fuse: bool = True) -> int:
-    """Pack the fp32/bf16 linear weights of a CPU model in place; returns how many were packed."""
+def prepack_linear_weights(model: nn.Module, fuse: bool = True, ops: CpuOps | None = None) -> int:
+    """Pack the fp32/bf16 linear weights of a CPU model in place; returns how many were packed. `ops`: our
+    compiled CPU kernels; with them fp32 weights become panels for our kernel (`panels_usable`)."""
     candidates = [(name, m) for name, m in linear_modules(model)
                   if m.weight.dtype in PACKABLE_DTYPES and m.weight.device.type == "cpu"]
     dtypes = {m.weight.dtype for _, m in candidates}
     if not candidates or not all(prepacking_works(d) for d in dtypes):
         logger.info("oneDNN weight prepacking is not available; using plain matrix products")
         return 0
+    panels = panels_usable(ops)
+
+    def kernel(weight: torch.Tensor) -> PanelWeight | PackedWeight:
+        if panels and weight.dtype == torch.float32:
+            return PanelWeight(weight, ops)  # type: ignore[arg-type]  # panels_usable: ops is not None
+        return PackedWeight(weight)
+
     shared = shared_weight_ids(model)
     by_name = dict(candidates)
     count = 0
@@ -116,13 +151,13 @@ def prepack_linear_weights(model: nn.Module, fuse: bool = True) -> int:
         if fuse:
             for group in list(sibling_groups(model, by_name, shared)):
                 weights = [m.weight for _, m in group]
-                fused = FusedProduct(PackedWeight(torch.cat([w.detach() for w in weights])),
+                fused = FusedProduct(kernel(torch.cat([w.detach() for w in weights])),
                                      [w.shape[0] for w in weights])
                 for index, (name, module) in enumerate(group):
                     swap_weight(module, FusedMember(fused, index), shared)
                     del by_name[name]
                     count += 1
         for module in by_name.values():
-            swap_weight(module, PackedWeight(dense_weight_of(module)), shared)
+            swap_weight(module, kernel(dense_weight_of(module)), shared)
             count += 1
     return count

@@ -1,8 +1,8 @@
 """Getting a loaded model's linear weights ready for the engine, and saying which path they run.
 
 At start-up the engine either quantizes the linear weights (`quantization="int8"`, see
-`quantization.py`) or, on CPU in fp32/bf16, prepacks them for oneDNN (`cpu_weights.py`); either
-way the dense originals are dropped. `describe_matmuls` is the one start-up log line that says
+`quantization.py`) or, on CPU in fp32/bf16, prepacks them for our fp32 panel kernel or oneDNN
+(`cpu_weights.py`); either way the dense originals are dropped. `describe_matmuls` is the one start-up log line that says
 what the matrix products will run on, e.g. "bf16 matmuls: oneDNN prepacked, AMX".
 """
 
@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from chatstream.engine.cpu_attention import CpuOps
-from chatstream.engine.cpu_weights import prepack_linear_weights
+from chatstream.engine.cpu_weights import panels_usable, prepack_linear_weights
 from chatstream.engine.mapped_memory import trim_heap
 from chatstream.engine.quantization import INT8_KERNEL_MAX_ROWS, QUANTIZATIONS, quantize_int8
 
@@ -56,7 +56,7 @@ def _dtype_name(dtype: torch.dtype) -> str:
 
 
 def describe_matmuls(device: torch.device, dtype: torch.dtype, quantization: str | None, num_packed: int,
-                     int8_kernel: bool = False) -> str:
+                     int8_kernel: bool = False, panels: bool = False) -> str:
     name = _dtype_name(dtype)
     if quantization == "int8":
         if device.type == "cpu" and int8_kernel:
@@ -71,6 +71,8 @@ def describe_matmuls(device: torch.device, dtype: torch.dtype, quantization: str
     support = cpu_matmul_support()
     if num_packed == 0:
         path = "PyTorch's default (not prepacked)"
+    elif panels and dtype == torch.float32:
+        return "fp32 matmuls: compiled panel kernel, AVX-512"
     else:
         path = "oneDNN prepacked"
     if dtype == torch.bfloat16:
@@ -82,7 +84,8 @@ def describe_matmuls(device: torch.device, dtype: torch.dtype, quantization: str
 
 def prepare_weights(model: nn.Module, quantization: str | None, prepack: bool, ops: CpuOps | None = None) -> str:
     """Quantize or prepack `model`'s linear weights in place; returns `describe_matmuls`' line. `ops`: our
-    compiled CPU kernels (the int8 product of a few rows), None where they are not built or not wanted."""
+    compiled CPU kernels (the int8 product of a few rows, the fp32 panel product), None where they are not
+    built or not wanted."""
     if quantization is not None and quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization must be one of {QUANTIZATIONS} or None, got {quantization!r}")
     device, dtype = model.device, model.dtype
@@ -91,7 +94,8 @@ def prepare_weights(model: nn.Module, quantization: str | None, prepack: bool, o
     if quantization == "int8":
         quantize_int8(model, ops if int8_kernel else None)
     elif prepack and device.type == "cpu":
-        num_packed = prepack_linear_weights(model)
+        num_packed = prepack_linear_weights(model, ops=ops if device.type == "cpu" else None)
     if device.type == "cpu":
         trim_heap()
-    return describe_matmuls(device, dtype, quantization, num_packed, int8_kernel)
+    panels = quantization is None and device.type == "cpu" and panels_usable(ops)
+    return describe_matmuls(device, dtype, quantization, num_packed, int8_kernel, panels)

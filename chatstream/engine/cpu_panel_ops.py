@@ -1,0 +1,110 @@
+"""The fp32 weight product on CPUs with AVX-512 (C++ source, built with `cpu_attention.py`'s kernel).
+
+A decode step multiplies a few dozen rows by every weight matrix, and a model like SmolLM2 has
+small ones (576 wide). oneDNN's prepacked product reaches its full rate on the 49152-row LM head
+but well under half of it on the layers' matrices, where its per-call work and the way it splits
+them between threads weigh more than the arithmetic. This kernel is plain register blocking:
+- `panel_pack(w)` stores `w [N, K]` as panels of 16 output channels, `[ceil(N / 16), K, 16]`, so
+  one 64-byte load gives one input's weights for 16 outputs (zero rows pad the last panel);
+- `panel_matmul(x, panels, N)` computes `x @ w.T`: each task takes two panels (32 outputs) and
+  walks all rows of `x` eight at a time, with 16 accumulators in registers and every weight vector
+  used for eight rows; the tasks are split between the threads.
+Measured on SmolLM2's 30 layers (2-core Xeon, fp32): 37 ms against oneDNN's 45 ms at 32 rows,
+15 against 23 ms at one row, 340 against 352 ms at 512 rows; the LM head is level.
+The sums run over the inputs in order in fp32, so results differ from oneDNN's only by rounding.
+Compiled only where the compiler targets AVX-512 (`-march=native`); elsewhere
+`panel_kernel_available()` is false and the engine keeps oneDNN's prepacked product.
+"""
+
+from __future__ import annotations
+
+PANEL_FUNCTIONS = ["panel_kernel_available", "panel_pack", "panel_matmul"]
+
+PANEL_SOURCE = r"""
+bool panel_kernel_available() {
+#if defined(__AVX512F__)
+  return true;
+#else
+  return false;
+#endif
+}
+
+static constexpr int64_t kPanel = 16;  // output channels per panel: one AVX-512 register of fp32
+
+torch::Tensor panel_pack(torch::Tensor weight) {
+  TORCH_CHECK(weight.dim() == 2 && weight.scalar_type() == torch::kFloat32, "weight must be a float32 [out, in]");
+  const int64_t N = weight.size(0), K = weight.size(1), panels = (N + kPanel - 1) / kPanel;
+  auto padded = torch::zeros({panels * kPanel, K}, weight.options());
+  padded.narrow(0, 0, N).copy_(weight);
+  return padded.view({panels, kPanel, K}).transpose(1, 2).contiguous();  // [panels, K, 16]
+}
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+
+// out[m, 0:32] for MR rows of x against two panels (the second skipped when `two` is false);
+// the masks cut the stores at the last real output channel.
+template <int MR>
+static inline void panel_rows(const float* x, int64_t xs, const float* p0, int64_t K, float* o, int64_t os,
+                              bool two, __mmask16 mask0, __mmask16 mask1) {
+  __m512 a0[MR], a1[MR];
+  for (int m = 0; m < MR; ++m) { a0[m] = _mm512_setzero_ps(); a1[m] = _mm512_setzero_ps(); }
+  if (two) {
+    const float* p1 = p0 + K * kPanel;
+    for (int64_t k = 0; k < K; ++k) {
+      const __m512 w0 = _mm512_loadu_ps(p0 + k * kPanel), w1 = _mm512_loadu_ps(p1 + k * kPanel);
+      for (int m = 0; m < MR; ++m) {
+        const __m512 xv = _mm512_set1_ps(x[m * xs + k]);
+        a0[m] = _mm512_fmadd_ps(xv, w0, a0[m]);
+        a1[m] = _mm512_fmadd_ps(xv, w1, a1[m]);
+      }
+    }
+  } else {
+    for (int64_t k = 0; k < K; ++k) {
+      const __m512 w0 = _mm512_loadu_ps(p0 + k * kPanel);
+      for (int m = 0; m < MR; ++m) a0[m] = _mm512_fmadd_ps(_mm512_set1_ps(x[m * xs + k]), w0, a0[m]);
+    }
+  }
+  for (int m = 0; m < MR; ++m) {
+    _mm512_mask_storeu_ps(o + m * os, mask0, a0[m]);
+    if (two) _mm512_mask_storeu_ps(o + m * os + kPanel, mask1, a1[m]);
+  }
+}
+
+static __mmask16 lanes_below(int64_t n) {
+  return n >= kPanel ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << n) - 1u);
+}
+#endif
+
+torch::Tensor panel_matmul(torch::Tensor x, torch::Tensor panels, int64_t N) {
+  TORCH_CHECK(x.dim() == 2 && x.stride(1) == 1 && x.scalar_type() == torch::kFloat32,
+              "x must be float32 [rows, in] with contiguous rows");
+  TORCH_CHECK(panels.dim() == 3 && panels.is_contiguous() && panels.size(2) == kPanel &&
+              panels.size(1) == x.size(1) && panels.size(0) * kPanel >= N && N > (panels.size(0) - 1) * kPanel,
+              "panels must come from panel_pack of an [N, in] weight");
+  const int64_t M = x.size(0), K = x.size(1), xs = x.stride(0), count = panels.size(0);
+  auto out = torch::empty({M, N}, x.options());
+#if defined(__AVX512F__)
+  const float* xp = x.data_ptr<float>();
+  const float* pp = panels.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  pybind11::gil_scoped_release no_gil;  // the event loop runs while the engine multiplies
+  at::parallel_for(0, (count + 1) / 2, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t first = task * 2 * kPanel;
+      const bool two = first + kPanel < N;
+      const __mmask16 mask0 = lanes_below(N - first), mask1 = lanes_below(N - first - kPanel);
+      const float* p0 = pp + task * 2 * K * kPanel;
+      float* o = op + first;
+      int64_t m = 0;
+      for (; m + 8 <= M; m += 8) panel_rows<8>(xp + m * xs, xs, p0, K, o + m * N, N, two, mask0, mask1);
+      for (; m + 4 <= M; m += 4) panel_rows<4>(xp + m * xs, xs, p0, K, o + m * N, N, two, mask0, mask1);
+      for (; m < M; ++m) panel_rows<1>(xp + m * xs, xs, p0, K, o + m * N, N, two, mask0, mask1);
+    }
+  });
+#else
+  TORCH_CHECK(false, "the panel kernel needs AVX-512");
+#endif
+  return out;
+}
+"""

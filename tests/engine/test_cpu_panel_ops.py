@@ -1,0 +1,86 @@
+"""The compiled fp32 panel product against PyTorch's, and its use for a model's fp32 weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from chatstream.engine.cpu_weights import PackedWeight, PanelWeight, prepack_linear_weights, prepacking_works
+from chatstream.engine.linear_fusion import FusedMember
+from chatstream.engine.model_weights import describe_matmuls, prepare_weights
+from chatstream.engine.weight_swap import is_swapped, kernel_of
+
+
+@pytest.fixture(scope="module")
+def panel_ops(cpu_ops):
+    if not cpu_ops.panel_kernel_available():
+        pytest.skip("this CPU has no AVX-512: fp32 weights stay with oneDNN")
+    return cpu_ops
+
+
+# Outputs in panels of 16, two per task (1, 15, 17, 33 and 40 leave partial or odd panels), rows in
+# blocks of 8 then 4 then 1, and input widths with no relation to either.
+@pytest.mark.parametrize("out_features", [1, 15, 16, 17, 33, 40])
+@pytest.mark.parametrize("rows", [1, 3, 4, 5, 8, 9, 13, 33])
+@pytest.mark.parametrize("in_features", [7, 100])
+def test_panel_matmul_is_the_linear_product(panel_ops, out_features, rows, in_features):
+    gen = torch.Generator().manual_seed(out_features * 100 + rows)
+    weight = torch.randn(out_features, in_features, generator=gen)
+    x = torch.randn(rows, in_features, generator=gen)
+    got = panel_ops.panel_matmul(x, panel_ops.panel_pack(weight), out_features)
+    assert got.shape == (rows, out_features) and got.is_contiguous()
+    torch.testing.assert_close(got, F.linear(x, weight), atol=1e-5, rtol=1e-5)
+
+
+def test_panel_weight_reads_strided_and_bf16_rows_and_unpacks_exactly(panel_ops):
+    weight = torch.randn(40, 24, generator=torch.Generator().manual_seed(3))
+    kernel = PanelWeight(weight, panel_ops)
+    assert torch.equal(kernel.dense_weight(), weight)  # the panels hold the weight bit for bit
+    wide = torch.randn(2, 6, 30)
+    view = wide[..., 3:27]  # rows of a wider tensor, with leading dimensions
+    torch.testing.assert_close(kernel(view), F.linear(view, weight), atol=1e-5, rtol=1e-5)
+    rows = torch.randn(5, 24).bfloat16()
+    got = kernel(rows)
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), F.linear(rows.float(), weight), atol=2e-2, rtol=2e-2)
+
+
+def test_panel_matmul_rejects_mismatched_panels(panel_ops):
+    panels = panel_ops.panel_pack(torch.randn(20, 8))
+    with pytest.raises(RuntimeError, match="panel_pack"):
+        panel_ops.panel_matmul(torch.randn(2, 9), panels, 20)  # wrong input width
+    with pytest.raises(RuntimeError, match="panel_pack"):
+        panel_ops.panel_matmul(torch.randn(2, 8), panels, 40)  # more outputs than packed
+
+
+@pytest.mark.skipif(not prepacking_works(), reason="oneDNN prepacking is not available here")
+@pytest.mark.parametrize("tiny_family", ["llama", "qwen2", "gpt2"])
+def test_model_weights_become_panels_and_keep_their_products(tiny_model, panel_ops) -> None:
+    model, _ = tiny_model
+    ids = torch.randint(3, model.config.vocab_size, (1, 12), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want = model(ids).logits
+        dense = {k: v.clone() for k, v in model.state_dict().items()}
+    count = prepack_linear_weights(model, ops=panel_ops)
+    linears = [m for m in model.modules() if is_swapped(m)]
+    assert count == len(linears) > 0
+    kernels = [kernel_of(m) for m in linears]
+    assert all(isinstance(k.group.kernel if isinstance(k, FusedMember) else k, PanelWeight) for k in kernels)
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits, want, atol=1e-4, rtol=1e-4)
+    saved = model.state_dict()
+    for key, value in dense.items():
+        torch.testing.assert_close(saved[key], value, atol=0, rtol=0, msg=key)
+
+
+@pytest.mark.skipif(not prepacking_works(torch.bfloat16), reason="no bf16 prepacking here")
+def test_bf16_weights_stay_with_onednn_and_the_line_names_the_path(tiny_model_factory, panel_ops) -> None:
+    model, _ = tiny_model_factory("llama")
+    assert prepare_weights(model, None, True, panel_ops) == "fp32 matmuls: compiled panel kernel, AVX-512"
+    bf16, _ = tiny_model_factory("llama")
+    bf16 = bf16.to(torch.bfloat16)
+    assert prepare_weights(bf16, None, True, panel_ops).startswith("bf16 matmuls: oneDNN prepacked")
+    assert isinstance(kernel_of(bf16.model.layers[0].self_attn.o_proj), PackedWeight)
+    cpu = torch.device("cpu")
+    assert describe_matmuls(cpu, torch.float32, None, 10).startswith("fp32 matmuls: oneDNN prepacked")

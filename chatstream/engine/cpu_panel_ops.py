@@ -4,7 +4,7 @@ A decode step multiplies a few dozen rows by every weight matrix, and a model li
 small ones (576 wide). oneDNN's prepacked product reaches its full rate on the 49152-row LM head
 but well under half of it on the layers' matrices, where its per-call work and the way it splits
 them between threads weigh more than the arithmetic. This kernel is plain register blocking:
-- `panel_pack(w)` stores `w [N, K]` as panels of 16 output channels, `[ceil(N / 16), K, 16]`, so
+- `pack_panels(w)` stores `w [N, K]` as panels of 16 output channels, `[ceil(N / 16), K, 16]`, so
   one 64-byte load gives one input's weights for 16 outputs (zero rows pad the last panel);
 - `panel_matmul(x, panels, N)` computes `x @ w.T`: each task takes two panels (32 outputs) and
   walks all rows of `x` eight at a time, with 16 accumulators in registers and every weight vector
@@ -18,7 +18,26 @@ Compiled only where the compiler targets AVX-512 (`-march=native`); elsewhere
 
 from __future__ import annotations
 
-PANEL_FUNCTIONS = ["panel_kernel_available", "panel_pack", "panel_matmul"]
+import torch
+
+PANEL_WIDTH = 16  # output channels per panel: one AVX-512 register of fp32 (kPanel below)
+
+
+def pack_panels(weight: torch.Tensor) -> torch.Tensor:
+    """`weight [N, K]` (fp32) as `[ceil(N / 16), K, 16]` panels, written in place: no padded temporary, so
+    packing a large LM head never holds a third copy."""
+    out_features, in_features = weight.shape
+    full, rest = divmod(out_features, PANEL_WIDTH)
+    panels = torch.empty(full + (rest > 0), in_features, PANEL_WIDTH, dtype=torch.float32)
+    if full:
+        panels[:full].copy_(weight[: full * PANEL_WIDTH].reshape(full, PANEL_WIDTH, in_features).transpose(1, 2))
+    if rest:
+        panels[full].zero_()
+        panels[full, :, :rest].copy_(weight[full * PANEL_WIDTH:].t())
+    return panels
+
+
+PANEL_FUNCTIONS = ["panel_kernel_available", "panel_matmul"]
 
 PANEL_SOURCE = r"""
 bool panel_kernel_available() {
@@ -30,14 +49,6 @@ bool panel_kernel_available() {
 }
 
 static constexpr int64_t kPanel = 16;  // output channels per panel: one AVX-512 register of fp32
-
-torch::Tensor panel_pack(torch::Tensor weight) {
-  TORCH_CHECK(weight.dim() == 2 && weight.scalar_type() == torch::kFloat32, "weight must be a float32 [out, in]");
-  const int64_t N = weight.size(0), K = weight.size(1), panels = (N + kPanel - 1) / kPanel;
-  auto padded = torch::zeros({panels * kPanel, K}, weight.options());
-  padded.narrow(0, 0, N).copy_(weight);
-  return padded.view({panels, kPanel, K}).transpose(1, 2).contiguous();  // [panels, K, 16]
-}
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -81,7 +92,7 @@ torch::Tensor panel_matmul(torch::Tensor x, torch::Tensor panels, int64_t N) {
               "x must be float32 [rows, in] with contiguous rows");
   TORCH_CHECK(panels.dim() == 3 && panels.is_contiguous() && panels.size(2) == kPanel &&
               panels.size(1) == x.size(1) && panels.size(0) * kPanel >= N && N > (panels.size(0) - 1) * kPanel,
-              "panels must come from panel_pack of an [N, in] weight");
+              "panels must come from pack_panels of an [N, in] weight");
   const int64_t M = x.size(0), K = x.size(1), xs = x.stride(0), count = panels.size(0);
   auto out = torch::empty({M, N}, x.options());
 #if defined(__AVX512F__)

@@ -15,8 +15,8 @@ multiplied once (`linear_fusion.py`).
 
 The original dense weights are dropped once packed (see `weight_swap.py`: `weight` and
 `state_dict` still work, rebuilt from the packed copy), so prepacking costs no extra memory,
-except for an LM head tied to the input embedding, which keeps the shared dense matrix for the
-embedding lookups. The packed copy is a snapshot: it assumes inference with frozen weights.
+except for an LM head tied to the input embedding in oneDNN's layout, which keeps the shared
+dense matrix for the embedding lookups (our panels answer those lookups themselves). The packed copy is a snapshot: it assumes inference with frozen weights.
 """
 
 from __future__ import annotations
@@ -28,8 +28,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from chatstream.engine.cpu_attention import CpuOps
+from chatstream.engine.cpu_panel_ops import pack_panels
 from chatstream.engine.linear_fusion import FusedMember, FusedProduct, sibling_groups
-from chatstream.engine.weight_swap import dense_weight_of, linear_modules, shared_weight_ids, swap_weight
+from chatstream.engine.weight_swap import (dense_weight_of, linear_modules, serve_embedding_from_head, shared_weight_ids,
+                                          swap_weight)
 
 logger = logging.getLogger("chatstream.engine")
 
@@ -97,7 +99,7 @@ class PanelWeight:
 
     def __init__(self, weight: torch.Tensor, ops: CpuOps) -> None:
         self.out_features, self.in_features = weight.shape
-        self.panels = ops.panel_pack(weight.detach().float().contiguous())
+        self.panels = pack_panels(weight.detach().float())
         self.ops = ops
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
@@ -108,6 +110,14 @@ class PanelWeight:
 
     def dense_weight(self) -> torch.Tensor:
         return self.panels.transpose(1, 2).reshape(-1, self.in_features)[: self.out_features].contiguous()
+
+    def rows(self, ids: torch.Tensor) -> torch.Tensor:
+        """`W[ids]` read out of the panels (the lookups of an embedding tied to this weight), bit for bit."""
+        flat = ids.reshape(-1)
+        if flat.numel() and not (0 <= int(flat.min()) and int(flat.max()) < self.out_features):
+            raise IndexError(f"row ids must be in [0, {self.out_features})")
+        width = self.panels.shape[2]
+        return self.panels[flat // width, :, flat % width].reshape(*ids.shape, self.in_features)
 
 
 def panels_usable(ops: CpuOps | None) -> bool:
@@ -160,4 +170,6 @@ def prepack_linear_weights(model: nn.Module, fuse: bool = True, ops: CpuOps | No
         for module in by_name.values():
             swap_weight(module, kernel(dense_weight_of(module)), shared)
             count += 1
+        if panels and hasattr(model, "get_output_embeddings"):
+            serve_embedding_from_head(model)  # a tied head's panels hold the embedding too: keep it once
     return count

@@ -14,6 +14,8 @@ so `swap_weight` removes it:
   computes with that rebuilt dense weight (slow, but right);
 - a weight shared with another module (a tied LM head and embedding) is kept, since the other
   module still reads it (an embedding only a few rows per step); only the unshared ones are dropped;
+- except where the head's new form can hand back any row exactly (fp32 panels): then the embedding
+  looks its rows up there too (`serve_embedding_from_head`) and the model keeps that matrix once;
 - a weight read from a memory-mapped checkpoint (safetensors loads that way) lives in pages of a
   file mapping that stay resident until the whole mapping goes away; `release_file_pages` hands
   those pages back to the kernel once the new form is built (a later read maps the file again).
@@ -30,6 +32,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from chatstream.engine.mapped_memory import release_file_pages
+
+
+class RowKernel(Protocol):
+    """A `LinearKernel` that can also read rows of its weight exactly (for a tied embedding's lookups)."""
+
+    def rows(self, ids: torch.Tensor) -> torch.Tensor:
+        """`W[ids]`: `[*ids.shape, in]`; IndexError for an id outside `[0, out)`."""
+        ...
 
 
 class LinearKernel(Protocol):
@@ -140,3 +150,51 @@ def swap_weight(module: nn.Module, kernel: LinearKernel, shared: set[int]) -> No
 
 def kernel_of(module: nn.Module) -> LinearKernel | None:
     return getattr(module, _KERNEL, None)
+
+
+class _RowsFromHead:
+    """Mixed into a plain `nn.Embedding` tied to a swapped LM head (see `serve_embedding_from_head`)."""
+
+    @property
+    def weight(self) -> torch.Tensor:  # type: ignore[override]
+        tied = self.__dict__.get(_TIED)
+        return tied if tied is not None else getattr(self, _KERNEL).dense_weight()
+
+    @weight.setter
+    def weight(self, value: torch.Tensor) -> None:  # re-tied by someone: look up there from now on
+        self.__dict__[_TIED] = value
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        tied = self.__dict__.get(_TIED)
+        if tied is not None or self.training:
+            return F.embedding(ids, self.weight, self.padding_idx)  # type: ignore[attr-defined]
+        return getattr(self, _KERNEL).rows(ids)
+
+    def _save_to_state_dict(self, destination: dict[str, Any], prefix: str, keep_vars: bool) -> None:
+        super()._save_to_state_dict(destination, prefix, keep_vars)  # type: ignore[misc]
+        destination[prefix + "weight"] = self.weight.detach()
+
+
+@functools.cache
+def _rows_class(cls: type) -> type:
+    return type(f"Swapped{cls.__name__}", (_RowsFromHead, cls), {"__module__": cls.__module__})
+
+
+def serve_embedding_from_head(model: nn.Module) -> bool:
+    """Where the LM head is tied to the input embedding and its kernel reads rows exactly (`RowKernel`),
+    let the embedding look up there and drop the shared dense matrix; returns whether it did.
+
+    A tied head otherwise keeps the dense matrix beside its own form (113 MB for SmolLM2 in fp32). Only
+    a plain `nn.Embedding` (no max_norm) qualifies: subclasses may scale or otherwise change the lookup."""
+    head, embedding = model.get_output_embeddings(), model.get_input_embeddings()  # type: ignore[operator]
+    kernel = getattr(head, _KERNEL, None)
+    tied = head.__dict__.get(_TIED) if head is not None else None
+    if (tied is None or not hasattr(kernel, "rows") or type(embedding) is not nn.Embedding
+            or embedding.max_norm is not None or embedding._parameters.get("weight") is not tied):
+        return False
+    weight = embedding._parameters.pop("weight")
+    embedding.__class__ = _rows_class(type(embedding))
+    setattr(embedding, _KERNEL, kernel)
+    del head.__dict__[_TIED]
+    release_file_pages(weight)
+    return True

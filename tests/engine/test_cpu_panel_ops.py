@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from chatstream.engine.cpu_panel_ops import pack_panels
 from chatstream.engine.cpu_weights import PackedWeight, PanelWeight, prepack_linear_weights, prepacking_works
 from chatstream.engine.linear_fusion import FusedMember
 from chatstream.engine.model_weights import describe_matmuls, prepare_weights
@@ -28,7 +29,7 @@ def test_panel_matmul_is_the_linear_product(panel_ops, out_features, rows, in_fe
     gen = torch.Generator().manual_seed(out_features * 100 + rows)
     weight = torch.randn(out_features, in_features, generator=gen)
     x = torch.randn(rows, in_features, generator=gen)
-    got = panel_ops.panel_matmul(x, panel_ops.panel_pack(weight), out_features)
+    got = panel_ops.panel_matmul(x, pack_panels(weight), out_features)
     assert got.shape == (rows, out_features) and got.is_contiguous()
     torch.testing.assert_close(got, F.linear(x, weight), atol=1e-5, rtol=1e-5)
 
@@ -47,10 +48,10 @@ def test_panel_weight_reads_strided_and_bf16_rows_and_unpacks_exactly(panel_ops)
 
 
 def test_panel_matmul_rejects_mismatched_panels(panel_ops):
-    panels = panel_ops.panel_pack(torch.randn(20, 8))
-    with pytest.raises(RuntimeError, match="panel_pack"):
+    panels = pack_panels(torch.randn(20, 8))
+    with pytest.raises(RuntimeError, match="pack_panels"):
         panel_ops.panel_matmul(torch.randn(2, 9), panels, 20)  # wrong input width
-    with pytest.raises(RuntimeError, match="panel_pack"):
+    with pytest.raises(RuntimeError, match="pack_panels"):
         panel_ops.panel_matmul(torch.randn(2, 8), panels, 40)  # more outputs than packed
 
 
@@ -63,7 +64,7 @@ def test_model_weights_become_panels_and_keep_their_products(tiny_model, panel_o
         want = model(ids).logits
         dense = {k: v.clone() for k, v in model.state_dict().items()}
     count = prepack_linear_weights(model, ops=panel_ops)
-    linears = [m for m in model.modules() if is_swapped(m)]
+    linears = [m for m in model.modules() if is_swapped(m) and not isinstance(m, torch.nn.Embedding)]
     assert count == len(linears) > 0
     kernels = [kernel_of(m) for m in linears]
     assert all(isinstance(k.group.kernel if isinstance(k, FusedMember) else k, PanelWeight) for k in kernels)
@@ -84,3 +85,43 @@ def test_bf16_weights_stay_with_onednn_and_the_line_names_the_path(tiny_model_fa
     assert isinstance(kernel_of(bf16.model.layers[0].self_attn.o_proj), PackedWeight)
     cpu = torch.device("cpu")
     assert describe_matmuls(cpu, torch.float32, None, 10).startswith("fp32 matmuls: oneDNN prepacked")
+
+
+@pytest.mark.skipif(not prepacking_works(), reason="oneDNN prepacking is not available here")
+@pytest.mark.parametrize("tiny_family", ["llama", "gpt2"])
+def test_a_tied_head_in_panels_serves_the_embedding_and_keeps_the_matrix_once(tiny_model, panel_ops) -> None:
+    model, _ = tiny_model
+    embedding = model.get_input_embeddings()
+    model.get_output_embeddings().weight = embedding.weight  # tied, as SmolLM2's checkpoint is
+    vocab = model.config.vocab_size
+    ids = torch.randint(0, vocab, (2, 9), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want = model(ids).logits
+        table = embedding.weight.detach().clone()
+    original = embedding.weight
+    prepack_linear_weights(model, ops=panel_ops)
+
+    assert "weight" not in embedding._parameters  # no dense copy kept for the lookups
+    assert all(p is not original for p in model.parameters())
+    assert model.get_output_embeddings().__dict__.get("_chatstream_tied_weight") is None  # nor the head
+    with torch.no_grad():
+        assert torch.equal(embedding(ids), table[ids])  # rows read out of the head's panels, bit for bit
+        torch.testing.assert_close(model(ids).logits, want, atol=1e-4, rtol=1e-4)
+    saved = model.state_dict()
+    assert torch.equal(saved[[k for k in saved if k.endswith("wte.weight") or k.endswith("embed_tokens.weight")][0]],
+                       table)
+    for bad in (vocab, -1):
+        with pytest.raises(IndexError, match="row ids"):
+            embedding(torch.tensor([[1, bad]]))
+    # Re-tied by someone else's code: the lookups follow the assigned tensor.
+    embedding.weight = table * 2
+    assert torch.equal(embedding(ids), table[ids] * 2)
+
+
+@pytest.mark.skipif(not prepacking_works(), reason="oneDNN prepacking is not available here")
+def test_an_untied_embedding_keeps_its_own_matrix(tiny_model_factory, panel_ops) -> None:
+    model, _ = tiny_model_factory("llama")
+    if model.get_output_embeddings().weight is model.get_input_embeddings().weight:
+        model.get_output_embeddings().weight = torch.nn.Parameter(model.get_input_embeddings().weight.clone())
+    prepack_linear_weights(model, ops=panel_ops)
+    assert "weight" in model.get_input_embeddings()._parameters

@@ -56,8 +56,15 @@ def test_leaving_the_stream_early_aborts_and_frees_blocks(engine: AsyncEngine) -
 
 def test_cancelled_task_aborts_its_request(engine: AsyncEngine) -> None:
     async def main():
-        task = asyncio.create_task(collect(engine, [5, 6, 7], max_tokens=10_000, ignore_eos=True))
-        await asyncio.sleep(0.2)
+        streaming = asyncio.Event()
+
+        async def consume() -> None:
+            async for _delta in engine.generate([5, 6, 7], SamplingParams(max_tokens=10_000, ignore_eos=True)):
+                streaming.set()
+
+        task = asyncio.create_task(consume())
+        # Cancelled while it streams, whatever the engine's speed (the reply could end at the context's end).
+        await streaming.wait()
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task

@@ -11,8 +11,9 @@ way (bf16 values are widened as they are read), and the output is rounded to the
 
 It is C++ built with `torch.utils.cpp_extension.load_inline` the first time an engine starts on
 the CPU (cached by torch afterwards), in one extension with the fused layer operations of
-`cpu_layer_ops.py`, the int8 product of `cpu_int8_ops.py` and the fp32 product of `cpu_panel_ops.py`. Without a working compiler the engine falls back to the
-SDPA path, with the same results up to float rounding.
+`cpu_layer_ops.py`, the int8 product of `cpu_int8_ops.py` and the fp32 product of
+`cpu_panel_ops.py`. Without a working compiler the engine falls back to the SDPA path, with the
+same results up to float rounding.
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ multiplied once (`linear_fusion.py`).
 The original dense weights are dropped once packed (see `weight_swap.py`: `weight` and
 `state_dict` still work, rebuilt from the packed copy), so prepacking costs no extra memory,
 except for an LM head tied to the input embedding in oneDNN's layout, which keeps the shared
-dense matrix for the embedding lookups (our panels answer those lookups themselves). The packed copy is a snapshot: it assumes inference with frozen weights.
+dense matrix for the embedding lookups (our panels answer those lookups themselves). The packed
+copy is a snapshot: it assumes inference with frozen weights.
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ from torch import nn
 from chatstream.engine.cpu_attention import CpuOps
 from chatstream.engine.cpu_panel_ops import pack_panels
 from chatstream.engine.linear_fusion import FusedMember, FusedProduct, sibling_groups
-from chatstream.engine.weight_swap import (dense_weight_of, linear_modules, serve_embedding_from_head, shared_weight_ids,
-                                          swap_weight)
+from chatstream.engine.weight_swap import (dense_weight_of, linear_modules, serve_embedding_from_head,
+                                          shared_weight_ids, swap_weight)
 
 logger = logging.getLogger("chatstream.engine")
 

@@ -79,8 +79,16 @@ class Ingress:
     async def health(self, request: Request) -> Response:
         ready = bool(self.router.live)
         body = {"status": "ready" if ready else "loading",
-                "replicas": [self.statuses[name] for name in self.router.names]}
+                "replicas": [self._status_of(name) for name in self.router.names]}
         return JSONResponse(body, status_code=200 if ready else 503)
+
+    def _status_of(self, name: str) -> dict[str, Any]:
+        """The replica's last probed status, unless the proxy has marked it down since (a stream to it broke,
+        or it could not be reached): then it is not reported ready until a probe finds it ready again."""
+        status = self.statuses[name]
+        if status.get("status") == "ready" and not self.router.is_up(name):
+            return {**status, "status": "unreachable", "reason": "marked down since the last probe"}
+        return status
 
     async def metrics(self, request: Request) -> Response:
         proxied = await _proxied(request)

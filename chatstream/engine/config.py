@@ -24,10 +24,13 @@ class EngineConfig:
     max_num_batched_tokens: the per-step token budget shared by decodes and (chunked) prefills.
     max_model_len: context length; None takes the model's own.
     enable_prefix_caching: share full KV blocks between requests with equal prefixes.
-    cpu_prepack_weights: on CPU, reorder fp32/bf16 linear weights once into oneDNN's blocked
-        layout (faster small-batch matrix products; the dense originals are dropped).
-    cpu_attention_kernel: on CPU in fp32/bf16, run decode attention in our compiled paged kernel
-        (built on first use; without a compiler the engine falls back to SDPA).
+    cpu_prepack_weights: on CPU, store fp32/bf16 linear weights once in a layout made for the
+        product: our panels for fp32 where the compiled kernels are allowed and the CPU has AVX-512,
+        oneDNN's blocked layout otherwise (faster small-batch matrix products; the dense originals
+        are dropped).
+    cpu_attention_kernel: on CPU, use our compiled kernels (built on first use): decode attention in
+        fp32/bf16, the fp32 panel product and the int8 product of a few rows; without a compiler the
+        engine falls back to SDPA and PyTorch's products.
     cpu_fused_layers: on CPU, run the steps of Llama-family models through fused layer operations
         instead of HF's modules (`fused_decoder.py`; needs the kernel and prepared weights; steps
         that keep prompt log-probs still run HF's forward).

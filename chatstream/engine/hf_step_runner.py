@@ -58,11 +58,9 @@ class HFStepRunner:
         # out_features, where it exists, needs no dense weight (a head already prepacked by an earlier engine).
         self.vocab_size: int = getattr(head, "out_features", None) or head.weight.shape[0]
         # Weights first: prepacking and quantizing change how much memory is left for the KV cache.
-        # int8 products of a few rows and fp32 products run in our compiled CPU kernels where they are allowed
-        # (built once per process).
-        wants_ops = (config.cpu_attention_kernel and model.device.type == "cpu"
-                     and (config.quantization == "int8" or (config.cpu_prepack_weights and model.dtype == torch.float32)))
-        ops = load_cpu_ops() if wants_ops else None
+        # Our compiled CPU kernels (fp32 products, int8 products of a few rows) where they are allowed; one build per
+        # process, the same the decode kernel needs anyway.
+        ops = load_cpu_ops() if config.cpu_attention_kernel and model.device.type == "cpu" else None
         self.matmul_path = prepare_weights(model, config.quantization, config.cpu_prepack_weights, ops)
         spec = KVCacheSpec.from_config(text_config, model.dtype)
         self.model_len = model_len(text_config, config)

@@ -2,8 +2,9 @@
 
 At start-up the engine either quantizes the linear weights (`quantization="int8"`, see
 `quantization.py`) or, on CPU in fp32/bf16, prepacks them for our fp32 panel kernel or oneDNN
-(`cpu_weights.py`); either way the dense originals are dropped. `describe_matmuls` is the one start-up log line that says
-what the matrix products will run on, e.g. "bf16 matmuls: oneDNN prepacked, AMX".
+(`cpu_weights.py`); either way the dense originals are dropped. `describe_matmuls` is the one
+start-up log line that says what the matrix products will run on, e.g. "bf16 matmuls: oneDNN
+prepacked, AMX".
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ def prepare_weights(model: nn.Module, quantization: str | None, prepack: bool, o
     if quantization == "int8":
         quantize_int8(model, ops if int8_kernel else None)
     elif prepack and device.type == "cpu":
-        num_packed = prepack_linear_weights(model, ops=ops if device.type == "cpu" else None)
+        num_packed = prepack_linear_weights(model, ops=ops)
     if device.type == "cpu":
         trim_heap()
     panels = quantization is None and device.type == "cpu" and panels_usable(ops)

@@ -95,20 +95,34 @@ def shared_weight_ids(model: nn.Module) -> set[int]:
     return {key for key, count in seen.items() if count > 1}
 
 
-class _SwappedWeight:
-    """Mixed into the module's own class (see `_swapped_class`): forward through the kernel."""
+class _RebuiltWeight:
+    """`weight` of a module whose dense weight was dropped: a tensor tied to it since, else the kernel's
+    rebuild; `state_dict` writes it as before."""
 
     @property
     def weight(self) -> torch.Tensor:  # type: ignore[override]
         tied = self.__dict__.get(_TIED)
-        if tied is not None:
-            return tied
-        dense = getattr(self, _KERNEL).dense_weight()
-        return dense.t().contiguous() if is_conv1d(self) else dense
+        return tied if tied is not None else self._rebuilt_weight()
 
     @weight.setter
     def weight(self, value: torch.Tensor) -> None:  # HF's tie_weights() may assign; keep what is tied
         self.__dict__[_TIED] = value
+
+    def _rebuilt_weight(self) -> torch.Tensor:
+        return getattr(self, _KERNEL).dense_weight()
+
+    def _save_to_state_dict(self, destination: dict[str, Any], prefix: str, keep_vars: bool) -> None:
+        super()._save_to_state_dict(destination, prefix, keep_vars)  # type: ignore[misc]
+        weight = self.weight
+        destination[prefix + "weight"] = weight if keep_vars else weight.detach()
+
+
+class _SwappedWeight(_RebuiltWeight):
+    """Mixed into the module's own class (see `_swapped_class`): forward through the kernel."""
+
+    def _rebuilt_weight(self) -> torch.Tensor:
+        dense = getattr(self, _KERNEL).dense_weight()
+        return dense.t().contiguous() if is_conv1d(self) else dense
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         kernel: LinearKernel = getattr(self, _KERNEL)
@@ -119,11 +133,6 @@ class _SwappedWeight:
         out = kernel(x)
         return out if bias is None else out + bias
 
-    def _save_to_state_dict(self, destination: dict[str, Any], prefix: str, keep_vars: bool) -> None:
-        super()._save_to_state_dict(destination, prefix, keep_vars)  # type: ignore[misc]
-        weight = self.weight
-        destination[prefix + "weight"] = weight if keep_vars else weight.detach()
-
 
 def _needs_grad(module: nn.Module) -> bool:
     tied = module.__dict__.get(_TIED)
@@ -131,8 +140,8 @@ def _needs_grad(module: nn.Module) -> bool:
 
 
 @functools.cache
-def _swapped_class(cls: type) -> type:
-    return type(f"Swapped{cls.__name__}", (_SwappedWeight, cls), {"__module__": cls.__module__})
+def _swapped_class(cls: type, mixin: type | None = None) -> type:
+    return type(f"Swapped{cls.__name__}", (mixin or _SwappedWeight, cls), {"__module__": cls.__module__})
 
 
 def swap_weight(module: nn.Module, kernel: LinearKernel, shared: set[int]) -> None:
@@ -152,32 +161,14 @@ def kernel_of(module: nn.Module) -> LinearKernel | None:
     return getattr(module, _KERNEL, None)
 
 
-class _RowsFromHead:
-    """Mixed into a plain `nn.Embedding` tied to a swapped LM head (see `serve_embedding_from_head`)."""
-
-    @property
-    def weight(self) -> torch.Tensor:  # type: ignore[override]
-        tied = self.__dict__.get(_TIED)
-        return tied if tied is not None else getattr(self, _KERNEL).dense_weight()
-
-    @weight.setter
-    def weight(self, value: torch.Tensor) -> None:  # re-tied by someone: look up there from now on
-        self.__dict__[_TIED] = value
+class _RowsFromHead(_RebuiltWeight):
+    """Mixed into a plain `nn.Embedding` tied to a swapped LM head (see `serve_embedding_from_head`);
+    re-tied by someone (`weight` assigned), it looks up in that tensor from then on."""
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        tied = self.__dict__.get(_TIED)
-        if tied is not None or self.training:
+        if self.__dict__.get(_TIED) is not None or self.training:  # type: ignore[attr-defined]
             return F.embedding(ids, self.weight, self.padding_idx)  # type: ignore[attr-defined]
         return getattr(self, _KERNEL).rows(ids)
-
-    def _save_to_state_dict(self, destination: dict[str, Any], prefix: str, keep_vars: bool) -> None:
-        super()._save_to_state_dict(destination, prefix, keep_vars)  # type: ignore[misc]
-        destination[prefix + "weight"] = self.weight.detach()
-
-
-@functools.cache
-def _rows_class(cls: type) -> type:
-    return type(f"Swapped{cls.__name__}", (_RowsFromHead, cls), {"__module__": cls.__module__})
 
 
 def serve_embedding_from_head(model: nn.Module) -> bool:
@@ -193,7 +184,7 @@ def serve_embedding_from_head(model: nn.Module) -> bool:
             or embedding.max_norm is not None or embedding._parameters.get("weight") is not tied):
         return False
     weight = embedding._parameters.pop("weight")
-    embedding.__class__ = _rows_class(type(embedding))
+    embedding.__class__ = _swapped_class(type(embedding), _RowsFromHead)
     setattr(embedding, _KERNEL, kernel)
     del head.__dict__[_TIED]
     release_file_pages(weight)

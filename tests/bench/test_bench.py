@@ -204,7 +204,8 @@ def test_matrix_over_concurrencies_and_int8(tiny_llama_dir: Path) -> None:
     rows = matrix_rows(run_matrix(config, ["float32"], [1, 3], tables, plain=True, progress=lambda _m: None))
     assert [(r["contender"], r["concurrency"]) for r in rows] == [
         ("chatstream", 1), ("chatstream-int8", 1), ("chatstream", 3), ("chatstream-int8", 3)]
-    assert all(r["ok"] and r["output_tokens_per_s"] > 0 and r["peak_rss_bytes"] > 0 for r in rows)
+    for r in rows:
+        assert r["ok"] and r["output_tokens_per_s"] > 0 and r["peak_rss_bytes"] > 0, r
     assert [r["vs_chatstream_fp32"] for r in rows if r["contender"] == "chatstream"] == [1.0, 1.0]
     assert all(r["vs_vllm_same_dtype"] is None for r in rows)  # vLLM did not run
     text = io.StringIO()

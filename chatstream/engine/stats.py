@@ -36,6 +36,7 @@ class EngineStats:
     prefix_cache_queries / prefix_cache_hits: prompt tokens looked up in / found in the prefix cache.
     num_prompt_tokens / num_generation_tokens / num_finished_requests: totals since start-up.
     max_model_len: the longest sequence (prompt + output) one request may reach.
+    max_num_seqs / max_num_batched_tokens: what one step may run, sequences / tokens (the config's).
     """
 
     num_running: int = 0
@@ -51,6 +52,8 @@ class EngineStats:
     num_generation_tokens: int = 0
     num_finished_requests: int = 0
     max_model_len: int = 0
+    max_num_seqs: int = 0
+    max_num_batched_tokens: int = 0
 
     @property
     def num_used_kv_blocks(self) -> int:
@@ -77,4 +80,5 @@ class EngineStats:
             prefix_cache_hits=blocks.stats.hits, num_prompt_tokens=counters.num_prompt_tokens,
             num_generation_tokens=counters.num_generation_tokens,
             num_finished_requests=counters.num_finished_requests, max_model_len=core.max_model_len,
+            max_num_seqs=core.config.max_num_seqs, max_num_batched_tokens=core.config.max_num_batched_tokens,
         )

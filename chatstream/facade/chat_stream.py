@@ -114,7 +114,6 @@ class ChatStream(ChatStreamRequests, SessionApis):
             frequency_penalty=frequency_penalty, presence_penalty=presence_penalty,
             add_special_tokens=add_special_tokens, seed=seed, probe_mode_enabled=probe_mode_enabled)
         self.engine: EngineClient | None = None
-        self.offload = Offload()  # big prompts are parsed, rendered and tokenized off the event loop
         self.offload = Offload()  # big prompts are rendered and tokenized off the event loop
         self.recording_dir: Path | None = None
         self.use_mock_response = False

@@ -34,6 +34,17 @@ logger = logging.getLogger("chatstream.serve")
 API_KEY_ENV = "CHATSTREAM_API_KEY"
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (so a bad count is a usage error, not a failed load)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="smollm2",
                         help="local HF directory, hub id, 'smollm2' (the bundled SmolLM2-135M-Instruct), or a "
@@ -44,7 +55,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help="model id shown by /v1/models and in metrics (default: the model directory's name)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     parser.add_argument("--port", type=int, default=8000, help="port to listen on")
-    parser.add_argument("--num-concurrent", type=int, default=16,
+    parser.add_argument("--num-concurrent", type=_positive_int, default=16,
                         help="generations that run at once (they are batched together)")
     parser.add_argument("--max-queue", type=int, default=64, help="requests that may wait; the next gets 429")
     parser.add_argument("--max-new-tokens", type=int, default=512, help="default reply length for /chat_stream")
@@ -63,7 +74,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-kv-blocks", type=int, default=None,
                         help="exact number of KV blocks (overrides --kv-cache-memory-gb)")
     parser.add_argument("--block-size", type=int, default=16, help="tokens per KV cache block")
-    parser.add_argument("--max-num-batched-tokens", type=int, default=512, help="tokens one engine step may run")
+    parser.add_argument("--max-num-seqs", type=_positive_int, default=None,
+                        help="sequences one engine step may run (default: the larger of --num-concurrent and 64)")
+    parser.add_argument("--max-num-batched-tokens", type=_positive_int, default=512, help="tokens one engine step may run")
     parser.add_argument("--no-prefix-caching", action="store_true", help="do not share KV blocks of equal prefixes")
     parser.add_argument("--no-warmup", action="store_true",
                         help="skip the warm-up request at start-up (the first user then pays its cost)")
@@ -112,7 +125,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         "dtype": args.dtype, "device": args.device, "block_size": args.block_size,
         "max_num_batched_tokens": args.max_num_batched_tokens, "enable_prefix_caching": not args.no_prefix_caching,
     }
-    for key in ("max_model_len", "kv_cache_memory_gb", "num_kv_blocks", "quantization"):
+    for key in ("max_model_len", "max_num_seqs", "kv_cache_memory_gb", "num_kv_blocks", "quantization"):
         if getattr(args, key) is not None:
             options[key] = getattr(args, key)
     # /chat_stream's context: None means the engine's whole max_model_len.
@@ -188,6 +201,7 @@ def startup_report(chat_stream: ChatStream, url: str, model_name: str) -> str:
     lines.append(f"  KV cache: {stats.num_kv_blocks} blocks x {stats.block_size} tokens = {tokens} tokens "
                  f"({stats.kv_cache_bytes / GIB:.2f} GiB); {tokens / max_model_len:.1f} sequences of the full "
                  f"{max_model_len} tokens fit at once; {queue}")
+    lines.append(f"  engine steps: up to {stats.max_num_seqs} sequences and {stats.max_num_batched_tokens} tokens each")
     return "\n".join(lines)
 
 

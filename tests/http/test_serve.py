@@ -67,6 +67,7 @@ def test_start_up_report_and_health(server):
     text = log.read_text()
     assert f"web chat:   {url}/" in text and f"OpenAI API: {url}/v1" in text
     assert "KV cache: 256 blocks x 16 tokens = 4096 tokens" in text and "sequences of the full" in text
+    assert "engine steps: up to 64 sequences and 512 tokens each" in text
     assert statuses <= {"loading", "ready"} and "ready" in statuses
 
 

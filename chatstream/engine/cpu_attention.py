@@ -26,6 +26,7 @@ from typing import Any, Callable, Protocol
 
 import torch
 
+from chatstream.engine.cpu_decode_avx512 import DECODE_AVX512_SOURCE
 from chatstream.engine.cpu_int8_ops import INT8_SOURCE
 from chatstream.engine.cpu_layer_ops import LAYER_OPS_FUNCTIONS, LAYER_OPS_SOURCE
 from chatstream.engine.cpu_panel_ops import PANEL_FUNCTIONS, PANEL_SOURCE
@@ -128,6 +129,10 @@ static void decode(const T* qp, const T* kp, const T* vp, const int64_t* tp, con
   });
 }
 
+"""
+
+# The entry point; `decode_vectorized` (cpu_decode_avx512.py) comes between the generic loop and it.
+_ENTRY_SOURCE = r"""
 torch::Tensor paged_decode_attention(torch::Tensor q, torch::Tensor k_cache, torch::Tensor v_cache,
                                      torch::Tensor block_tables, torch::Tensor context_lens, double scale) {
   const auto dtype = k_cache.scalar_type();
@@ -144,11 +149,14 @@ torch::Tensor paged_decode_attention(torch::Tensor q, torch::Tensor k_cache, tor
   const int64_t* lp = lens.data_ptr<int64_t>();
   pybind11::gil_scoped_release no_gil;  // the event loop runs while the engine attends
   if (dtype == torch::kFloat32) {
-    decode<float>(q.data_ptr<float>(), k_cache.data_ptr<float>(), v_cache.data_ptr<float>(), tp, lp,
-                  out.data_ptr<float>(), D, H, hd, KVH, bs, max_blocks, sc);
+    const float *qp = q.data_ptr<float>(), *kp = k_cache.data_ptr<float>(), *vp = v_cache.data_ptr<float>();
+    float* op = out.data_ptr<float>();
+    if (!decode_vectorized(qp, kp, vp, tp, lp, op, D, H, hd, KVH, bs, max_blocks, sc))
+      decode<float>(qp, kp, vp, tp, lp, op, D, H, hd, KVH, bs, max_blocks, sc);
   } else {
     auto bits = [](torch::Tensor& t) { return reinterpret_cast<uint16_t*>(t.data_ptr<at::BFloat16>()); };
-    decode<uint16_t>(bits(q), bits(k_cache), bits(v_cache), tp, lp, bits(out), D, H, hd, KVH, bs, max_blocks, sc);
+    if (!decode_vectorized(bits(q), bits(k_cache), bits(v_cache), tp, lp, bits(out), D, H, hd, KVH, bs, max_blocks, sc))
+      decode<uint16_t>(bits(q), bits(k_cache), bits(v_cache), tp, lp, bits(out), D, H, hd, KVH, bs, max_blocks, sc);
   }
   return out;
 }
@@ -207,8 +215,8 @@ def _build_cpu_extension() -> Any:
         from torch.utils.cpp_extension import load_inline
 
         return load_inline(
-            name="chatstream_cpu_ops_v10",
-            cpp_sources=_SOURCE + LAYER_OPS_SOURCE + INT8_SOURCE + PANEL_SOURCE,
+            name="chatstream_cpu_ops_v11",
+            cpp_sources=_SOURCE + DECODE_AVX512_SOURCE + _ENTRY_SOURCE + LAYER_OPS_SOURCE + INT8_SOURCE + PANEL_SOURCE,
             functions=["paged_decode_attention", *LAYER_OPS_FUNCTIONS, "int8_matmul", *PANEL_FUNCTIONS],
             extra_cflags=["-O3", "-march=native", "-fopenmp", "-ffast-math"],
             extra_ldflags=["-fopenmp"],

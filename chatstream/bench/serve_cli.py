@@ -1,16 +1,25 @@
 """`chatstream bench serve`: the serving benchmark over HTTP against OpenAI-compatible servers.
 
-Owns the subcommand's options, the loop (for each server: start it if asked, then every load
-point: each Poisson rate or the fixed concurrency, the same seeded workload), the text report with
-the ratios between the first two servers at each point, `--json`, and `--plot` (PNG of latency
-against the request rate; needs matplotlib, the `bench` extra).
+Owns the subcommand's options, the loop, the text report with the ratios between the first two
+servers at each point, `--json`, and `--plot` (PNG of latency against the request rate; needs
+matplotlib, the `bench` extra).
+
+The loop starts every server first (those it was asked to start) and warms each up, then at each
+load point (each Poisson rate, or the fixed concurrency; the same seeded workload) runs the
+servers one after the other. The machines this runs on change speed over minutes, so the servers
+take turns at each point instead of one server running the whole sweep before the next; with
+`--repeat N` each point runs N rounds in alternating order (A B, B A, ...), so a drift in the
+machine's speed weighs on both alike, and the ratios are reported per round and as their geometric
+mean. An idle server waits on its socket and costs the measured one nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any, TextIO
@@ -28,13 +37,23 @@ def _floats(text: str) -> list[float]:
     return values
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
 def _named_url(text: str) -> tuple[str, str]:
     name, sep, url = text.partition("=")
     return (name, url) if sep and name and url else (text, text)
 
 
 def add_serve_bench_arguments(parser: argparse.ArgumentParser) -> None:
-    servers = parser.add_argument_group("servers (measured one after another, in this order)")
+    servers = parser.add_argument_group("servers (all started first, then measured in turn at each load point)")
     servers.add_argument("--url", type=_named_url, action="append", default=[], metavar="[NAME=]BASE_URL",
                          help="a running OpenAI-compatible server, e.g. ours=http://127.0.0.1:8000/v1 (repeatable)")
     servers.add_argument("--chatstream", action="store_true", help="start `chatstream serve` for the run")
@@ -54,6 +73,8 @@ def add_serve_bench_arguments(parser: argparse.ArgumentParser) -> None:
                       help="Poisson arrival rates in requests/s, one load point each (default: 0.5,1,2,4)")
     load.add_argument("--concurrency", type=int, default=None,
                       help="instead of rates: keep this many requests in flight (closed loop)")
+    load.add_argument("--repeat", type=_positive_int, default=1,
+                      help="rounds at each load point, the servers' order alternating between rounds (1)")
     load.add_argument("--num-conversations", type=int, default=32)
     load.add_argument("--max-turns", type=int, default=4)
     load.add_argument("--user-words", type=int, default=40, help="median user message length in words (40)")
@@ -87,6 +108,9 @@ def _targets(args: argparse.Namespace) -> list[ServerTarget]:
                                     env=env))
     if not targets:
         raise ValueError("no server: give --url, --chatstream or --vllm-python")
+    names = [t.name for t in targets]
+    if len(set(names)) < len(names):
+        raise ValueError(f"two servers share a name ({', '.join(names)}): name them, e.g. --url ours=URL")
     return targets
 
 
@@ -99,20 +123,28 @@ def run_serve_bench(args: argparse.Namespace, progress: Any = None) -> dict[str,
     points: list[dict[str, Any]] = [{"concurrency": args.concurrency}] if args.concurrency else \
         [{"rate": r} for r in (args.rates or [0.5, 1.0, 2.0, 4.0])]
     results: list[dict[str, Any]] = []
-    for target in _targets(args):
-        progress(f"== {target.name}: starting" if target.command else f"== {target.name}: {target.base_url}")
-        with running(target, verbose=args.verbose) as model:
-            # One short request first, untimed: first-use work (kernel builds, compilation) is not the load's.
-            warmup = [ChatRequest(-1, 0, requests[0].messages[:1] + [{"role": "user", "content": "Hello"}], 4)]
-            asyncio.run(run_load(target.base_url, model, warmup, concurrency=1))
-            for point in points:
-                progress(f"   {target.name} {point}: {len(requests)} requests ...")
-                records = asyncio.run(run_load(target.base_url, model, requests, seed=args.seed, **point))
-                summary = summarize_load(records, slo)
-                results.append({"server": target.name, "base_url": target.base_url, **point, **summary})
-                progress(f"   {target.name} {point}: {summary['output_tokens_per_s']:.1f} tok/s, "
-                         f"{summary['num_failed']} failed")
-    return {"workload": {**spec.__dict__, "num_requests": len(requests)}, "points": points, "results": results}
+    targets = _targets(args)
+    # One short request to each, untimed: first-use work (kernel builds, compilation) is not the load's.
+    warmup = [ChatRequest(-1, 0, requests[0].messages[:1] + [{"role": "user", "content": "Hello"}], 4)]
+    with contextlib.ExitStack() as stack:
+        models: dict[str, str] = {}
+        for target in targets:
+            progress(f"== {target.name}: starting" if target.command else f"== {target.name}: {target.base_url}")
+            models[target.name] = stack.enter_context(running(target, verbose=args.verbose))
+            asyncio.run(run_load(target.base_url, models[target.name], warmup, concurrency=1))
+        for point in points:
+            for round_ in range(args.repeat):
+                for target in targets if round_ % 2 == 0 else targets[::-1]:
+                    label = f"{target.name} {point}" + (f" round {round_ + 1}" if args.repeat > 1 else "")
+                    progress(f"   {label}: {len(requests)} requests ...")
+                    records = asyncio.run(run_load(target.base_url, models[target.name], requests, seed=args.seed,
+                                                   **point))
+                    summary = summarize_load(records, slo)
+                    results.append({"server": target.name, "base_url": target.base_url, **point,
+                                    "round": round_ + 1, **summary})
+                    progress(f"   {label}: {summary['output_tokens_per_s']:.1f} tok/s, {summary['num_failed']} failed")
+    return {"workload": {**spec.__dict__, "num_requests": len(requests)}, "points": points, "repeat": args.repeat,
+            "results": results}
 
 
 def _fmt(value: float | None, scale: float = 1.0, digits: int = 2) -> str:
@@ -123,13 +155,15 @@ def render_serve_report(report: dict[str, Any], out: TextIO) -> None:
     w = report["workload"]
     print(f"{w['num_requests']} chat requests ({w['num_conversations']} conversations, up to {w['max_turns']} turns, "
           f"seed {w['seed']}), streaming, greedy, EOS ignored", file=out)
-    headers = ("server", "load", "ok/all", "out tok/s", "req/s", "goodput req/s", "TTFT p50/p90/p99 s",
+    rounds = report.get("repeat", 1) > 1
+    headers = ("server", "load", *(("round",) if rounds else ()), "ok/all", "out tok/s", "req/s", "goodput req/s", "TTFT p50/p90/p99 s",
                "ITL p50/p90/p99 ms", "E2E p50/p99 s")
     lines = [list(headers)]
     for r in report["results"]:
         load = f"{r['rate']:g} req/s" if r.get("rate") else f"{r['concurrency']} in flight"
         t, i, e = r["ttft_s"], r["itl_s"], r["e2e_s"]
-        lines.append([r["server"], load, f"{r['num_requests'] - r['num_failed']}/{r['num_requests']}",
+        lines.append([r["server"], load, *((str(r["round"]),) if rounds else ()),
+                      f"{r['num_requests'] - r['num_failed']}/{r['num_requests']}",
                       _fmt(r["output_tokens_per_s"], digits=1), _fmt(r["requests_per_s"]),
                       _fmt(r["goodput_requests_per_s"]),
                       "/".join(_fmt(t[k]) for k in ("p50", "p90", "p99")),
@@ -145,21 +179,38 @@ def render_serve_report(report: dict[str, Any], out: TextIO) -> None:
             print(f"{r['server']}: {error}", file=out)
 
 
+def _at(report: dict[str, Any], server: str, point: dict[str, Any]) -> list[dict[str, Any]]:
+    """The server's results at the load point, one per round, in round order."""
+    return sorted((r for r in report["results"] if r["server"] == server and all(r.get(k) == v for k, v in point.items())),
+                  key=lambda r: r.get("round", 1))
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a and b else None
+
+
+def _geomean(values: list[float | None]) -> float | None:
+    known = [v for v in values if v]
+    return math.exp(sum(math.log(v) for v in known) / len(known)) if known and len(known) == len(values) else None
+
+
 def ratio_notes(report: dict[str, Any]) -> list[str]:
-    """First server against the second at each load point: throughput ratio and TTFT p99 ratio."""
+    """First server against the second at each load point: throughput ratio and TTFT p99 ratio, per round
+    (the rounds pair up in order) and their geometric mean."""
     servers = list(dict.fromkeys(r["server"] for r in report["results"]))
     if len(servers) < 2:
         return []
     a, b = servers[:2]
     notes = []
     for point in report["points"]:
-        key = {k: v for k, v in point.items()}
-        ra = next(r for r in report["results"] if r["server"] == a and all(r.get(k) == v for k, v in key.items()))
-        rb = next(r for r in report["results"] if r["server"] == b and all(r.get(k) == v for k, v in key.items()))
-        tput = ra["output_tokens_per_s"] / rb["output_tokens_per_s"] if rb["output_tokens_per_s"] else None
-        ta, tb = ra["ttft_s"]["p99"], rb["ttft_s"]["p99"]
-        ttft = ta / tb if ta and tb else None
-        notes.append(f"{a} / {b} at {key}: throughput {_fmt(tput)}x, TTFT p99 {_fmt(ttft)}x")
+        pairs = list(zip(_at(report, a, point), _at(report, b, point)))
+        tput = [_ratio(ra["output_tokens_per_s"], rb["output_tokens_per_s"]) for ra, rb in pairs]
+        ttft = [_ratio(ra["ttft_s"]["p99"], rb["ttft_s"]["p99"]) for ra, rb in pairs]
+        note = f"{a} / {b} at {point}: throughput {_fmt(_geomean(tput))}x, TTFT p99 {_fmt(_geomean(ttft))}x"
+        if len(pairs) > 1:
+            note += (f" (rounds: throughput {', '.join(_fmt(t) + 'x' for t in tput)}; "
+                     f"TTFT p99 {', '.join(_fmt(t) + 'x' for t in ttft)})")
+        notes.append(note)
     return notes
 
 
@@ -175,8 +226,8 @@ def plot_latency(report: dict[str, Any], path: str) -> None:
     panels = (("ttft_s", "TTFT p50 / p99 (s)", 1.0), ("itl_s", "ITL p50 / p99 (ms)", 1000.0),
               ("output_tokens_per_s", "output tokens/s", None))
     for server in dict.fromkeys(r["server"] for r in report["results"]):
-        rows = sorted((r for r in report["results"] if r["server"] == server and r.get("rate")), key=lambda r: r["rate"])
-        rates = [r["rate"] for r in rows]
+        rates = sorted({r["rate"] for r in report["results"] if r["server"] == server and r.get("rate")})
+        rows = [_round_mean(_at(report, server, {"rate": rate})) for rate in rates]
         for ax, (key, title, scale) in zip(axes, panels):
             if scale is None:
                 ax.plot(rates, [r[key] for r in rows], marker="o", label=server)
@@ -192,6 +243,18 @@ def plot_latency(report: dict[str, Any], path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _round_mean(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The plotted figures of one server at one rate: each the mean over the rounds."""
+    def mean(values: list[float | None]) -> float | None:
+        known = [v for v in values if v is not None]
+        return sum(known) / len(known) if known else None
+
+    out: dict[str, Any] = {"output_tokens_per_s": mean([r["output_tokens_per_s"] for r in rows])}
+    for key in ("ttft_s", "itl_s"):
+        out[key] = {q: mean([r[key][q] for r in rows]) for q in ("p50", "p99")}
+    return out
 
 
 def serve_bench_main(args: argparse.Namespace) -> int:

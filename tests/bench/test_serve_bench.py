@@ -92,3 +92,51 @@ def test_serve_bench_end_to_end_against_our_server(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     plot_latency(report, str(tmp_path / "plot.png"))
     assert (tmp_path / "plot.png").stat().st_size > 1000
+
+
+def _result(server: str, round_: int, tok_s: float, ttft_p99: float) -> dict:
+    return {"server": server, "rate": 2.0, "round": round_, "output_tokens_per_s": tok_s,
+            "ttft_s": {"p50": ttft_p99 / 2, "p90": ttft_p99, "p99": ttft_p99}}
+
+
+def test_ratios_pair_the_rounds_and_take_their_geometric_mean() -> None:
+    from chatstream.bench.serve_cli import ratio_notes
+
+    report = {"points": [{"rate": 2.0}], "repeat": 2,
+              "results": [_result("a", 1, 100.0, 1.0), _result("b", 1, 100.0, 2.0),
+                          _result("b", 2, 50.0, 1.0), _result("a", 2, 200.0, 4.0)]}
+    (note,) = ratio_notes(report)
+    # throughput per round 1.00x and 4.00x -> 2.00x; TTFT p99 0.50x and 4.00x -> 1.41x
+    assert note == ("a / b at {'rate': 2.0}: throughput 2.00x, TTFT p99 1.41x "
+                    "(rounds: throughput 1.00x, 4.00x; TTFT p99 0.50x, 4.00x)")
+
+
+def test_repeat_must_be_a_positive_count_and_server_names_unique() -> None:
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    add_serve_bench_arguments(parser)
+    for bad in ("0", "-1", "two"):
+        with pytest.raises(argparse.ArgumentError, match="expected a whole number >= 1"):
+            parser.parse_args(["--repeat", bad])
+    args = parser.parse_args(["--url", "http://127.0.0.1:1/v1", "--url", "http://127.0.0.1:1/v1"])
+    with pytest.raises(ValueError, match="two servers share a name"):
+        run_serve_bench(args, progress=lambda _msg: None)
+
+
+@pytest.mark.slow
+def test_servers_take_turns_at_each_point_in_alternating_order(tiny_model_factory) -> None:
+    from tiny_server import tiny_server
+
+    parser = argparse.ArgumentParser()
+    add_serve_bench_arguments(parser)
+    with tiny_server(tiny_model_factory) as (server, _app):
+        args = parser.parse_args(["--url", f"a={server.url}/v1", "--url", f"b={server.url}/v1", "--concurrency", "1",
+                                  "--repeat", "3", "--num-conversations", "2", "--max-turns", "1", "--reply-tokens", "4",
+                                  "--max-reply-tokens", "6", "--user-words", "3", "--system-words", "6"])
+        report = run_serve_bench(args, progress=lambda _msg: None)
+
+    assert [(r["server"], r["round"]) for r in report["results"]] == [("a", 1), ("b", 1), ("b", 2), ("a", 2),
+                                                                       ("a", 3), ("b", 3)]
+    assert all(r["num_failed"] == 0 and r["output_tokens"] > 0 for r in report["results"])
+    text = io.StringIO()
+    render_serve_report(report, text)
+    assert "round" in text.getvalue().splitlines()[1] and "(rounds: throughput" in text.getvalue()

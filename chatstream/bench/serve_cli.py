@@ -156,8 +156,8 @@ def render_serve_report(report: dict[str, Any], out: TextIO) -> None:
     print(f"{w['num_requests']} chat requests ({w['num_conversations']} conversations, up to {w['max_turns']} turns, "
           f"seed {w['seed']}), streaming, greedy, EOS ignored", file=out)
     rounds = report.get("repeat", 1) > 1
-    headers = ("server", "load", *(("round",) if rounds else ()), "ok/all", "out tok/s", "req/s", "goodput req/s", "TTFT p50/p90/p99 s",
-               "ITL p50/p90/p99 ms", "E2E p50/p99 s")
+    headers = ("server", "load", *(("round",) if rounds else ()), "ok/all", "out tok/s", "req/s", "goodput req/s",
+               "TTFT p50/p90/p99 s", "ITL p50/p90/p99 ms", "E2E p50/p99 s")
     lines = [list(headers)]
     for r in report["results"]:
         load = f"{r['rate']:g} req/s" if r.get("rate") else f"{r['concurrency']} in flight"
@@ -181,8 +181,8 @@ def render_serve_report(report: dict[str, Any], out: TextIO) -> None:
 
 def _at(report: dict[str, Any], server: str, point: dict[str, Any]) -> list[dict[str, Any]]:
     """The server's results at the load point, one per round, in round order."""
-    return sorted((r for r in report["results"] if r["server"] == server and all(r.get(k) == v for k, v in point.items())),
-                  key=lambda r: r.get("round", 1))
+    rows = [r for r in report["results"] if r["server"] == server and all(r.get(k) == v for k, v in point.items())]
+    return sorted(rows, key=lambda r: r.get("round", 1))
 
 
 def _ratio(a: float | None, b: float | None) -> float | None:

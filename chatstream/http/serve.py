@@ -76,7 +76,8 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--block-size", type=int, default=16, help="tokens per KV cache block")
     parser.add_argument("--max-num-seqs", type=_positive_int, default=None,
                         help="sequences one engine step may run (default: the larger of --num-concurrent and 64)")
-    parser.add_argument("--max-num-batched-tokens", type=_positive_int, default=512, help="tokens one engine step may run")
+    parser.add_argument("--max-num-batched-tokens", type=_positive_int, default=512,
+                        help="tokens one engine step may run")
     parser.add_argument("--no-prefix-caching", action="store_true", help="do not share KV blocks of equal prefixes")
     parser.add_argument("--no-warmup", action="store_true",
                         help="skip the warm-up request at start-up (the first user then pays its cost)")
@@ -201,7 +202,8 @@ def startup_report(chat_stream: ChatStream, url: str, model_name: str) -> str:
     lines.append(f"  KV cache: {stats.num_kv_blocks} blocks x {stats.block_size} tokens = {tokens} tokens "
                  f"({stats.kv_cache_bytes / GIB:.2f} GiB); {tokens / max_model_len:.1f} sequences of the full "
                  f"{max_model_len} tokens fit at once; {queue}")
-    lines.append(f"  engine steps: up to {stats.max_num_seqs} sequences and {stats.max_num_batched_tokens} tokens each")
+    lines.append(f"  engine steps: up to {stats.max_num_seqs} sequences and {stats.max_num_batched_tokens} tokens "
+                 "each")
     return "\n".join(lines)
 
 

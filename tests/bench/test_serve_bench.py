@@ -130,8 +130,9 @@ def test_servers_take_turns_at_each_point_in_alternating_order(tiny_model_factor
     add_serve_bench_arguments(parser)
     with tiny_server(tiny_model_factory) as (server, _app):
         args = parser.parse_args(["--url", f"a={server.url}/v1", "--url", f"b={server.url}/v1", "--concurrency", "1",
-                                  "--repeat", "3", "--num-conversations", "2", "--max-turns", "1", "--reply-tokens", "4",
-                                  "--max-reply-tokens", "6", "--user-words", "3", "--system-words", "6"])
+                                  "--repeat", "3", "--num-conversations", "2", "--max-turns", "1",
+                                  "--reply-tokens", "4", "--max-reply-tokens", "6", "--user-words", "3",
+                                  "--system-words", "6"])
         report = run_serve_bench(args, progress=lambda _msg: None)
 
     assert [(r["server"], r["round"]) for r in report["results"]] == [("a", 1), ("b", 1), ("b", 2), ("a", 2),

@@ -12,13 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from chatstream.bench.contenders import CONTENDER_MODULES
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+from chatstream.commands.argument_types import positive_int
 
 
 def _non_negative(text: str) -> int:
@@ -29,7 +23,7 @@ def _non_negative(text: str) -> int:
 
 
 def _positive_list(text: str) -> list[int]:
-    return [_positive(part) for part in text.split(",") if part.strip()]
+    return [positive_int(part) for part in text.split(",") if part.strip()]
 
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -65,13 +59,13 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     work = parser.add_argument_group("workload")
     work.add_argument("--model", default=None,
                       help="model directory or hub id (default: the bundled SmolLM2-135M-Instruct)")
-    work.add_argument("--num-requests", type=_positive, default=32, help="concurrent requests, all at t=0 (32)")
+    work.add_argument("--num-requests", type=positive_int, default=32, help="concurrent requests, all at t=0 (32)")
     work.add_argument("--concurrency", type=_positive_list, default=None, metavar="N[,N...]",
                       help="run the whole benchmark once per value (e.g. 1,8,32) and end with a summary of every "
                            "contender at every concurrency; overrides --num-requests")
-    work.add_argument("--prompt-len", type=_positive, default=64,
+    work.add_argument("--prompt-len", type=positive_int, default=64,
                       help="prompt tokens per request, after any shared prefix (64)")
-    work.add_argument("--output-len", type=_positive, default=128,
+    work.add_argument("--output-len", type=positive_int, default=128,
                       help="tokens generated per request; EOS is ignored so every request makes exactly this many (128)")
     work.add_argument("--shared-prefix-len", type=_non_negative, default=0,
                       help="tokens of one common prefix that starts every prompt, for prefix caching (0 = none)")
@@ -83,10 +77,11 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--dtype", type=_dtype_list, default=["float32"], metavar="DTYPE[,DTYPE...]",
                      help="float32 | bfloat16 | float16, or several (e.g. float32,bfloat16: each is run and the "
                           "summary compares them) (float32)")
-    run.add_argument("--threads", type=_positive, default=None, help="CPU threads per contender (default: all cores)")
+    run.add_argument("--threads", type=positive_int, default=None,
+                     help="CPU threads per contender (default: all cores)")
     run.add_argument("--kv-cache-gb", type=float, default=None,
                      help="KV cache budget for every paged engine (default: enough for the whole workload at once)")
-    run.add_argument("--max-num-batched-tokens", type=_positive, default=None,
+    run.add_argument("--max-num-batched-tokens", type=positive_int, default=None,
                      help="per-step token budget for every paged engine (default: each engine's own)")
     run.add_argument("--engine-option", type=_key_value, action="append", default=[], metavar="KEY=VALUE",
                      help="extra LLM(...) option for our engine, e.g. max_num_seqs=64 (repeatable)")

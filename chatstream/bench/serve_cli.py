@@ -28,6 +28,7 @@ from chatstream.bench.chat_workload import ChatRequest, ChatWorkloadSpec, build_
 from chatstream.bench.serve_client import run_load
 from chatstream.bench.serve_metrics import Slo, summarize_load
 from chatstream.bench.serve_servers import ServerTarget, chatstream_command, running, vllm_command
+from chatstream.commands.argument_types import positive_int
 
 
 def _floats(text: str) -> list[float]:
@@ -35,16 +36,6 @@ def _floats(text: str) -> list[float]:
     if not values or any(v <= 0 for v in values):
         raise argparse.ArgumentTypeError(f"expected positive numbers separated by commas, got {text!r}")
     return values
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return value
 
 
 def _named_url(text: str) -> tuple[str, str]:
@@ -73,7 +64,7 @@ def add_serve_bench_arguments(parser: argparse.ArgumentParser) -> None:
                       help="Poisson arrival rates in requests/s, one load point each (default: 0.5,1,2,4)")
     load.add_argument("--concurrency", type=int, default=None,
                       help="instead of rates: keep this many requests in flight (closed loop)")
-    load.add_argument("--repeat", type=_positive_int, default=1,
+    load.add_argument("--repeat", type=positive_int, default=1,
                       help="rounds at each load point, the servers' order alternating between rounds (1)")
     load.add_argument("--num-conversations", type=int, default=32)
     load.add_argument("--max-turns", type=int, default=4)

@@ -1,2 +1,3 @@
 """The pieces of the `chatstream` command line beside `chatstream/cli.py`: the config file, the
-defaults in `--help`, logging, the `generate`, `warmup` and remote `chat --url` subcommands."""
+defaults in `--help`, logging, argument value types, the `generate`, `warmup` and remote
+`chat --url` subcommands."""

@@ -9,8 +9,8 @@ turns their 16 partial vectors into one vector of 16 scores with a transpose-and
 are asked for ahead of use, as in the generic loop.
 
 Measured on SmolLM2's shape (9 query and 3 KV heads of 64; 32 requests of 64-192 tokens; 30
-layers, fp32, 2-core Xeon): 11-14 ms per step against 15-23 ms for the generic loop (same run,
-alternating). Results equal the generic loop's up to fp32 rounding (the sums run in another order).
+layers, fp32, 2-core Xeon): 15.6-18.1 ms per step against 21.3-22.6 ms for the generic loop (same
+run, alternating). Results equal the generic loop's up to fp32 rounding (the sums run in another order).
 
 `decode_vectorized(...)` returns false where the build lacks AVX-512 or the shape has no
 specialization; the caller then runs the generic loop.
@@ -22,16 +22,17 @@ DECODE_AVX512_SOURCE = r"""
 #if defined(__AVX512F__)
 #include <immintrin.h>
 
+// Follows cpu_attention.py's generic loop in the same source: its `store` and `prefetch_block` are used here.
 static inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
 static inline __m512 load16(const uint16_t* p) {  // bf16 bits widened to fp32
   const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
 }
 static inline void store16(float* p, __m512 v) { _mm512_storeu_ps(p, v); }
-static inline void store16(uint16_t* p, __m512 v) {
+static inline void store16(uint16_t* p, __m512 v) {  // rounded as the generic loop rounds (its `store`)
   alignas(64) float tmp[16];
   _mm512_store_ps(tmp, v);
-  for (int i = 0; i < 16; ++i) p[i] = at::BFloat16(tmp[i]).x;  // round to nearest even, as the generic loop
+  for (int i = 0; i < 16; ++i) store(p, i, tmp[i]);
 }
 
 // Lane j of the result is the sum of the 16 lanes of v[j]: pairs, then quads, then 128-bit quarters
@@ -50,12 +51,6 @@ static inline __m512 transpose_sum16(const __m512 v[16]) {
   const __m512 hi = _mm512_add_ps(_mm512_shuffle_f32x4(quads[2], quads[3], 0x88),
                                   _mm512_shuffle_f32x4(quads[2], quads[3], 0xDD));
   return _mm512_add_ps(_mm512_shuffle_f32x4(lo, hi, 0x88), _mm512_shuffle_f32x4(lo, hi, 0xDD));
-}
-
-template <typename T>
-static inline void prefetch_rows(const T* p, int64_t n) {
-  const int64_t step = 64 / sizeof(T);
-  for (int64_t i = 0; i < n; i += step) _mm_prefetch(reinterpret_cast<const char*>(p + i), _MM_HINT_T0);
 }
 
 // G query heads per KV head, C vectors of 16 per head row (head size 16 * C).
@@ -79,8 +74,8 @@ static void decode_heads(const T* qp, const T* kp, const T* vp, const int64_t* t
       const int64_t* table = tp + d * max_blocks;
       const int64_t nblocks = (L + bs - 1) / bs;
       auto block = [&](const T* cache, int64_t b) { return cache + (table[b] * KVH + kvh) * bs * hd; };
-      auto prefetch_block = [&](const T* cache, int64_t b) {
-        if (b < nblocks) prefetch_rows(block(cache, b), std::min(bs, L - b * bs) * hd);
+      auto ask_for = [&](const T* cache, int64_t b) {  // the generic loop's prefetch_block, for block b
+        if (b < nblocks) prefetch_block(block(cache, b), std::min(bs, L - b * bs) * hd);
       };
       __m512 q[G][C];
       for (int g = 0; g < G; ++g)
@@ -91,7 +86,7 @@ static void decode_heads(const T* qp, const T* kp, const T* vp, const int64_t* t
       for (int64_t start = 0; start < L; start += 16) {
         const int64_t n = std::min<int64_t>(16, L - start);
         for (const int64_t last = std::min(nblocks - 1, (start + 31) / bs); asked <= last; ++asked)
-          prefetch_block(kp, asked);
+          ask_for(kp, asked);
         const T* key[16];
         for (int64_t j = 0; j < n; ++j) key[j] = block(kp, (start + j) / bs) + (start + j) % bs * hd;
         for (int g = 0; g < G; ++g) {
@@ -108,7 +103,7 @@ static void decode_heads(const T* qp, const T* kp, const T* vp, const int64_t* t
           _mm512_storeu_ps(scores.data() + g * padded + start, transpose_sum16(part));
         }
       }
-      prefetch_block(vp, 0);
+      ask_for(vp, 0);
       for (int g = 0; g < G; ++g) {
         float* sg = scores.data() + g * padded;
         float mx = sg[0];
@@ -126,7 +121,7 @@ static void decode_heads(const T* qp, const T* kp, const T* vp, const int64_t* t
       for (int g = 0; g < G; ++g)
         for (int c = 0; c < C; ++c) acc[g][c] = _mm512_setzero_ps();
       for (int64_t b = 0; b < nblocks; ++b) {
-        prefetch_block(vp, b + 1);
+        ask_for(vp, b + 1);
         const T* rows = block(vp, b);
         const int64_t n = std::min(bs, L - b * bs);
         for (int64_t j = 0; j < n; ++j) {

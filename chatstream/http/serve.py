@@ -19,6 +19,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
+from chatstream.commands.argument_types import positive_int
 from chatstream.facade.request_limits import DEFAULT_BODY_TIMEOUT_SEC, DEFAULT_MAX_REQUEST_BYTES
 from chatstream.http.connection_limits import DEFAULT_HEADER_TIMEOUT_SEC
 from chatstream.http.drain import DEFAULT_SHUTDOWN_TIMEOUT_SEC
@@ -34,17 +35,6 @@ logger = logging.getLogger("chatstream.serve")
 API_KEY_ENV = "CHATSTREAM_API_KEY"
 
 
-def _positive_int(text: str) -> int:
-    """An argparse type: a whole number of at least 1 (so a bad count is a usage error, not a failed load)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
-    return value
-
-
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="smollm2",
                         help="local HF directory, hub id, 'smollm2' (the bundled SmolLM2-135M-Instruct), or a "
@@ -55,7 +45,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                         help="model id shown by /v1/models and in metrics (default: the model directory's name)")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface)")
     parser.add_argument("--port", type=int, default=8000, help="port to listen on")
-    parser.add_argument("--num-concurrent", type=_positive_int, default=16,
+    parser.add_argument("--num-concurrent", type=positive_int, default=16,
                         help="generations that run at once (they are batched together)")
     parser.add_argument("--max-queue", type=int, default=64, help="requests that may wait; the next gets 429")
     parser.add_argument("--max-new-tokens", type=int, default=512, help="default reply length for /chat_stream")
@@ -74,9 +64,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-kv-blocks", type=int, default=None,
                         help="exact number of KV blocks (overrides --kv-cache-memory-gb)")
     parser.add_argument("--block-size", type=int, default=16, help="tokens per KV cache block")
-    parser.add_argument("--max-num-seqs", type=_positive_int, default=None,
+    parser.add_argument("--max-num-seqs", type=positive_int, default=None,
                         help="sequences one engine step may run (default: the larger of --num-concurrent and 64)")
-    parser.add_argument("--max-num-batched-tokens", type=_positive_int, default=512,
+    parser.add_argument("--max-num-batched-tokens", type=positive_int, default=512,
                         help="tokens one engine step may run")
     parser.add_argument("--no-prefix-caching", action="store_true", help="do not share KV blocks of equal prefixes")
     parser.add_argument("--no-warmup", action="store_true",

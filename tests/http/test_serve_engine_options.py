@@ -5,10 +5,12 @@ before anything loads."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 from pathlib import Path
 
 import pytest
 
+from chatstream.engine.sampling_params import SamplingParams
 from chatstream.facade.chat_stream import ChatStream
 from chatstream.http.serve import add_serve_arguments, config_from_args, startup_report
 
@@ -19,9 +21,13 @@ def _parse(*argv: str) -> argparse.Namespace:
     return parser.parse_args(list(argv))
 
 
-def _engine_stats(tiny_model_dir: Path, *argv: str):
+def _chat_stream(tiny_model_dir: Path, *argv: str) -> ChatStream:
     config = config_from_args(_parse("--model", str(tiny_model_dir), "--num-kv-blocks", "64", "--no-warmup", *argv))
-    chat_stream = ChatStream(model=str(tiny_model_dir), **config.chat_stream_options)
+    return ChatStream(model=str(tiny_model_dir), **config.chat_stream_options)
+
+
+def _engine_stats(tiny_model_dir: Path, *argv: str):
+    chat_stream = _chat_stream(tiny_model_dir, *argv)
     try:
         return chat_stream.engine.stats, startup_report(chat_stream, "http://127.0.0.1:1", "tiny")
     finally:
@@ -45,3 +51,23 @@ def test_without_max_num_seqs_a_step_runs_every_admitted_generation(tiny_model_d
 def test_a_count_below_one_or_not_a_number_is_a_usage_error(flag: str, value: str) -> None:
     with pytest.raises(argparse.ArgumentError, match=f"argument {flag}: expected a whole number >= 1, got"):
         _parse(flag, value)
+
+
+def test_huge_step_limits_only_lift_the_caps(tiny_model_dir: Path) -> None:
+    """Nothing is sized by the step limits: a huge value builds the same engine, and requests still run,
+    bounded by the KV blocks."""
+    chat_stream = _chat_stream(tiny_model_dir, "--max-num-seqs", str(10**12), "--max-num-batched-tokens", str(10**12))
+
+    async def replies() -> list[int]:
+        async def one(i: int) -> int:
+            params = SamplingParams(max_tokens=5, temperature=0.0, ignore_eos=True)
+            return sum([len(d.new_token_ids) async for d in chat_stream.engine.generate([3 + i, 4, 5], params)])
+
+        return await asyncio.gather(*(one(i) for i in range(6)))
+
+    try:
+        assert chat_stream.engine.stats.num_kv_blocks == 64
+        assert asyncio.run(replies()) == [5] * 6
+        assert chat_stream.engine.stats.num_free_kv_blocks == 64
+    finally:
+        chat_stream.shutdown()

@@ -5,8 +5,9 @@ thing everywhere. The model can be:
 
 - an already loaded HuggingFace model: used where it is (on its device, spread by `device_map`,
   quantized); nothing moves it, and `device` only says where the caller meant it to be;
-- a local directory, a hub id, or None / "smollm2" (the bundled SmolLM2): loaded by `load_model`
-  with `dtype` and onto `device`;
+- a local directory, a hub id, or None / "smollm2" (the bundled SmolLM2): loaded with `dtype` and
+  onto `device`, into our Llama-family modules or transformers' classes as `model_impl` says
+  (`model_impl.py`);
 - a `RunnerSource`, an object that brings its own step runner instead of weights (the
   Transformer Mock's `ReplayModel`): the engine around it is the real one, only the logits differ.
 
@@ -19,27 +20,29 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 import torch
-from transformers import AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoTokenizer
 
-from chatstream.engine.config import EngineConfig
+from chatstream.engine.config import LOAD_OPTIONS, EngineConfig
 from chatstream.engine.engine_core import EngineCore
 from chatstream.engine.kernel_prebuild import KernelPrebuild, prebuild_wanted
-from chatstream.engine.model_loader import load_model, resolve_device
+from chatstream.engine.model_impl import check_model_impl, load_engine_model
+from chatstream.engine.model_loader import resolve_device
 from chatstream.engine.step_runner import RunnerSource
 from chatstream.engine.warmup import warm_up
 from chatstream.startup import StartupPhase
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
 logger = logging.getLogger("chatstream.engine")
 
-ModelArg = PreTrainedModel | RunnerSource | str | os.PathLike[str] | None
-TokenizerArg = PreTrainedTokenizerBase | str | os.PathLike[str] | None
+ModelArg = Union["PreTrainedModel", torch.nn.Module, RunnerSource, str, os.PathLike[str], None]
+TokenizerArg = Union["PreTrainedTokenizerBase", str, os.PathLike[str], None]
 DeviceArg = str | torch.device | None
 
-# Options that say how to load the model rather than how to run the engine.
-LOAD_OPTIONS = ("dtype", "device")
 
 
 def engine_config(options: Mapping[str, Any], *, owner: str = "LLM",
@@ -57,6 +60,8 @@ def engine_config(options: Mapping[str, Any], *, owner: str = "LLM",
     load = {key: rest.pop(key) for key in LOAD_OPTIONS if key in rest}
     if rest:
         raise TypeError(f"unknown {owner} option(s): {', '.join(sorted(rest))}")
+    if "model_impl" in load:
+        check_model_impl(load["model_impl"])
     return config, load
 
 
@@ -83,16 +88,14 @@ def build_engine_core(
         core = EngineCore(model, tok, config, runner=model.step_runner(tok, config))  # type: ignore[arg-type]
     else:
         # On the CPU the attention kernel is compiled (once per machine) while the weights load.
-        target = model.device if isinstance(model, PreTrainedModel) else resolve_device(device)
+        target = model.device if isinstance(model, torch.nn.Module) else resolve_device(device)
         kernel = KernelPrebuild() if prebuild_wanted(target, config.cpu_attention_kernel) else None
-        hf_model, hf_tokenizer = load_model(model, tokenizer, device=device, **load)
-        if kernel is not None:
-            kernel.wait()
-        if isinstance(model, torch.nn.Module) and device is not None and torch.device(device) != hf_model.device:
+        loaded, loaded_tokenizer = load_engine_model(model, tokenizer, config, kernel, device=device, **load)
+        if isinstance(model, torch.nn.Module) and device is not None and torch.device(device) != loaded.device:
             logger.info("the model is on %s; it stays there (device=%r is not applied to a given model)",
-                        hf_model.device, device)
+                        loaded.device, device)
         with StartupPhase("prepare", "allocating the KV cache and preparing the model's weights for the engine"):
-            core = EngineCore(hf_model, hf_tokenizer, config)
+            core = EngineCore(loaded, loaded_tokenizer, config)
         if config.warmup:
             warm_up(core)
     if seed:

@@ -10,6 +10,9 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 LOGPROBS_MODES: tuple[str, ...] = ("raw", "processed")
+# Options that say how to load the model rather than how to run the engine (`model_impl`: `model_impl.py`);
+# `builder.engine_config` splits them off.
+LOAD_OPTIONS: tuple[str, ...] = ("dtype", "device", "model_impl")
 
 
 @dataclass(frozen=True)

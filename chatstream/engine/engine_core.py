@@ -20,9 +20,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from chatstream.engine.config import EngineConfig
 from chatstream.engine.block_manager import BlockManager
@@ -42,6 +42,10 @@ from chatstream.engine.step_runner import RunnerSource, StepRunner
 from chatstream.engine.outputs import FinishReason, RequestDelta, RequestTiming
 from chatstream.engine.sampling_params import SamplingParams
 
+if TYPE_CHECKING:
+    from torch import nn
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
 logger = logging.getLogger("chatstream.engine")
 
 
@@ -53,7 +57,7 @@ class EngineCore:
     object that stands for the model, kept for reports.
     """
 
-    def __init__(self, model: PreTrainedModel | RunnerSource, tokenizer: PreTrainedTokenizerBase | None,
+    def __init__(self, model: PreTrainedModel | nn.Module | RunnerSource, tokenizer: PreTrainedTokenizerBase | None,
                  config: EngineConfig, runner: StepRunner | None = None) -> None:
         self.config = config
         self.model = model

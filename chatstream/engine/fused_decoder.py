@@ -9,8 +9,8 @@ weights and runs each layer as nine calls: fused norm, q/k/v product, rotary + c
 pass), the paged decode kernel, output product, fused residual add + norm, gate/up product, fused
 activation, down product (`cpu_layer_ops.py`).
 
-It runs every step except those that keep prompt log-probs (which need the LM-head rows of prompt
-tokens; HF's forward does those). Decodes attend through the paged decode kernel, prompt chunks
+It runs every step, those that keep prompt log-probs too (their prompt tokens' rows go through the
+LM head with the sampled ones). Decodes attend through the paged decode kernel, prompt chunks
 through SDPA over their blocks, as in `paged_attention.py`.
 
 It applies to models whose layers are exactly Llama's shape (`SUPPORTED_MODEL_TYPES`: RMSNorm,
@@ -29,7 +29,7 @@ from torch import nn
 from chatstream.engine.cpu_attention import CpuOps, DecodeKernel
 from chatstream.engine.kv_cache import KVCache
 from chatstream.engine.linear_fusion import FusedMember
-from chatstream.engine.paged_attention import AttentionMetadata, attend_from_blocks
+from chatstream.engine.attention_metadata import AttentionMetadata, attend_from_blocks
 from chatstream.engine.weight_swap import LinearKernel, kernel_of
 
 SUPPORTED_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2"})
@@ -169,7 +169,9 @@ class FusedDecoder:
                 x, residual = ops.add_rms_norm(h, residual, following.input_norm, following.input_eps)
         if rows.shape[0] == 0:  # only prompt chunks that end before their prompt does: nothing samples
             return h.new_empty(0, self.vocab_size)
-        if rows.shape[0] != h.shape[0]:  # only the rows that sample go through the final norm and the LM head
+        # Only the rows asked for (in their order) go through the final norm and the LM head; a decode step asks
+        # for every row in order, which needs no copy.
+        if rows.shape[0] != h.shape[0] or not torch.equal(rows, torch.arange(h.shape[0], device=rows.device)):
             h, residual = h[rows], residual[rows]
         x, _ = ops.add_rms_norm(h, residual, self.final_norm, self.final_eps)
         return self.lm_head(x)

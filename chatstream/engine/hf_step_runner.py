@@ -1,4 +1,4 @@
-"""A HuggingFace causal LM as the engine's `StepRunner`.
+"""A causal LM with weights (transformers' classes or our Llama-family modules) as the engine's `StepRunner`.
 
 Owns what a real model needs before its first step: the KV cache sized to the memory budget (or
 to `num_kv_blocks`; by default 70 % of the memory free once the weights are ready), the context
@@ -9,20 +9,25 @@ one forward pass.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import torch
-from transformers import PretrainedConfig, PreTrainedModel, PreTrainedTokenizerBase
 
 from chatstream.engine.config import EngineConfig
 from chatstream.engine.cpu_attention import load_cpu_ops
 from chatstream.engine.kv_cache import GIB, KVCache, KVCacheSpec, default_kv_budget
 from chatstream.engine.model_runner import ModelRunner
 from chatstream.engine.model_weights import prepare_weights
+from chatstream.engine.native_model import NativeCausalLM
 from chatstream.engine.request import Request
 from chatstream.engine.scheduler import SchedulerOutput
 from chatstream.engine.step_runner import StepLogits
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
-def eos_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | None) -> frozenset[int]:
+
+def eos_token_ids(model: Any, tokenizer: PreTrainedTokenizerBase | None) -> frozenset[int]:
     """The ids that end generation: the model's generation config's and the tokenizer's."""
     ids: set[int] = set()
     gen = getattr(model, "generation_config", None)
@@ -34,7 +39,7 @@ def eos_token_ids(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | N
     return frozenset(ids)
 
 
-def model_len(text_config: PretrainedConfig, config: EngineConfig) -> int:
+def model_len(text_config: Any, config: EngineConfig) -> int:
     """The context the engine may use: `max_model_len` or the model's own, within its sliding window."""
     length = getattr(text_config, "max_position_embeddings", None) or 2048
     if config.max_model_len is not None:
@@ -50,7 +55,7 @@ def model_len(text_config: PretrainedConfig, config: EngineConfig) -> int:
 class HFStepRunner:
     """Runs a HuggingFace model's steps over a paged KV cache of its own."""
 
-    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase | None,
+    def __init__(self, model: Any, tokenizer: PreTrainedTokenizerBase | None,
                  config: EngineConfig) -> None:
         self.model = model
         text_config = model.config.get_text_config()
@@ -97,7 +102,9 @@ class HFStepRunner:
 
     def describe(self) -> str:
         kv = self.kv_cache
-        return (f"{self.matmul_path}; decode attention: {self.model_runner.decode_path}; "
+        held = ("ChatStream's Llama-family modules" if isinstance(self.model, NativeCausalLM)
+                else f"transformers' {type(self.model).__name__}")
+        return (f"model: {held}; {self.matmul_path}; decode attention: {self.model_runner.decode_path}; "
                 f"decode layers: {self.model_runner.layers_path}; "
                 f"KV cache: {kv.num_blocks} blocks x {kv.block_size} tokens = {kv.num_blocks * kv.block_size} tokens, "
                 f"{kv.size_bytes / GIB:.2f} GiB ({self.model.device}, {str(self.model.dtype).removeprefix('torch.')}; "

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import mmap
 from dataclasses import dataclass
+from typing import Any
 
 import psutil
 import torch
-from transformers import PretrainedConfig
 
 GIB = 1024**3
 
@@ -35,7 +35,7 @@ class KVCacheSpec:
     dtype: torch.dtype
 
     @classmethod
-    def from_config(cls, config: PretrainedConfig, dtype: torch.dtype) -> "KVCacheSpec":
+    def from_config(cls, config: Any, dtype: torch.dtype) -> "KVCacheSpec":
         config = config.get_text_config() if hasattr(config, "get_text_config") else config
         num_heads = config.num_attention_heads
         num_kv_heads = getattr(config, "num_key_value_heads", None) or num_heads

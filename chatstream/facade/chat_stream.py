@@ -66,7 +66,7 @@ class ChatStream(ChatStreamRequests, SessionApis):
 
     Without `use_mock_response`, `model` is a transformers model (used where it is), a local
     directory, a hub id, `"smollm2"`, or a recording (replayed); `engine_options` are
-    `EngineConfig` fields and `dtype` (an unknown keyword is a TypeError, with or without a
+    `EngineConfig` fields, `dtype` and `model_impl` (an unknown keyword is a TypeError, with or without a
     model). `record_to` (or `probe_mode_enabled=True`) records every generation for replay,
     into `recording_dir`. `engine` is the running engine as an `EngineClient` (None with
     `use_mock_response`, or before a model is configured).

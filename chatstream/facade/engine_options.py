@@ -10,22 +10,19 @@ from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
 
-from chatstream.engine.config import EngineConfig
-
-# Keywords that say how to load the model (`chatstream.engine.builder.LOAD_OPTIONS`).
-_LOAD_OPTIONS = ("dtype", "device")
+from chatstream.engine.config import LOAD_OPTIONS, EngineConfig
 
 
 def check_engine_options(options: Mapping[str, Any]) -> None:
     """A TypeError for a keyword ChatStream does not know, whether or not a model is given (the
     original's constructor took no others either); values are checked as the engine would."""
     _, rest = EngineConfig.split_options(dict(options))
-    unknown = sorted(set(rest) - set(_LOAD_OPTIONS))
+    unknown = sorted(set(rest) - set(LOAD_OPTIONS))
     if not unknown:
         return
     hint = ""
     if "mock_type" in unknown:
         hint = ' (the mock\'s reply type is mock_params={"type": "round" | "long" | "echo"})'
-    known = sorted([f.name for f in fields(EngineConfig)] + list(_LOAD_OPTIONS))
+    known = sorted([f.name for f in fields(EngineConfig)] + list(LOAD_OPTIONS))
     raise TypeError(f"ChatStream() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}{hint}; "
                     f"besides its own arguments it takes the engine options {', '.join(known)}")

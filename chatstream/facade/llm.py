@@ -11,9 +11,7 @@ import itertools
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from typing import TYPE_CHECKING, Any
 
 from chatstream.engine.builder import build_engine_core
 from chatstream.engine.engine_core import EngineCore
@@ -21,6 +19,9 @@ from chatstream.engine.outputs import CompletionOutput, RequestOutput
 from chatstream.engine.sampling_params import SamplingParams
 from chatstream.mock.recorder import RecordTo, attach_recorder
 from chatstream.mock.transformer_mock import MockTransformer, ReplayModel, as_replay_model
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 PromptInput = str | Sequence[int]
 
@@ -34,7 +35,8 @@ class LLM:
     is replayed instead, with no weights; the tokenizer then defaults to the recorded one.
     `record_to`: record every request (True: a new directory under the cache dir; or a directory);
     the directory is `recording_dir`.
-    `engine_options`: the fields of `EngineConfig`, plus `dtype` and `device` for loading.
+    `engine_options`: the fields of `EngineConfig`, plus `dtype`, `device` and `model_impl` ("auto", "native",
+    "transformers": what holds the model, see `chatstream.engine.model_impl`) for loading.
     """
 
     def __init__(

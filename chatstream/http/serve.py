@@ -57,6 +57,9 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quantization", default=None, choices=["int8"],
                         help="weight-only per-channel int8 linear weights (default: none)")
     parser.add_argument("--device", default=None, help="cpu | cuda | cuda:N (default: cuda if available)")
+    parser.add_argument("--model-impl", default="auto", choices=["auto", "native", "transformers"],
+                        help="what holds the model: ChatStream's Llama-family modules (native; less memory), "
+                             "transformers' classes, or auto: native where it applies (default: auto)")
     parser.add_argument("--max-model-len", type=int, default=None,
                         help="prompt + reply tokens one request may reach (default: the model's own)")
     parser.add_argument("--kv-cache-memory-gb", type=float, default=None,
@@ -113,7 +116,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     options: dict[str, Any] = {
         "num_of_concurrent_executions": args.num_concurrent, "max_queue_size": args.max_queue,
         "max_new_tokens": args.max_new_tokens, "temperature": args.temperature, "top_p": args.top_p,
-        "dtype": args.dtype, "device": args.device, "block_size": args.block_size,
+        "dtype": args.dtype, "device": args.device, "model_impl": args.model_impl, "block_size": args.block_size,
         "max_num_batched_tokens": args.max_num_batched_tokens, "enable_prefix_caching": not args.no_prefix_caching,
     }
     for key in ("max_model_len", "max_num_seqs", "kv_cache_memory_gb", "num_kv_blocks", "quantization"):

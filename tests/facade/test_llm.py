@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from transformers import AutoModelForCausalLM
 from tiny_models import build_tiny_model
 
 from chatstream import LLM, SamplingParams
@@ -64,7 +65,10 @@ def test_bundled_smollm2_answers_and_matches_hf_greedy(smollm2_dir) -> None:
                                              add_generation_prompt=True) for q in questions]
     outs = llm.generate(prompts, SamplingParams(temperature=0, max_tokens=24))
     assert "Paris" in outs[0].outputs[0].text
-    model = llm.engine.model
+    # The engine holds SmolLM2 in its own Llama modules (no forward pass of their own); the reference is
+    # transformers' model loaded from the same directory.
+    assert type(llm.engine.model).__name__ == "NativeCausalLM"
+    model = AutoModelForCausalLM.from_pretrained(smollm2_dir, dtype=torch.float32).eval()
     for out in outs:
         ids = torch.tensor([out.prompt_token_ids])
         ref = model.generate(ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=24)

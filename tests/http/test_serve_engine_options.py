@@ -1,6 +1,6 @@
 """`chatstream serve`'s engine step options: `--max-num-seqs` (as in vLLM) and `--max-num-batched-tokens`
 reach the engine, the start-up report says what a step may run, and a count below one is a usage error
-before anything loads."""
+before anything loads; `--model-impl` (as in vLLM) picks what holds the model."""
 
 from __future__ import annotations
 
@@ -71,3 +71,21 @@ def test_huge_step_limits_only_lift_the_caps(tiny_model_dir: Path) -> None:
         assert chat_stream.engine.stats.num_free_kv_blocks == 64
     finally:
         chat_stream.shutdown()
+
+
+@pytest.mark.parametrize(("argv", "held"), [
+    ((), "NativeCausalLM"),
+    (("--model-impl", "native"), "NativeCausalLM"),
+    (("--model-impl", "transformers"), "LlamaForCausalLM"),
+])
+def test_model_impl_reaches_the_engine(tiny_model_dir: Path, argv: tuple[str, ...], held: str) -> None:
+    chat_stream = _chat_stream(tiny_model_dir, *argv)
+    try:
+        assert type(chat_stream.engine.core.model).__name__ == held
+    finally:
+        chat_stream.shutdown()
+
+
+def test_an_unknown_model_impl_is_a_usage_error() -> None:
+    with pytest.raises(argparse.ArgumentError, match="invalid choice: 'vllm'"):
+        _parse("--model-impl", "vllm")

@@ -16,7 +16,7 @@ from chatstream import ChatStream
 from live_server import LiveServer
 from web_page_support import (
     DESKTOP, PHONE, artifacts, browser, echo_chat_stream, focused, get_json, page_app, page_on, send,  # noqa: F401
-    serious_axe_violations, server_prompt, wait_idle, wait_synced)
+    TIMEOUT_MS, serious_axe_violations, server_prompt, wait_idle, wait_synced)
 
 CONVERSATION = ("Here is a **plan**:\n\n1. Read the `README`\n2. Run the tests\n\n"
                 "```bash\npython -m pytest -q\n```\n\n| step | time |\n|---|---|\n| read | 5 min |")
@@ -33,7 +33,8 @@ def server() -> Iterator[LiveServer]:
 
 @pytest.fixture(scope="module")
 def japanese_server() -> Iterator[LiveServer]:
-    with LiveServer(page_app(echo_chat_stream(), locale="ja")) as live:
+    # Slow enough that a long reply is still streaming when the test stops it.
+    with LiveServer(page_app(echo_chat_stream(time_per_token_sec=0.05), locale="ja")) as live:
         yield live
 
 
@@ -155,6 +156,11 @@ def test_japanese_under_the_ja_locale(japanese_server: LiveServer, page_on, arti
     send(page, " ".join(["長い返答です。"] * 60))
     page.wait_for_selector("#cs-stop:not([hidden])")
     assert page.inner_text("#cs-stop") == "停止"
+    # Stop once the reply streams (the server has accepted the turn): a stop before that takes the turn back.
+    page.wait_for_function("""() => {
+        const r = document.querySelector('#cs-messages > .cs-assistant:last-child[data-streaming="true"]');
+        return r !== null && r.querySelector('.cs-content').textContent.length >= 14;
+    }""", timeout=TIMEOUT_MS)
     page.keyboard.press("Escape")
     reply = wait_synced(page)
     assert reply.locator(".cs-note").inner_text() == "停止しました"

@@ -11,9 +11,9 @@ way (bf16 values are widened as they are read), and the output is rounded to the
 
 It is C++ built with `torch.utils.cpp_extension.load_inline` the first time an engine starts on
 the CPU (cached by torch afterwards), in one extension with the fused layer operations of
-`cpu_layer_ops.py`, the int8 product of `cpu_int8_ops.py` and the fp32 product of
-`cpu_panel_ops.py`. Without a working compiler the engine falls back to the SDPA path, with the
-same results up to float rounding.
+`cpu_layer_ops.py`, the int8 product of `cpu_int8_ops.py`, the fp32 product of `cpu_panel_ops.py`
+and the bf16 product of `cpu_tile_ops.py`. Without a working compiler the engine falls back to
+the SDPA path, with the same results up to float rounding.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from chatstream.engine.cpu_decode_avx512 import DECODE_AVX512_SOURCE
 from chatstream.engine.cpu_int8_ops import INT8_SOURCE
 from chatstream.engine.cpu_layer_ops import LAYER_OPS_FUNCTIONS, LAYER_OPS_SOURCE
 from chatstream.engine.cpu_panel_ops import PANEL_FUNCTIONS, PANEL_SOURCE
+from chatstream.engine.cpu_tile_ops import TILE_FUNCTIONS, TILE_SOURCE
 
 logger = logging.getLogger("chatstream.engine")
 
@@ -167,7 +168,8 @@ DecodeKernel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
 
 class CpuOps(Protocol):
     """What is compiled beside the kernel: the fused per-layer operations (`cpu_layer_ops.py`), the
-    int8 weight product (`cpu_int8_ops.py`) and the fp32 panel product (`cpu_panel_ops.py`)."""
+    int8 weight product (`cpu_int8_ops.py`), the fp32 panel product (`cpu_panel_ops.py`) and the bf16 AMX
+    product (`cpu_tile_ops.py`)."""
 
     def add_rms_norm(self, x: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor,
                      eps: float) -> list[torch.Tensor]: ...
@@ -183,6 +185,10 @@ class CpuOps(Protocol):
     def panel_kernel_available(self) -> bool: ...
 
     def panel_matmul(self, x: torch.Tensor, panels: torch.Tensor, out_features: int) -> torch.Tensor: ...
+
+    def tile_kernel_available(self) -> bool: ...
+
+    def tile_matmul(self, x: torch.Tensor, tiles: torch.Tensor, out_features: int) -> torch.Tensor: ...
 
 
 # The compiled module is per process by nature; the lock makes an engine that needs the kernel wait
@@ -215,9 +221,10 @@ def _build_cpu_extension() -> Any:
         from torch.utils.cpp_extension import load_inline
 
         return load_inline(
-            name="chatstream_cpu_ops_v11",
-            cpp_sources=_SOURCE + DECODE_AVX512_SOURCE + _ENTRY_SOURCE + LAYER_OPS_SOURCE + INT8_SOURCE + PANEL_SOURCE,
-            functions=["paged_decode_attention", *LAYER_OPS_FUNCTIONS, "int8_matmul", *PANEL_FUNCTIONS],
+            name="chatstream_cpu_ops_v12",
+            cpp_sources=_SOURCE + DECODE_AVX512_SOURCE + _ENTRY_SOURCE + LAYER_OPS_SOURCE + INT8_SOURCE + PANEL_SOURCE
+            + TILE_SOURCE,
+            functions=["paged_decode_attention", *LAYER_OPS_FUNCTIONS, "int8_matmul", *PANEL_FUNCTIONS, *TILE_FUNCTIONS],
             extra_cflags=["-O3", "-march=native", "-fopenmp", "-ffast-math"],
             extra_ldflags=["-fopenmp"],
             verbose=bool(os.environ.get("CHATSTREAM_VERBOSE_BUILD")),

@@ -1,7 +1,8 @@
 """Prepacked linear weights for fp32 and bf16 inference on CPU.
 
-fp32 weights go to our panel kernel (`cpu_panel_ops.py`) where it is built (AVX-512), which beats
-oneDNN on the layers' small matrices; everything else (bf16, other CPUs) to oneDNN as below.
+fp32 weights go to our panel kernel (`cpu_panel_ops.py`) where it is built (AVX-512), bf16 weights to
+our tile kernel (`cpu_tile_ops.py`) where the CPU has AMX; both beat oneDNN on the layers' small
+matrices. Everything else (bf16 without AMX, other CPUs) goes to oneDNN as below.
 
 Decoding multiplies a few dozen token rows by every weight matrix of the model at each step, so
 on CPU the step time is mostly matrix products with a small M. oneDNN runs those far faster when
@@ -16,7 +17,7 @@ multiplied once (`linear_fusion.py`).
 The original dense weights are dropped once packed (see `weight_swap.py`: `weight` and
 `state_dict` still work, rebuilt from the packed copy), so prepacking costs no extra memory,
 except for an LM head tied to the input embedding in oneDNN's layout, which keeps the shared
-dense matrix for the embedding lookups (our panels answer those lookups themselves). The packed
+dense matrix for the embedding lookups (our panels and tiles answer those lookups themselves). The packed
 copy is a snapshot: it assumes inference with frozen weights.
 """
 
@@ -30,6 +31,7 @@ from torch import nn
 
 from chatstream.engine.cpu_attention import CpuOps
 from chatstream.engine.cpu_panel_ops import pack_panels
+from chatstream.engine.cpu_tile_ops import TILE_DEPTH, pack_tiles, tile_rows, unpack_tiles
 from chatstream.engine.linear_fusion import FusedMember, FusedProduct, sibling_groups
 from chatstream.engine.weight_swap import (dense_weight_of, linear_modules, serve_embedding_from_head,
                                           shared_weight_ids, swap_weight)
@@ -121,6 +123,35 @@ class PanelWeight:
         return self.panels[flat // width, :, flat % width].reshape(*ids.shape, self.in_features)
 
 
+class TileWeight:
+    """One bf16 weight `[out, in]` as our AMX kernel's tiles (a `LinearKernel`; see `cpu_tile_ops.py`)."""
+
+    def __init__(self, weight: torch.Tensor, ops: CpuOps) -> None:
+        self.out_features, self.in_features = weight.shape
+        self.tiles = pack_tiles(weight.detach())
+        self.ops = ops
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.reshape(-1, x.shape[-1])
+        out = self.ops.tile_matmul(rows.to(torch.bfloat16), self.tiles, self.out_features)
+        return out.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
+
+    def dense_weight(self) -> torch.Tensor:
+        return unpack_tiles(self.tiles, self.out_features)
+
+    def rows(self, ids: torch.Tensor) -> torch.Tensor:
+        """`W[ids]` read out of the tiles (the lookups of an embedding tied to this weight), bit for bit."""
+        flat = ids.reshape(-1)
+        if flat.numel() and not (0 <= int(flat.min()) and int(flat.max()) < self.out_features):
+            raise IndexError(f"row ids must be in [0, {self.out_features})")
+        return tile_rows(self.tiles, ids)
+
+
+def tiles_usable(ops: CpuOps | None) -> bool:
+    """Whether bf16 weights can go to our tile kernel: it is built with AMX and Linux granted the tile state."""
+    return ops is not None and bool(ops.tile_kernel_available())
+
+
 def panels_usable(ops: CpuOps | None) -> bool:
     """Whether fp32 weights can go to our panel kernel: it is built and this CPU has AVX-512."""
     return ops is not None and bool(ops.panel_kernel_available())
@@ -141,18 +172,21 @@ def prepacking_works(dtype: torch.dtype = torch.float32) -> bool:
 
 def prepack_linear_weights(model: nn.Module, fuse: bool = True, ops: CpuOps | None = None) -> int:
     """Pack the fp32/bf16 linear weights of a CPU model in place; returns how many were packed. `ops`: our
-    compiled CPU kernels; with them fp32 weights become panels for our kernel (`panels_usable`)."""
+    compiled CPU kernels; with them fp32 weights become panels for our kernel (`panels_usable`), and bf16 weights
+    whose input width is a multiple of 32 tiles for our AMX kernel (`tiles_usable`)."""
     candidates = [(name, m) for name, m in linear_modules(model)
                   if m.weight.dtype in PACKABLE_DTYPES and m.weight.device.type == "cpu"]
     dtypes = {m.weight.dtype for _, m in candidates}
     if not candidates or not all(prepacking_works(d) for d in dtypes):
         logger.info("oneDNN weight prepacking is not available; using plain matrix products")
         return 0
-    panels = panels_usable(ops)
+    panels, tiles = panels_usable(ops), tiles_usable(ops)
 
-    def kernel(weight: torch.Tensor) -> PanelWeight | PackedWeight:
+    def kernel(weight: torch.Tensor) -> PanelWeight | TileWeight | PackedWeight:
         if panels and weight.dtype == torch.float32:
             return PanelWeight(weight, ops)  # type: ignore[arg-type]  # panels_usable: ops is not None
+        if tiles and weight.dtype == torch.bfloat16 and weight.shape[1] % TILE_DEPTH == 0:
+            return TileWeight(weight, ops)  # type: ignore[arg-type]  # tiles_usable: ops is not None
         return PackedWeight(weight)
 
     shared = shared_weight_ids(model)
@@ -171,6 +205,6 @@ def prepack_linear_weights(model: nn.Module, fuse: bool = True, ops: CpuOps | No
         for module in by_name.values():
             swap_weight(module, kernel(dense_weight_of(module)), shared)
             count += 1
-        if panels and hasattr(model, "get_output_embeddings"):
-            serve_embedding_from_head(model)  # a tied head's panels hold the embedding too: keep it once
+        if (panels or tiles) and hasattr(model, "get_output_embeddings"):
+            serve_embedding_from_head(model)  # a tied head's panels or tiles hold the embedding too: keep it once
     return count

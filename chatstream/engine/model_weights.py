@@ -1,10 +1,10 @@
 """Getting a loaded model's linear weights ready for the engine, and saying which path they run.
 
 At start-up the engine either quantizes the linear weights (`quantization="int8"`, see
-`quantization.py`) or, on CPU in fp32/bf16, prepacks them for our fp32 panel kernel or oneDNN
-(`cpu_weights.py`); either way the dense originals are dropped. `describe_matmuls` is the one
-start-up log line that says what the matrix products will run on, e.g. "bf16 matmuls: oneDNN
-prepacked, AMX".
+`quantization.py`) or, on CPU in fp32/bf16, prepacks them for our fp32 panel kernel, our bf16 AMX
+tile kernel or oneDNN (`cpu_weights.py`); either way the dense originals are dropped.
+`describe_matmuls` is the one start-up log line that says what the matrix products will run on,
+e.g. "bf16 matmuls: compiled AMX tile kernel" or "bf16 matmuls: oneDNN prepacked, AVX512-BF16".
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from chatstream.engine.cpu_attention import CpuOps
-from chatstream.engine.cpu_weights import panels_usable, prepack_linear_weights
+from chatstream.engine.cpu_weights import panels_usable, prepack_linear_weights, tiles_usable
 from chatstream.engine.mapped_memory import trim_heap
 from chatstream.engine.quantization import INT8_KERNEL_MAX_ROWS, QUANTIZATIONS, quantize_int8
 
@@ -57,7 +57,7 @@ def _dtype_name(dtype: torch.dtype) -> str:
 
 
 def describe_matmuls(device: torch.device, dtype: torch.dtype, quantization: str | None, num_packed: int,
-                     int8_kernel: bool = False, panels: bool = False) -> str:
+                     int8_kernel: bool = False, panels: bool = False, tiles: bool = False) -> str:
     name = _dtype_name(dtype)
     if quantization == "int8":
         if device.type == "cpu" and int8_kernel:
@@ -74,6 +74,9 @@ def describe_matmuls(device: torch.device, dtype: torch.dtype, quantization: str
         path = "PyTorch's default (not prepacked)"
     elif panels and dtype == torch.float32:
         return "fp32 matmuls: compiled panel kernel, AVX-512"
+    elif tiles and dtype == torch.bfloat16:
+        # weights whose input width is not a multiple of 32 keep oneDNN (rare: none in the supported families)
+        return "bf16 matmuls: compiled AMX tile kernel (oneDNN prepacked where a width is not a multiple of 32)"
     else:
         path = "oneDNN prepacked"
     if dtype == torch.bfloat16:
@@ -99,4 +102,5 @@ def prepare_weights(model: nn.Module, quantization: str | None, prepack: bool, o
     if device.type == "cpu":
         trim_heap()
     panels = quantization is None and device.type == "cpu" and panels_usable(ops)
-    return describe_matmuls(device, dtype, quantization, num_packed, int8_kernel, panels)
+    tiles = quantization is None and device.type == "cpu" and tiles_usable(ops)
+    return describe_matmuls(device, dtype, quantization, num_packed, int8_kernel, panels, tiles)

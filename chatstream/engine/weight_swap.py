@@ -14,7 +14,7 @@ so `swap_weight` removes it:
   computes with that rebuilt dense weight (slow, but right);
 - a weight shared with another module (a tied LM head and embedding) is kept, since the other
   module still reads it (an embedding only a few rows per step); only the unshared ones are dropped;
-- except where the head's new form can hand back any row exactly (fp32 panels): then the embedding
+- except where the head's new form can hand back any row exactly (fp32 panels, bf16 tiles): then the embedding
   looks its rows up there too (`serve_embedding_from_head`) and the model keeps that matrix once;
 - a weight read from a memory-mapped checkpoint (safetensors loads that way) lives in pages of a
   file mapping that stay resident until the whole mapping goes away; `release_file_pages` hands

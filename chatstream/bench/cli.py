@@ -63,6 +63,10 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     work.add_argument("--concurrency", type=_positive_list, default=None, metavar="N[,N...]",
                       help="run the whole benchmark once per value (e.g. 1,8,32) and end with a summary of every "
                            "contender at every concurrency; overrides --num-requests")
+    work.add_argument("--repeat", type=positive_int, default=1, metavar="N",
+                      help="run every point N times, the contenders in alternating order by round (A B, B A, ...); "
+                           "the summary gives each contender's median and each ratio's geometric mean over the "
+                           "rounds, every ratio taken within one round (1)")
     work.add_argument("--prompt-len", type=positive_int, default=64,
                       help="prompt tokens per request, after any shared prefix (64)")
     work.add_argument("--output-len", type=positive_int, default=128,
@@ -125,7 +129,7 @@ def run_bench(args: argparse.Namespace) -> int:
     progress = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     table_out = sys.stderr if args.json == "-" else sys.stdout
     try:
-        if args.concurrency or len(args.dtype) > 1:
+        if args.concurrency or len(args.dtype) > 1 or args.repeat > 1:
             return _run_matrix(args, config, table_out, progress)
         outcome = run_benchmark(config, progress=progress)
     except ValueError as exc:
@@ -141,7 +145,7 @@ def _run_matrix(args: argparse.Namespace, config: Any, table_out: Any, progress:
     from chatstream.bench.matrix import matrix_rows, render_matrix, run_matrix
 
     concurrencies = args.concurrency or [args.num_requests]
-    summaries = run_matrix(config, args.dtype, concurrencies, table_out, args.plain, progress)
+    summaries = run_matrix(config, args.dtype, concurrencies, table_out, args.plain, progress, args.repeat)
     rows = matrix_rows(summaries)
     render_matrix(rows, table_out)
     _write_json(args.json, {"runs": summaries, "summary": rows})

@@ -59,6 +59,7 @@ class BenchConfig:
     engine_options: dict[str, Any] = field(default_factory=dict)  # extra LLM(...) options for our engine
     timeout_s: float = 3600.0
     verbose: bool = False  # stream the children's output instead of keeping it in a log
+    reverse_order: bool = False  # run the contenders last to first (`--repeat` alternates the order by round)
 
 
 @dataclass
@@ -193,6 +194,8 @@ def run_benchmark(config: BenchConfig, progress: Callable[[str], None] = lambda 
     to_run, skipped = select_contenders(config)
     # The baseline first: its numbers are what every ratio divides by, and it is the cheapest to get wrong.
     to_run.sort(key=lambda c: c != BASELINE)
+    if config.reverse_order:
+        to_run.reverse()
     threads = config.threads or len(allowed_cpus())
     progress("resolving model ...")
     model = resolve_model(config.model)

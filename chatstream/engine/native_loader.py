@@ -54,6 +54,12 @@ def checkpoint_files(directory: Path) -> list[Path]:
             weight_map = json.loads(index.read_text())["weight_map"]
         except (ValueError, KeyError, TypeError) as exc:
             raise NativeLoadError(f"{index} is not a safetensors index ({exc})") from exc
+        # Shards are files beside the index: a name that is not a plain file name is not a checkpoint we read.
+        if (not isinstance(weight_map, dict) or not weight_map
+                or not all(isinstance(n, str) and n and Path(n).name == n and n not in (".", "..")
+                           for n in weight_map.values())):
+            raise NativeLoadError(f"{index} is not a safetensors index (its weight_map must map tensor names to "
+                                  "shard file names in the same directory)")
         return [directory / name for name in sorted(set(weight_map.values()))]
     raise NativeLoadError(f"{directory} holds no {_SINGLE_FILE} or {_INDEX_FILE}")
 
@@ -67,6 +73,7 @@ def read_config(directory: Path) -> Any:
     if not isinstance(raw, dict) or raw.get("model_type") not in NATIVE_MODEL_TYPES:
         found = raw.get("model_type") if isinstance(raw, dict) else None
         raise NativeLoadError(f"model type {found!r} is not one of {sorted(NATIVE_MODEL_TYPES)}")
+    _check_fields(raw, directory / "config.json")
     stated = [*_STATED_FIELDS, *(("sliding_window",) if raw["model_type"] in _WINDOWED_TYPES else ())]
     theta_stated = "rope_theta" in raw or "rope_theta" in (raw.get("rope_parameters") or {})
     scaling = raw.get("rope_scaling") or raw.get("rope_parameters") or {}
@@ -79,6 +86,23 @@ def read_config(directory: Path) -> Any:
     config = PretrainedConfig(**raw)
     config._name_or_path = str(directory)
     return config
+
+
+def _check_fields(raw: dict[str, Any], path: Path) -> None:
+    """Refuse a config whose fields the modules read have the wrong JSON type (a hand-edited file, say):
+    sizes positive integers, the epsilon a number, the RoPE settings objects."""
+    for field in _STATED_FIELDS:
+        value = raw.get(field)
+        if field == "rms_norm_eps":
+            ok = value is None or (isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0)
+        else:
+            ok = value is None or (isinstance(value, int) and not isinstance(value, bool) and value > 0)
+        if not ok:
+            kind = "a number >= 0" if field == "rms_norm_eps" else "a positive integer"
+            raise NativeLoadError(f"{path}: {field} must be {kind}, got {value!r}")
+    for field in ("rope_scaling", "rope_parameters"):
+        if raw.get(field) is not None and not isinstance(raw[field], dict):
+            raise NativeLoadError(f"{path}: {field} must be an object or null, got {type(raw[field]).__name__}")
 
 
 def native_problem(config: Any, device: torch.device, dtype: torch.dtype) -> str | None:

@@ -158,6 +158,69 @@ def test_cli_options() -> None:
     assert dict(args.engine_option) == {"max_num_seqs": 8, "x": "abc"} and args.json == "-"
 
 
+def _point(dtype: str, concurrency: int, round_: int, tok_s: dict[str, float], rss: int = 100) -> dict:
+    """A `summarize` result as `run_matrix` keeps it: only what `matrix_rows` reads."""
+    def row(name: str, value: float) -> dict:
+        return {"contender": name, "ok": True, "peak_rss_bytes": rss * 1024**2,
+                "metrics": {"output_tokens_per_s": value, "ttft_p99_s": 1.0 / value, "itl_mean_s": 0.01}}
+    return {"dtype": dtype, "num_requests": concurrency, "round": round_,
+            "results": [row(name, value) for name, value in tok_s.items()]}
+
+
+def test_rounds_take_each_ratio_within_a_round_and_report_their_geometric_mean() -> None:
+    from chatstream.bench.matrix import matrix_rows, render_matrix
+
+    # The machine halves its speed between rounds: ratios within a round stay fair, across rounds they would not.
+    summaries = [_point("float32", 32, 1, {"chatstream": 400.0, "vllm": 320.0}, rss=1100),
+                 _point("float32", 32, 2, {"vllm": 180.0, "chatstream": 200.0}, rss=1120),
+                 _point("bfloat16", 32, 1, {"chatstream": 900.0, "vllm": 1000.0}),
+                 _point("bfloat16", 32, 2, {"vllm": 400.0, "chatstream": 480.0})]
+    rows = {(r["contender"], r["dtype"]): r for r in matrix_rows(summaries)}
+    ours = rows["chatstream", "float32"]
+    assert [p["vs_vllm_same_dtype"] for p in ours["rounds"]] == pytest.approx([1.25, 200 / 180])
+    assert ours["vs_vllm_same_dtype"] == pytest.approx((1.25 * 200 / 180) ** 0.5)
+    assert ours["output_tokens_per_s"] == pytest.approx(300.0)  # the median of 400 and 200
+    assert ours["peak_rss_bytes"] == 1120 * 1024**2  # the largest
+    bf16 = rows["chatstream", "bfloat16"]
+    assert bf16["vs_vllm_same_dtype"] == pytest.approx((0.9 * 1.2) ** 0.5)
+    assert bf16["vs_chatstream_fp32"] == pytest.approx((900 / 400 * 480 / 200) ** 0.5)
+    assert rows["vllm", "bfloat16"]["vs_vllm_same_dtype"] == pytest.approx(1.0)
+    text = io.StringIO()
+    render_matrix(list(rows.values()), text)
+    out = text.getvalue()
+    assert "2 rounds" in out and "0.90x, 1.20x" in out and "1.25x, 1.11x" in out
+    # A round in which the reference failed gives no mean at all rather than a mean of the others.
+    summaries[3]["results"][0]["ok"] = False
+    rows = {(r["contender"], r["dtype"]): r for r in matrix_rows(summaries)}
+    assert rows["chatstream", "bfloat16"]["vs_vllm_same_dtype"] is None
+    assert rows["vllm", "bfloat16"]["ok"] is False
+
+
+def test_repeat_option_and_the_reversed_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    from chatstream.bench import runner
+
+    parser = argparse.ArgumentParser()
+    add_bench_arguments(parser)
+    assert parser.parse_args([]).repeat == 1 and parser.parse_args(["--repeat", "3"]).repeat == 3
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--repeat", "0"])
+    ran: list[str] = []
+
+    def fake_worker(job, *_args, **_kwargs):
+        ran.append(job.contender)
+        return ContenderOutcome(job.contender, _result(job.contender, [[0.5, 1.0]], 100))
+
+    monkeypatch.setattr(runner, "run_worker", fake_worker)
+    monkeypatch.setattr(runner, "select_contenders", lambda config: (["hf-static", "hf-sequential"], {}))
+    monkeypatch.setattr(runner, "resolve_model", lambda model: "unused")
+    monkeypatch.setattr("transformers.AutoTokenizer.from_pretrained",
+                        lambda _m: (lambda text, add_special_tokens=False: {"input_ids": char_encode(text)}))
+    for reverse in (False, True):
+        runner.run_benchmark(BenchConfig(num_requests=1, prompt_len=4, output_len=2, kv_cache_gb=0.01,
+                                         reverse_order=reverse))
+    assert ran == ["hf-sequential", "hf-static", "hf-static", "hf-sequential"]  # the baseline first, then last
+
+
 # -- end to end --------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_llama_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:

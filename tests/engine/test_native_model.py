@@ -4,9 +4,10 @@ A checkpoint directory loaded into our modules gives transformers' own greedy to
 (of its forward pass over the same directory), in every supported family, tied and untied heads,
 sharded files, a config that leaves fields to the family's defaults, and a scaled RoPE. "auto"
 picks our modules where they apply and says why not elsewhere; "native" refuses with the reason;
-a checkpoint with a tensor too many, too few or of the wrong shape is never loaded half-way. The
-engine that holds our modules never imports transformers' modeling code (checked in a fresh
-process, against "transformers", which does).
+a checkpoint with a tensor too many, too few or of the wrong shape is never loaded half-way, nor
+is a config or shard index whose fields have the wrong JSON types. The engine that holds our
+modules never imports transformers' modeling code (checked in a fresh process, against
+"transformers", which does).
 """
 
 from __future__ import annotations
@@ -209,3 +210,31 @@ def test_our_modules_spare_the_process_transformers_modeling_code(tmp_path: Path
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == imported
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    ({"rope_scaling": [1, 2]}, "rope_scaling must be an object or null, got list"),
+    ({"rope_parameters": "default"}, "rope_parameters must be an object or null, got str"),
+    ({"hidden_size": "64"}, "hidden_size must be a positive integer, got '64'"),
+    ({"num_hidden_layers": -2}, "num_hidden_layers must be a positive integer, got -2"),
+    ({"vocab_size": True}, "vocab_size must be a positive integer, got True"),
+    ({"rms_norm_eps": "tiny"}, "rms_norm_eps must be a number >= 0, got 'tiny'"),
+])
+def test_a_hand_edited_config_with_wrong_types_is_refused_by_name(tmp_path: Path, edit: dict, message: str) -> None:
+    from chatstream.engine.native_loader import NativeLoadError, read_config
+
+    folder = _save("llama", tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, **edit}))
+    with pytest.raises(NativeLoadError, match=re.escape(message)):
+        read_config(folder)
+
+
+@pytest.mark.parametrize("weight_map", [["model-00001.safetensors"], {}, {"a": 3}, {"a": "../elsewhere.safetensors"},
+                                        {"a": ".."}])
+def test_a_shard_index_that_names_no_shards_beside_it_is_refused(tmp_path: Path, weight_map: object) -> None:
+    from chatstream.engine.native_loader import NativeLoadError, checkpoint_files
+
+    (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    with pytest.raises(NativeLoadError, match="is not a safetensors index"):
+        checkpoint_files(tmp_path)

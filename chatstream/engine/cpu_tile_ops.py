@@ -10,10 +10,12 @@ be read. This kernel is the plainest use of the tiles:
   the rows of `x` 32 at a time with four accumulator tiles (2 x 2 blocks of 16 x 16), loading two
   16-row A tiles of `x` and two B tiles per 32 inputs; rows are taken 256 at a time so that the
   A tiles stay in the core's cache while every task reads them.
-Measured on SmolLM2's 30 layers (2-core Xeon with AMX, bf16): 8.6-9.3 ms against oneDNN's 14.8-15.7 ms
-at 32 rows, 7.7-9.3 against 11.9-13.1 ms at one row, 63-78 against 76-100 ms at 512 rows; the LM head
-(49152 x 576) 1.6 against 2.0 ms at 32 rows. oneDNN is ahead from about 2,048 rows on (194 against
-250-300 ms), which the engine reaches only with `max_num_batched_tokens` raised that far.
+Measured on SmolLM2's 30 layers (2-core Xeon with AMX, bf16, the products alone, one after another):
+8.6-9.3 ms against oneDNN's 14.8-15.7 ms at 32 rows, 7.7-9.3 against 11.9-13.1 ms at one row, 60-78
+against 73-100 ms at 512 rows; the LM head (49152 x 576) 1.6 against 2.0 ms at 32 rows. In a running
+engine, where attention and the other layers' work push the weights out of the cache between uses, the
+gain is smaller. oneDNN is ahead from about 2,048 rows on (194-202 against 250-300 ms), which the engine
+reaches only with `max_num_batched_tokens` raised that far.
 Each output is the fp32 sum of the bf16 products over the inputs in order, rounded once to bf16:
 the results equal oneDNN's bit for bit in our tests.
 Compiled only where the compiler targets AMX (`-march=native` on such a CPU); the kernel asks

@@ -50,6 +50,40 @@ static void add_rms_norm_impl(const T* xp, int64_t xs, const T* rp, int64_t rs, 
   });
 }
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+// The fp32 case sixteen lanes at a time (the generic loop above stays scalar: its store through `h`
+// and the residual branch keep the compiler from vectorizing it, which made it 3-4x slower than this
+// on 32 to 512 rows of 576). Rows go to the threads sixteen at a time, so a decode's few rows do not
+// wake a second thread for microseconds of work. Every element is rounded as in the loop above; only
+// the sum of squares runs in another order.
+static void add_rms_norm_f32(const float* xp, int64_t xs, const float* rp, int64_t rs, const float* wp, float* op,
+                             float* hp, int64_t rows, int64_t n, float eps) {
+  at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const float* x = xp + r * xs;
+      const float* res = rp != nullptr ? rp + r * rs : nullptr;
+      float* h = hp + r * n;
+      float* o = op + r * n;
+      __m512 squares = _mm512_setzero_ps();
+      for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (n - i)) - 1u);
+        __m512 v = _mm512_maskz_loadu_ps(m, x + i);
+        if (res != nullptr) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, res + i));
+        _mm512_mask_storeu_ps(h + i, m, v);
+        squares = _mm512_fmadd_ps(v, v, squares);
+      }
+      const __m512 inv = _mm512_set1_ps(1.f / std::sqrt(_mm512_reduce_add_ps(squares) / static_cast<float>(n) + eps));
+      for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 m = n - i >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (n - i)) - 1u);
+        const __m512 normed = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, h + i), inv);
+        _mm512_mask_storeu_ps(o + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, wp + i), normed));
+      }
+    }
+  });
+}
+#endif
+
 std::vector<torch::Tensor> add_rms_norm(torch::Tensor x, torch::Tensor residual, torch::Tensor weight, double eps) {
   TORCH_CHECK(x.dim() == 2 && x.stride(1) == 1, "x must be [rows, n] with contiguous rows");
   const auto dtype = x.scalar_type();
@@ -63,6 +97,12 @@ std::vector<torch::Tensor> add_rms_norm(torch::Tensor x, torch::Tensor residual,
   auto h = torch::empty({rows, n}, x.options());
   const float e = static_cast<float>(eps);
   if (dtype == torch::kFloat32) {
+#if defined(__AVX512F__)
+    add_rms_norm_f32(x.data_ptr<float>(), x.stride(0), has_res ? residual.data_ptr<float>() : nullptr,
+                     has_res ? residual.stride(0) : 0, weight.data_ptr<float>(), out.data_ptr<float>(),
+                     h.data_ptr<float>(), rows, n, e);
+    return {out, h};
+#endif
     add_rms_norm_impl<float>(x.data_ptr<float>(), x.stride(0), has_res ? residual.data_ptr<float>() : nullptr,
                              has_res ? residual.stride(0) : 0, weight.data_ptr<float>(), out.data_ptr<float>(),
                              h.data_ptr<float>(), rows, n, e);

@@ -83,6 +83,14 @@ def _unpack(packed: torch.Tensor, in_features: int) -> torch.Tensor:
     return _packed_product(eye, packed).t().contiguous()
 
 
+def _checked_row_ids(ids: torch.Tensor, out_features: int) -> torch.Tensor:
+    """`ids` flattened, once every id is known to name a row (a packed layout has padding past the last)."""
+    flat = ids.reshape(-1)
+    if flat.numel() and not (0 <= int(flat.min()) and int(flat.max()) < out_features):
+        raise IndexError(f"row ids must be in [0, {out_features})")
+    return flat
+
+
 class PackedWeight:
     """One weight `[out, in]` in oneDNN's blocked layout (a `LinearKernel`)."""
 
@@ -116,9 +124,7 @@ class PanelWeight:
 
     def rows(self, ids: torch.Tensor) -> torch.Tensor:
         """`W[ids]` read out of the panels (the lookups of an embedding tied to this weight), bit for bit."""
-        flat = ids.reshape(-1)
-        if flat.numel() and not (0 <= int(flat.min()) and int(flat.max()) < self.out_features):
-            raise IndexError(f"row ids must be in [0, {self.out_features})")
+        flat = _checked_row_ids(ids, self.out_features)
         width = self.panels.shape[2]
         return self.panels[flat // width, :, flat % width].reshape(*ids.shape, self.in_features)
 
@@ -141,9 +147,7 @@ class TileWeight:
 
     def rows(self, ids: torch.Tensor) -> torch.Tensor:
         """`W[ids]` read out of the tiles (the lookups of an embedding tied to this weight), bit for bit."""
-        flat = ids.reshape(-1)
-        if flat.numel() and not (0 <= int(flat.min()) and int(flat.max()) < self.out_features):
-            raise IndexError(f"row ids must be in [0, {self.out_features})")
+        _checked_row_ids(ids, self.out_features)
         return tile_rows(self.tiles, ids)
 
 

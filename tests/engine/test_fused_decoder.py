@@ -42,6 +42,21 @@ def test_add_rms_norm_is_the_residual_add_then_hf_rmsnorm(cpu_ops, dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize(("rows", "width"), [(1, 576), (37, 576), (300, 100), (16, 15)])
+def test_add_rms_norm_at_model_widths_and_row_counts(cpu_ops, dtype, rows, width):
+    # Widths that are and are not a multiple of the vector width, and enough rows to split between threads.
+    gen = torch.Generator().manual_seed(rows + width)
+    x, residual = (torch.randn(rows, width, generator=gen).to(dtype) for _ in range(2))
+    weight = torch.randn(width, generator=gen).to(dtype)
+    strided = torch.cat([x, torch.ones(rows, 3, dtype=dtype)], -1)[:, :width]  # rows of a wider product
+    out, h = cpu_ops.add_rms_norm(strided, residual, weight, 1e-5)
+    want = weight * ((residual + x).float() * torch.rsqrt((residual + x).float().pow(2).mean(-1, keepdim=True)
+                                                          + 1e-5)).to(dtype)
+    assert torch.equal(h, residual + x)
+    torch.testing.assert_close(out, want, **_close(dtype))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_silu_mul_is_the_gated_activation(cpu_ops, dtype):
     gate_up = torch.randn(5, 2 * 40, generator=torch.Generator().manual_seed(1)).to(dtype)
     want = F.silu(gate_up[:, :40]) * gate_up[:, 40:]

@@ -121,6 +121,12 @@ export class MessageList {
     return view && !view.isStreaming && view.element.dataset.state !== "welcome" ? view : null;
   }
 
+  /** The server's ids of the replies shown (and of `detached`, a reply element taken off the page). */
+  replyIds(detached) {
+    const elements = [...this.container.children, ...(detached ? [detached] : [])];
+    return new Set(elements.map((el) => this.views.get(el)?.messageId).filter(Boolean));
+  }
+
   scrollToEnd(force) {
     if (force) this.stickToBottom = true;
     if (!this.stickToBottom) return;

@@ -8,14 +8,19 @@
 //   user's message stays on the page; Stop, Escape or Cancel ends the wait.
 // - A turn the server never took (refused, unreachable, cancelled) leaves the page as it was: the
 //   message goes back into the box (or the replaced reply comes back), and Retry sends it again.
+// - Stop before the reply began (no message id yet) cannot tell from the stream whether the server
+//   took the turn in that moment; the page asks the stored conversation, and shows the server's
+//   conversation if it kept the turn, so page and history never disagree.
 //
 // `ui` is the app: its messages, notice, composer, api, conversation, t, setState and announce.
 
+import { historyItems } from "./conversation.js";
 import { DroppedError, followReply } from "./reply_stream.js";
 
 const MAX_BUSY_RETRIES = 30;
 const STATS_POLL_MS = 100; // the first wait; each next one is 100 ms longer, up to a second
 const STATS_POLL_TRIES = 60; // about a minute in all
+const KEPT_POLL_TRIES = 8; // after a Stop before the reply began: about 4 s for the server to close the turn
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
@@ -132,6 +137,10 @@ export class TurnRunner {
         return "dropped";
       }
       reply.element.remove();
+      if (error.name === "AbortError" && (await this.keptByServer(turn))) {
+        this.ui.announce(t("replyStopped"));
+        return "stopped";
+      }
       if (error.name !== "AbortError" && error.isBusy && turn.busyTries < MAX_BUSY_RETRIES) {
         turn.busyTries += 1;
         if (await this.waitWhileBusy(turn, error.retryAfterSec)) return "retry";
@@ -199,6 +208,34 @@ export class TurnRunner {
     if (error.isNetwork) return t("networkError");
     if (error.isBusy) return t("busyGaveUp");
     return t("serverError", { status: error.status, detail: error.message });
+  }
+
+  /**
+   * After a Stop that came before the reply's first byte: whether the stored conversation kept the
+   * turn (a reply the page has not seen ends it). If so the page shows the server's conversation.
+   * A turn still open on the server is waited for: it closes as soon as the server sees the
+   * disconnect, and one that produced nothing is dropped there.
+   */
+  async keptByServer(turn) {
+    const conversation = this.ui.conversation;
+    if (!turn.conversationId || typeof conversation.open !== "function") return false;
+    const known = this.ui.messages.replyIds(turn.replaced);
+    for (let tries = 0; tries < KEPT_POLL_TRIES; tries += 1) {
+      let stored;
+      try {
+        stored = await this.ui.api.getConversation(turn.conversationId);
+      } catch (e) {
+        return false; // unreachable: the page stays as it was, the message back in the box
+      }
+      const last = stored.messages[stored.messages.length - 1];
+      if (!last || last.role !== "assistant" || known.has(last.id)) return false;
+      if (last.status !== "streaming") {
+        this.ui.messages.renderHistory(historyItems(stored));
+        return true;
+      }
+      await sleep(STATS_POLL_MS * (tries + 1));
+    }
+    return false;
   }
 
   /** Ask for the reply's statistics and the text the server kept; show both. */

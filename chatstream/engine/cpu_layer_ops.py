@@ -50,34 +50,55 @@ static void add_rms_norm_impl(const T* xp, int64_t xs, const T* rp, int64_t rs, 
   });
 }
 
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
 #include <immintrin.h>
-// The fp32 case sixteen lanes at a time (the generic loop above stays scalar: its store through `h`
-// and the residual branch keep the compiler from vectorizing it, which made it 3-4x slower than this
-// on 32 to 512 rows of 576). Rows go to the threads sixteen at a time, so a decode's few rows do not
-// wake a second thread for microseconds of work. Every element is rounded as in the loop above; only
-// the sum of squares runs in another order.
-static void add_rms_norm_f32(const float* xp, int64_t xs, const float* rp, int64_t rs, const float* wp, float* op,
-                             float* hp, int64_t rows, int64_t n, float eps) {
+#define CHATSTREAM_VECTOR_RMS_NORM 1
+// Sixteen lanes at a time (the generic loop above stays scalar: its store through `h` and the
+// residual branch keep the compiler from vectorizing it, which made it 3-4x slower than this on 32
+// to 512 rows of 576). Rows go to the threads sixteen at a time, so a decode's few rows do not wake
+// a second thread for microseconds of work. Every element is rounded where the loop above rounds
+// (bf16: to nearest even, NaN to 0x7FC0, as at::BFloat16 does); only the sum of squares runs in
+// another order.
+static inline __m512 lanes(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
+static inline __m512 lanes(const uint16_t* p, __mmask16 m) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
+}
+static inline __m512i bf16_bits(__m512 v) {  // in the low half of each 32-bit lane
+  const __m512i u = _mm512_castps_si512(v);
+  const __m512i bias = _mm512_add_epi32(_mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1)),
+                                        _mm512_set1_epi32(0x7FFF));
+  const __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(u, bias), 16);
+  return _mm512_mask_mov_epi32(rounded, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), _mm512_set1_epi32(0x7FC0));
+}
+static inline __m512 rounded(const float*, __m512 v) { return v; }
+static inline __m512 rounded(const uint16_t*, __m512 v) {
+  return _mm512_castsi512_ps(_mm512_slli_epi32(bf16_bits(v), 16));
+}
+static inline void put(float* p, __mmask16 m, __m512 v) { _mm512_mask_storeu_ps(p, m, v); }
+static inline void put(uint16_t* p, __mmask16 m, __m512 v) { _mm512_mask_cvtepi32_storeu_epi16(p, m, bf16_bits(v)); }
+
+template <typename T>
+static void add_rms_norm_vector(const T* xp, int64_t xs, const T* rp, int64_t rs, const T* wp, T* op, T* hp,
+                                int64_t rows, int64_t n, float eps) {
   at::parallel_for(0, rows, 16, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
-      const float* x = xp + r * xs;
-      const float* res = rp != nullptr ? rp + r * rs : nullptr;
-      float* h = hp + r * n;
-      float* o = op + r * n;
+      const T* x = xp + r * xs;
+      const T* res = rp != nullptr ? rp + r * rs : nullptr;
+      T* h = hp + r * n;
+      T* o = op + r * n;
       __m512 squares = _mm512_setzero_ps();
       for (int64_t i = 0; i < n; i += 16) {
         const __mmask16 m = n - i >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (n - i)) - 1u);
-        __m512 v = _mm512_maskz_loadu_ps(m, x + i);
-        if (res != nullptr) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, res + i));
-        _mm512_mask_storeu_ps(h + i, m, v);
+        __m512 v = lanes(x + i, m);
+        if (res != nullptr) v = rounded(x, _mm512_add_ps(v, lanes(res + i, m)));
+        put(h + i, m, v);
         squares = _mm512_fmadd_ps(v, v, squares);
       }
       const __m512 inv = _mm512_set1_ps(1.f / std::sqrt(_mm512_reduce_add_ps(squares) / static_cast<float>(n) + eps));
       for (int64_t i = 0; i < n; i += 16) {
         const __mmask16 m = n - i >= 16 ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << (n - i)) - 1u);
-        const __m512 normed = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, h + i), inv);
-        _mm512_mask_storeu_ps(o + i, m, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, wp + i), normed));
+        const __m512 normed = rounded(x, _mm512_mul_ps(lanes(h + i, m), inv));
+        put(o + i, m, _mm512_mul_ps(lanes(wp + i, m), normed));
       }
     }
   });
@@ -96,13 +117,18 @@ std::vector<torch::Tensor> add_rms_norm(torch::Tensor x, torch::Tensor residual,
   auto out = torch::empty({rows, n}, x.options());
   auto h = torch::empty({rows, n}, x.options());
   const float e = static_cast<float>(eps);
+#if defined(CHATSTREAM_VECTOR_RMS_NORM)
+  auto bits = [](const torch::Tensor& t) { return reinterpret_cast<uint16_t*>(t.data_ptr<at::BFloat16>()); };
   if (dtype == torch::kFloat32) {
-#if defined(__AVX512F__)
-    add_rms_norm_f32(x.data_ptr<float>(), x.stride(0), has_res ? residual.data_ptr<float>() : nullptr,
-                     has_res ? residual.stride(0) : 0, weight.data_ptr<float>(), out.data_ptr<float>(),
-                     h.data_ptr<float>(), rows, n, e);
-    return {out, h};
-#endif
+    add_rms_norm_vector<float>(x.data_ptr<float>(), x.stride(0), has_res ? residual.data_ptr<float>() : nullptr,
+                               has_res ? residual.stride(0) : 0, weight.data_ptr<float>(), out.data_ptr<float>(),
+                               h.data_ptr<float>(), rows, n, e);
+  } else {
+    add_rms_norm_vector<uint16_t>(bits(x), x.stride(0), has_res ? bits(residual) : nullptr,
+                                  has_res ? residual.stride(0) : 0, bits(weight), bits(out), bits(h), rows, n, e);
+  }
+#else
+  if (dtype == torch::kFloat32) {
     add_rms_norm_impl<float>(x.data_ptr<float>(), x.stride(0), has_res ? residual.data_ptr<float>() : nullptr,
                              has_res ? residual.stride(0) : 0, weight.data_ptr<float>(), out.data_ptr<float>(),
                              h.data_ptr<float>(), rows, n, e);
@@ -111,6 +137,7 @@ std::vector<torch::Tensor> add_rms_norm(torch::Tensor x, torch::Tensor residual,
     add_rms_norm_impl<uint16_t>(b(x), x.stride(0), has_res ? b(residual) : nullptr, has_res ? residual.stride(0) : 0,
                                 b(weight), b(out), b(h), rows, n, e);
   }
+#endif
   return {out, h};
 }
 

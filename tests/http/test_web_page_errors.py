@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -109,6 +110,18 @@ def test_a_connection_lost_before_the_reply_offers_retry_with_the_text_kept(page
         assert focused(page) == "cs-input"
 
 
+def _stop_before_the_reply(page: Any, text: str, handle: Callable[[Any], None]) -> None:
+    """Send `text` with /chat_stream requests given to `handle` (which never answers the page), then
+    press Stop while the page waits for the reply's first byte."""
+    held: list[Any] = []
+    page.route("**/chat_stream", lambda route: (handle(route), held.append(route)))
+    send(page, text)
+    wait_for(lambda: bool(held), page=page)
+    page.click("#cs-stop")
+    wait_idle(page)
+    page.unroute("**/chat_stream")
+
+
 def test_a_stop_before_the_reply_began_shows_what_the_server_kept(page_on) -> None:
     """Stop while the page still waits for the reply's first byte. Whether the server took the turn
     in that moment is not in the stream: the page asks the stored conversation. Here the server
@@ -117,7 +130,6 @@ def test_a_stop_before_the_reply_began_shows_what_the_server_kept(page_on) -> No
     chat_stream = echo_chat_stream()
     with LiveServer(page_app(chat_stream)) as server:
         page = page_on(server.url)
-        held: list[Any] = []
 
         def server_answers_but_the_page_hears_nothing(route: Any) -> None:
             sent = route.request.all_headers()
@@ -125,30 +137,18 @@ def test_a_stop_before_the_reply_began_shows_what_the_server_kept(page_on) -> No
             answer = httpx.post(server.url + "/chat_stream", content=route.request.post_data, headers=headers,
                                 timeout=60)
             assert answer.status_code == 200, answer.text
-            held.append(route)  # never fulfilled: the page keeps waiting until Stop
 
-        page.route("**/chat_stream", server_answers_but_the_page_hears_nothing)
-        send(page, "kept by the server")
-        wait_for(lambda: bool(held), page=page)
-        page.click("#cs-stop")
-        wait_idle(page)
+        _stop_before_the_reply(page, "kept by the server", server_answers_but_the_page_hears_nothing)
         assert page.input_value("#cs-input") == ""
         assert page.locator("#cs-messages > .cs-user").count() == 1
         assert page.locator(LAST_REPLY + " .cs-content").inner_text() == "kept by the server"
         assert server_prompt(page).count("<human>: kept by the server") == 1
         assert page.is_hidden("#cs-notice")
 
-        held.clear()
-        page.unroute("**/chat_stream")
-        page.route("**/chat_stream", lambda route: held.append(route))  # the server never hears of it
-        send(page, "never reached the server")
-        wait_for(lambda: bool(held), page=page)
-        page.click("#cs-stop")
-        wait_idle(page)
+        _stop_before_the_reply(page, "never reached the server", lambda route: None)
         assert page.input_value("#cs-input") == "never reached the server"
         assert page.locator("#cs-messages > .cs-user").count() == 1
         assert "never reached the server" not in server_prompt(page)
-        page.unroute("**/chat_stream")
 
 
 def test_a_reply_cut_off_midway_says_so_and_retry_asks_for_a_new_one(page_on) -> None:

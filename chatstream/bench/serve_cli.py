@@ -5,8 +5,12 @@ servers at each point, `--json`, and `--plot` (PNG of latency against the reques
 matplotlib, the `bench` extra).
 
 The loop starts every server first (those it was asked to start) and warms each up, then at each
-load point (each Poisson rate, or the fixed concurrency; the same seeded workload) runs the
-servers one after the other. The machines this runs on change speed over minutes, so the servers
+load point (each Poisson rate, or the fixed concurrency) runs the servers one after the other.
+Every measurement (a point, or a round of it) has a workload of its own, seeded `--seed` + its
+index, and the servers of one measurement get the same one: conversations a server answered
+before are still in its prefix cache, so a repeated workload would measure cache hits in every
+measurement after the first (with the default workload, a second round ran twice as fast on both
+servers). Only the system prompt is meant to be shared, as it is between real users. The machines this runs on change speed over minutes, so the servers
 take turns at each point instead of one server running the whole sweep before the next; with
 `--repeat N` each point runs N rounds in alternating order (A B, B A, ...), so a drift in the
 machine's speed weighs on both alike, and the ratios are reported per round and as their geometric
@@ -21,6 +25,7 @@ import contextlib
 import json
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -109,7 +114,7 @@ def run_serve_bench(args: argparse.Namespace, progress: Any = None) -> dict[str,
     progress = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
     spec = ChatWorkloadSpec(args.num_conversations, args.max_turns, args.user_words, args.reply_tokens,
                             args.max_reply_tokens, args.seed, args.system_words)
-    requests = build_chat_workload(spec)
+    requests = build_chat_workload(spec)  # the warm-up's system prompt and the report's shape
     slo = Slo(args.slo_ttft, args.slo_itl)
     points: list[dict[str, Any]] = [{"concurrency": args.concurrency}] if args.concurrency else \
         [{"rate": r} for r in (args.rates or [0.5, 1.0, 2.0, 4.0])]
@@ -123,16 +128,17 @@ def run_serve_bench(args: argparse.Namespace, progress: Any = None) -> dict[str,
             progress(f"== {target.name}: starting" if target.command else f"== {target.name}: {target.base_url}")
             models[target.name] = stack.enter_context(running(target, verbose=args.verbose))
             asyncio.run(run_load(target.base_url, models[target.name], warmup, concurrency=1))
-        for point in points:
+        for index, point in enumerate(points):
             for round_ in range(args.repeat):
+                seed = args.seed + index * args.repeat + round_
+                measured = build_chat_workload(replace(spec, seed=seed))
                 for target in targets if round_ % 2 == 0 else targets[::-1]:
                     label = f"{target.name} {point}" + (f" round {round_ + 1}" if args.repeat > 1 else "")
-                    progress(f"   {label}: {len(requests)} requests ...")
-                    records = asyncio.run(run_load(target.base_url, models[target.name], requests, seed=args.seed,
-                                                   **point))
+                    progress(f"   {label}: {len(measured)} requests ...")
+                    records = asyncio.run(run_load(target.base_url, models[target.name], measured, seed=seed, **point))
                     summary = summarize_load(records, slo)
                     results.append({"server": target.name, "base_url": target.base_url, **point,
-                                    "round": round_ + 1, **summary})
+                                    "round": round_ + 1, "seed": seed, **summary})
                     progress(f"   {label}: {summary['output_tokens_per_s']:.1f} tok/s, {summary['num_failed']} failed")
     return {"workload": {**spec.__dict__, "num_requests": len(requests)}, "points": points, "repeat": args.repeat,
             "results": results}
@@ -144,8 +150,10 @@ def _fmt(value: float | None, scale: float = 1.0, digits: int = 2) -> str:
 
 def render_serve_report(report: dict[str, Any], out: TextIO) -> None:
     w = report["workload"]
-    print(f"{w['num_requests']} chat requests ({w['num_conversations']} conversations, up to {w['max_turns']} turns, "
-          f"seed {w['seed']}), streaming, greedy, EOS ignored", file=out)
+    counts = sorted({r["num_requests"] for r in report["results"]}) or [w["num_requests"]]
+    sizes = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    print(f"{sizes} chat requests per measurement ({w['num_conversations']} conversations, up to {w['max_turns']} "
+          f"turns, a workload of its own for each, seeds from {w['seed']}), streaming, greedy, EOS ignored", file=out)
     rounds = report.get("repeat", 1) > 1
     headers = ("server", "load", *(("round",) if rounds else ()), "ok/all", "out tok/s", "req/s", "goodput req/s",
                "TTFT p50/p90/p99 s", "ITL p50/p90/p99 ms", "E2E p50/p99 s")

@@ -10,8 +10,9 @@ Every measurement (a point, or a round of it) has a workload of its own, seeded 
 index, and the servers of one measurement get the same one: conversations a server answered
 before are still in its prefix cache, so a repeated workload would measure cache hits in every
 measurement after the first (with the default workload, a second round ran twice as fast on both
-servers). Only the system prompt is meant to be shared, as it is between real users. The machines this runs on change speed over minutes, so the servers
-take turns at each point instead of one server running the whole sweep before the next; with
+servers). Only the system prompt is meant to be shared, as it is between real users. The machines
+this runs on change speed over minutes, so the servers take turns at each point instead of one
+server running the whole sweep before the next; with
 `--repeat N` each point runs N rounds in alternating order (A B, B A, ...), so a drift in the
 machine's speed weighs on both alike, and the ratios are reported per round and as their geometric
 mean. An idle server waits on its socket and costs the measured one nothing.

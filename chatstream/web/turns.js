@@ -227,7 +227,8 @@ export class TurnRunner {
       } catch (e) {
         return false; // unreachable: the page stays as it was, the message back in the box
       }
-      const last = stored.messages[stored.messages.length - 1];
+      const messages = Array.isArray(stored?.messages) ? stored.messages : [];  // a malformed answer: no trace
+      const last = messages[messages.length - 1];
       if (!last || last.role !== "assistant" || known.has(last.id)) return false;
       if (last.status !== "streaming") {
         this.ui.messages.renderHistory(historyItems(stored));

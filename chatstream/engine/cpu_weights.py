@@ -2,7 +2,11 @@
 
 fp32 weights go to our panel kernel (`cpu_panel_ops.py`) where it is built (AVX-512), bf16 weights to
 our tile kernel (`cpu_tile_ops.py`) where the CPU has AMX; both beat oneDNN on the layers' small
-matrices. Everything else (bf16 without AMX, other CPUs) goes to oneDNN as below.
+matrices. bf16 weights on a CPU with AVX-512 but no bf16 instructions (neither AMX nor AVX512-BF16)
+go to the panel kernel too, widened to fp32 at load (exactly: a bf16 value is the top half of an
+fp32 one): oneDNN would emulate bf16 there, and measured a third of the fp32 rate (SmolLM2, 32
+requests), while fp32 products of bf16 values sum in fp32 as native bf16 products do and round
+back to bf16. Everything else (bf16 with AVX512-BF16 but no AMX, other CPUs) goes to oneDNN as below.
 
 Decoding multiplies a few dozen token rows by every weight matrix of the model at each step, so
 on CPU the step time is mostly matrix products with a small M. oneDNN runs those far faster when
@@ -106,10 +110,14 @@ class PackedWeight:
 
 
 class PanelWeight:
-    """One fp32 weight `[out, in]` as our kernel's panels (a `LinearKernel`; see `cpu_panel_ops.py`)."""
+    """One fp32 or bf16 weight `[out, in]` as our kernel's fp32 panels (a `LinearKernel`; see `cpu_panel_ops.py`).
+
+    A bf16 weight is widened to fp32 (exactly); its products take bf16 rows, run in fp32 and come back in
+    bf16, and its dense weight and rows come back in bf16, bit for bit."""
 
     def __init__(self, weight: torch.Tensor, ops: CpuOps) -> None:
         self.out_features, self.in_features = weight.shape
+        self.dtype = weight.dtype
         self.panels = pack_panels(weight.detach().float())
         self.ops = ops
 
@@ -120,13 +128,13 @@ class PanelWeight:
         return out.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
 
     def dense_weight(self) -> torch.Tensor:
-        return self.panels.transpose(1, 2).reshape(-1, self.in_features)[: self.out_features].contiguous()
+        return self.panels.transpose(1, 2).reshape(-1, self.in_features)[: self.out_features].to(self.dtype).contiguous()
 
     def rows(self, ids: torch.Tensor) -> torch.Tensor:
         """`W[ids]` read out of the panels (the lookups of an embedding tied to this weight), bit for bit."""
         flat = _checked_row_ids(ids, self.out_features)
         width = self.panels.shape[2]
-        return self.panels[flat // width, :, flat % width].reshape(*ids.shape, self.in_features)
+        return self.panels[flat // width, :, flat % width].reshape(*ids.shape, self.in_features).to(self.dtype)
 
 
 class TileWeight:
@@ -174,10 +182,12 @@ def prepacking_works(dtype: torch.dtype = torch.float32) -> bool:
         return False
 
 
-def prepack_linear_weights(model: nn.Module, fuse: bool = True, ops: CpuOps | None = None) -> int:
+def prepack_linear_weights(model: nn.Module, fuse: bool = True, ops: CpuOps | None = None,
+                           widen_bf16: bool = False) -> int:
     """Pack the fp32/bf16 linear weights of a CPU model in place; returns how many were packed. `ops`: our
     compiled CPU kernels; with them fp32 weights become panels for our kernel (`panels_usable`), and bf16 weights
-    whose input width is a multiple of 32 tiles for our AMX kernel (`tiles_usable`)."""
+    whose input width is a multiple of 32 tiles for our AMX kernel (`tiles_usable`). `widen_bf16` (for a CPU
+    without bf16 instructions): bf16 weights become fp32 panels too, where the panel kernel is built."""
     candidates = [(name, m) for name, m in linear_modules(model)
                   if m.weight.dtype in PACKABLE_DTYPES and m.weight.device.type == "cpu"]
     dtypes = {m.weight.dtype for _, m in candidates}
@@ -187,10 +197,10 @@ def prepack_linear_weights(model: nn.Module, fuse: bool = True, ops: CpuOps | No
     panels, tiles = panels_usable(ops), tiles_usable(ops)
 
     def kernel(weight: torch.Tensor) -> PanelWeight | TileWeight | PackedWeight:
-        if panels and weight.dtype == torch.float32:
-            return PanelWeight(weight, ops)  # type: ignore[arg-type]  # panels_usable: ops is not None
         if tiles and weight.dtype == torch.bfloat16 and weight.shape[1] % TILE_DEPTH == 0:
             return TileWeight(weight, ops)  # type: ignore[arg-type]  # tiles_usable: ops is not None
+        if panels and (weight.dtype == torch.float32 or (widen_bf16 and weight.dtype == torch.bfloat16)):
+            return PanelWeight(weight, ops)  # type: ignore[arg-type]  # panels_usable: ops is not None
         return PackedWeight(weight)
 
     shared = shared_weight_ids(model)

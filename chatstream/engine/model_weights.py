@@ -4,7 +4,8 @@ At start-up the engine either quantizes the linear weights (`quantization="int8"
 `quantization.py`) or, on CPU in fp32/bf16, prepacks them for our fp32 panel kernel, our bf16 AMX
 tile kernel or oneDNN (`cpu_weights.py`); either way the dense originals are dropped.
 `describe_matmuls` is the one start-up log line that says what the matrix products will run on,
-e.g. "bf16 matmuls: compiled AMX tile kernel" or "bf16 matmuls: oneDNN prepacked, AVX512-BF16".
+e.g. "bf16 matmuls: compiled AMX tile kernel" or "bf16 matmuls: oneDNN prepacked, AVX512-BF16". On a CPU
+without bf16 instructions, bf16 weights go to the fp32 panel kernel, widened (`widens_bf16`).
 """
 
 from __future__ import annotations
@@ -56,8 +57,15 @@ def _dtype_name(dtype: torch.dtype) -> str:
     return {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, str(dtype))
 
 
+def widens_bf16(support: CpuMatmulSupport) -> bool:
+    """Whether bf16 weights go to the fp32 panel kernel, widened (where it is built): on a CPU that would only
+    emulate bf16 products."""
+    return not support.bf16
+
+
 def describe_matmuls(device: torch.device, dtype: torch.dtype, quantization: str | None, num_packed: int,
-                     int8_kernel: bool = False, panels: bool = False, tiles: bool = False) -> str:
+                     int8_kernel: bool = False, panels: bool = False, tiles: bool = False,
+                     support: CpuMatmulSupport | None = None) -> str:
     name = _dtype_name(dtype)
     if quantization == "int8":
         if device.type == "cpu" and int8_kernel:
@@ -69,7 +77,10 @@ def describe_matmuls(device: torch.device, dtype: torch.dtype, quantization: str
         return f"{name} activations x int8 weights: dequantized per call, {device.type} BLAS"
     if device.type != "cpu":
         return f"{name} matmuls: {device.type} BLAS"
-    support = cpu_matmul_support()
+    support = support or cpu_matmul_support()
+    if num_packed and panels and dtype == torch.bfloat16 and not tiles and widens_bf16(support):
+        return (f"bf16 matmuls: compiled panel kernel, AVX-512, on bf16 weights widened to fp32 ({support.bf16_isa} "
+                "on this CPU: fp32 products are faster here)")
     if num_packed == 0:
         path = "PyTorch's default (not prepacked)"
     elif panels and dtype == torch.float32:
@@ -86,10 +97,11 @@ def describe_matmuls(device: torch.device, dtype: torch.dtype, quantization: str
     return f"{name} matmuls: {path}{', AVX-512' if support.avx512 and num_packed else ''}"
 
 
-def prepare_weights(model: nn.Module, quantization: str | None, prepack: bool, ops: CpuOps | None = None) -> str:
+def prepare_weights(model: nn.Module, quantization: str | None, prepack: bool, ops: CpuOps | None = None,
+                    support: CpuMatmulSupport | None = None) -> str:
     """Quantize or prepack `model`'s linear weights in place; returns `describe_matmuls`' line. `ops`: our
     compiled CPU kernels (the int8 product of a few rows, the fp32 panel product), None where they are not
-    built or not wanted."""
+    built or not wanted. `support`: what the CPU offers (default: as PyTorch detects it)."""
     if quantization is not None and quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization must be one of {QUANTIZATIONS} or None, got {quantization!r}")
     device, dtype = model.device, model.dtype
@@ -98,9 +110,10 @@ def prepare_weights(model: nn.Module, quantization: str | None, prepack: bool, o
     if quantization == "int8":
         quantize_int8(model, ops if int8_kernel else None)
     elif prepack and device.type == "cpu":
-        num_packed = prepack_linear_weights(model, ops=ops)
+        support = support or cpu_matmul_support()
+        num_packed = prepack_linear_weights(model, ops=ops, widen_bf16=widens_bf16(support))
     if device.type == "cpu":
         trim_heap()
     panels = quantization is None and device.type == "cpu" and panels_usable(ops)
     tiles = quantization is None and device.type == "cpu" and tiles_usable(ops)
-    return describe_matmuls(device, dtype, quantization, num_packed, int8_kernel, panels, tiles)
+    return describe_matmuls(device, dtype, quantization, num_packed, int8_kernel, panels, tiles, support)

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from chatstream.engine.cpu_panel_ops import pack_panels
 from chatstream.engine.cpu_weights import PackedWeight, PanelWeight, prepack_linear_weights, prepacking_works
 from chatstream.engine.linear_fusion import FusedMember
-from chatstream.engine.model_weights import describe_matmuls, prepare_weights
+from chatstream.engine.model_weights import CpuMatmulSupport, describe_matmuls, prepare_weights
 from chatstream.engine.weight_swap import is_swapped, kernel_of
 
 
@@ -88,16 +88,66 @@ class _WithoutTiles:
         return getattr(self._ops, name)
 
 
+_AVX512_BF16 = CpuMatmulSupport(amx_bf16=False, avx512_bf16=True, avx512=True)
+_NO_BF16 = CpuMatmulSupport(amx_bf16=False, avx512_bf16=False, avx512=True)
+
+
 @pytest.mark.skipif(not prepacking_works(torch.bfloat16), reason="no bf16 prepacking here")
-def test_bf16_weights_without_amx_stay_with_onednn_and_the_line_names_the_path(tiny_model_factory, panel_ops) -> None:
+def test_bf16_weights_with_avx512_bf16_but_no_amx_stay_with_onednn(tiny_model_factory, panel_ops) -> None:
     model, _ = tiny_model_factory("llama")
     assert prepare_weights(model, None, True, panel_ops) == "fp32 matmuls: compiled panel kernel, AVX-512"
     bf16, _ = tiny_model_factory("llama")
     bf16 = bf16.to(torch.bfloat16)
-    assert prepare_weights(bf16, None, True, _WithoutTiles(panel_ops)).startswith("bf16 matmuls: oneDNN prepacked")
+    line = prepare_weights(bf16, None, True, _WithoutTiles(panel_ops), _AVX512_BF16)
+    assert line == "bf16 matmuls: oneDNN prepacked, AVX512-BF16"
     assert isinstance(kernel_of(bf16.model.layers[0].self_attn.o_proj), PackedWeight)
     cpu = torch.device("cpu")
     assert describe_matmuls(cpu, torch.float32, None, 10).startswith("fp32 matmuls: oneDNN prepacked")
+
+
+@pytest.mark.skipif(not prepacking_works(), reason="oneDNN prepacking is not available here")
+@pytest.mark.parametrize("tiny_family", ["llama", "qwen2"])
+def test_bf16_weights_without_bf16_instructions_become_widened_panels(tiny_model, panel_ops) -> None:
+    model, _ = tiny_model
+    model = model.to(torch.bfloat16)
+    embedding = model.get_input_embeddings()
+    model.get_output_embeddings().weight = embedding.weight  # tied, as SmolLM2's checkpoint is
+    ids = torch.randint(3, model.config.vocab_size, (1, 12), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        want = model(ids).logits
+        dense = {k: v.clone() for k, v in model.state_dict().items()}
+    line = prepare_weights(model, None, True, _WithoutTiles(panel_ops), _NO_BF16)
+    assert line.startswith("bf16 matmuls: compiled panel kernel, AVX-512, on bf16 weights widened to fp32")
+    assert "no bf16 instructions" in line
+    linears = [m for m in model.modules() if is_swapped(m) and not isinstance(m, torch.nn.Embedding)]
+    kernels = [kernel_of(m) for m in linears]
+    assert kernels and all(isinstance(k.group.kernel if isinstance(k, FusedMember) else k, PanelWeight)
+                           for k in kernels)
+    assert "weight" not in embedding._parameters  # the head's panels answer the lookups
+    with torch.no_grad():
+        assert torch.equal(embedding(ids), dense["model.embed_tokens.weight"][ids])  # bf16, bit for bit
+        got = model(ids).logits
+    assert got.dtype == torch.bfloat16
+    # fp32 sums of the same bf16 values as the dense model's, in another order: equal within bf16's rounding.
+    assert (got.argmax(-1) == want.argmax(-1)).float().mean() >= 0.9
+    assert (got.float() - want.float()).abs().max() <= 0.1 * want.float().abs().max()
+    saved = model.state_dict()
+    for key, value in dense.items():
+        assert saved[key].dtype == value.dtype and torch.equal(saved[key], value), key
+
+
+def test_a_bf16_panel_weight_takes_and_gives_bf16_and_unpacks_exactly(panel_ops) -> None:
+    weight = torch.randn(40, 24, generator=torch.Generator().manual_seed(5)).bfloat16()
+    kernel = PanelWeight(weight, panel_ops)
+    assert kernel.panels.dtype == torch.float32  # widened once, at load
+    assert torch.equal(kernel.dense_weight(), weight) and kernel.dense_weight().dtype == torch.bfloat16
+    ids = torch.tensor([[0, 39], [17, 16]])
+    assert torch.equal(kernel.rows(ids), weight[ids])
+    x = torch.randn(9, 24, generator=torch.Generator().manual_seed(6)).bfloat16()
+    got = kernel(x)
+    assert got.dtype == torch.bfloat16 and got.shape == (9, 40)
+    # The exact products of the bf16 values summed in fp32, then rounded once to bf16.
+    torch.testing.assert_close(got, F.linear(x.float(), weight.float()).bfloat16(), atol=1e-5, rtol=2 ** -7)
 
 
 @pytest.mark.skipif(not prepacking_works(), reason="oneDNN prepacking is not available here")

@@ -16,7 +16,7 @@ from chatstream.engine.weight_swap import is_swapped, kernel_of
 @pytest.fixture(scope="module")
 def tile_ops(cpu_ops):
     if not cpu_ops.tile_kernel_available():
-        pytest.skip("this CPU has no AMX: bf16 weights stay with oneDNN")
+        pytest.skip("this CPU has no AMX: no tile kernel for bf16 weights")
     return cpu_ops
 
 

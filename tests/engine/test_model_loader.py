@@ -61,13 +61,20 @@ def test_explicit_dtype(tiny_dir: Path, requested: str | torch.dtype, expected: 
     assert model.dtype == expected
 
 
-def test_auto_dtype_follows_config_except_fp16_on_cpu(tmp_path: Path) -> None:
+@pytest.mark.parametrize("cpu_has_bf16", [True, False], ids=["bf16-cpu", "no-bf16-cpu"])
+def test_auto_dtype_follows_config_except_fp16_on_cpu(tmp_path: Path, cpu_has_bf16: bool,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # A CPU without AMX or AVX512-BF16 loads a bf16 checkpoint in fp32 unless bf16 is asked for by name.
+    monkeypatch.setattr(model_loader, "_cpu_has_bf16", lambda: cpu_has_bf16)
+    on_cpu = torch.bfloat16 if cpu_has_bf16 else torch.float32
     bf16_dir = _save_tiny(tmp_path / "bf16", torch.bfloat16)
-    assert load_model(str(bf16_dir), device="cpu")[0].dtype == torch.bfloat16
+    assert load_model(str(bf16_dir), device="cpu")[0].dtype == on_cpu
+    assert load_model(str(bf16_dir), dtype="bfloat16", device="cpu")[0].dtype == torch.bfloat16
     fp16_dir = _save_tiny(tmp_path / "fp16", torch.float16)
     assert load_model(str(fp16_dir), device="cpu")[0].dtype == torch.float32
     assert resolve_dtype("auto", torch.float16, torch.device("cuda")) == torch.float16
-    assert resolve_dtype("auto", "bfloat16", torch.device("cpu")) == torch.bfloat16
+    assert resolve_dtype("auto", "bfloat16", torch.device("cpu")) == on_cpu
+    assert resolve_dtype("auto", "bfloat16", torch.device("cuda")) == torch.bfloat16
     assert resolve_dtype("auto", None, torch.device("cpu")) == torch.float32
 
 

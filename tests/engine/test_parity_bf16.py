@@ -1,5 +1,6 @@
-"""bf16 greedy parity: the engine in bf16 (prepacked oneDNN products, bf16 KV cache and decode kernel on CPU)
-against HF's own bf16 `generate`, token for token, on every tiny family.
+"""bf16 greedy parity: the engine in bf16 (prepacked products, bf16 KV cache and decode kernel on CPU) against HF's
+own bf16 `generate`, token for token, on every tiny family; with the products this CPU gets, and with those of a CPU
+without bf16 instructions (bf16 weights widened to fp32 for the panel kernel).
 
 bf16 keeps 8 bits of mantissa: two implementations that sum in a different order (blocked vs plain matrix
 products, fp32 accumulation in our decode kernel vs SDPA's) differ by a few units in the last place of a logit.
@@ -20,6 +21,11 @@ import torch
 from transformers import GenerationConfig
 
 from chatstream import LLM, SamplingParams
+from chatstream.engine import model_weights
+from chatstream.engine.cpu_attention import load_cpu_ops
+from chatstream.engine.cpu_weights import PanelWeight
+from chatstream.engine.linear_fusion import FusedMember
+from chatstream.engine.weight_swap import is_swapped, kernel_of
 
 MAX_TOKENS = 12
 PROMPT_LENGTHS = (1, 3, 8, 9, 16, 17, 33, 64)
@@ -59,7 +65,16 @@ def _hf_bf16_greedy(model, prompts: list[list[int]]) -> list[tuple[list[int], li
 
 
 @pytest.mark.parametrize("options", [{}, {"max_num_batched_tokens": 16, "block_size": 8}], ids=["default", "chunked"])
-def test_bf16_greedy_parity_with_hf_bf16(tiny_family: str, tiny_model_factory, options: dict) -> None:  # noqa: ANN001
+@pytest.mark.parametrize("cpu", ["this-cpu", "no-bf16-instructions"])
+def test_bf16_greedy_parity_with_hf_bf16(tiny_family: str, tiny_model_factory, options: dict, cpu: str,  # noqa: ANN001
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    if cpu == "no-bf16-instructions":
+        # As on a CPU with AVX-512 but neither AMX nor AVX512-BF16: bf16 weights go to the fp32 panel kernel, widened.
+        ops = load_cpu_ops()
+        if ops is None or not ops.panel_kernel_available():
+            pytest.skip("the panel kernel needs a compiler and AVX-512")
+        monkeypatch.setattr(model_weights, "cpu_matmul_support",
+                            lambda: model_weights.CpuMatmulSupport(amx_bf16=False, avx512_bf16=False, avx512=True))
     reference_model, tokenizer = tiny_model_factory(tiny_family)
     prompts = _prompts(tokenizer)
     refs = _hf_bf16_greedy(reference_model.to(torch.bfloat16), prompts)
@@ -67,6 +82,11 @@ def test_bf16_greedy_parity_with_hf_bf16(tiny_family: str, tiny_model_factory, o
     model, _ = tiny_model_factory(tiny_family)
     llm = LLM(model.to(torch.bfloat16), tokenizer, dtype="bfloat16", **options)
     assert llm.engine.kv_cache.key_blocks[0].dtype == torch.bfloat16
+    if cpu == "no-bf16-instructions":
+        assert "widened to fp32" in llm.engine.runner.matmul_path
+        kernels = [kernel_of(m) for m in model.modules() if is_swapped(m) and not isinstance(m, torch.nn.Embedding)]
+        assert kernels and all(isinstance(k.group.kernel if isinstance(k, FusedMember) else k, PanelWeight)
+                               for k in kernels)
     outs = llm.generate(prompts, SamplingParams(temperature=0.0, max_tokens=MAX_TOKENS, ignore_eos=True))
 
     compared = 0

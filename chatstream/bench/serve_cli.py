@@ -194,9 +194,17 @@ def _geomean(values: list[float | None]) -> float | None:
     return math.exp(sum(math.log(v) for v in known) / len(known)) if known and len(known) == len(values) else None
 
 
+# A server sustains a rate when at least this share of its requests meet the SLO, in every round.
+SUSTAINED_SLO_SHARE = 0.9
+
+
+def _sustains(rows: list[dict[str, Any]]) -> bool:
+    return bool(rows) and all(r.get("slo_met_share", 0.0) >= SUSTAINED_SLO_SHARE for r in rows)
+
+
 def ratio_notes(report: dict[str, Any]) -> list[str]:
     """First server against the second at each load point: throughput ratio and TTFT p99 ratio, per round
-    (the rounds pair up in order) and their geometric mean."""
+    (the rounds pair up in order) and their geometric mean; then the highest rate both servers sustain."""
     servers = list(dict.fromkeys(r["server"] for r in report["results"]))
     if len(servers) < 2:
         return []
@@ -211,6 +219,13 @@ def ratio_notes(report: dict[str, Any]) -> list[str]:
             note += (f" (rounds: throughput {', '.join(_fmt(t) + 'x' for t in tput)}; "
                      f"TTFT p99 {', '.join(_fmt(t) + 'x' for t in ttft)})")
         notes.append(note)
+    rates = [p for p in report["points"] if p.get("rate")]
+    both = [p for p in rates if _sustains(_at(report, a, p)) and _sustains(_at(report, b, p))]
+    rule = f"{SUSTAINED_SLO_SHARE:.0%} of requests or more within the SLO in every round"
+    if both:
+        notes.append(f"highest rate both sustain ({rule}): {max(p['rate'] for p in both):g} req/s")
+    elif rates:
+        notes.append(f"no rate sustained by both ({rule})")
     return notes
 
 

@@ -221,7 +221,7 @@ def _build_cpu_extension() -> Any:
         from torch.utils.cpp_extension import load_inline
 
         return load_inline(
-            name="chatstream_cpu_ops_v14",
+            name="chatstream_cpu_ops_v15",
             cpp_sources=_SOURCE + DECODE_AVX512_SOURCE + _ENTRY_SOURCE + LAYER_OPS_SOURCE + INT8_SOURCE + PANEL_SOURCE
             + TILE_SOURCE,
             functions=["paged_decode_attention", *LAYER_OPS_FUNCTIONS, "int8_matmul", *PANEL_FUNCTIONS, *TILE_FUNCTIONS],

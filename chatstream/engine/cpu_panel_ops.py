@@ -14,6 +14,9 @@ Measured on SmolLM2's 30 layers (2-core Xeon, fp32): 37 ms against oneDNN's 45 m
 15 against 23 ms at one row, 340 against 352 ms at 512 rows; the LM head is level. Asking ahead
 took another 12-17 % off at 32 rows and 12-21 % at 8 (same run, alternating).
 The sums run over the inputs in order in fp32, so results differ from oneDNN's only by rounding.
+It also takes bf16 rows (a bf16 model's, on a CPU without bf16 instructions, whose weights were
+widened into fp32 panels): they are widened in the call and the results stored as bf16, rounded
+to nearest even as PyTorch rounds, without an fp32 copy of the output to convert afterwards.
 Compiled only where the compiler targets AVX-512 (`-march=native`); elsewhere
 `panel_kernel_available()` is false and the engine keeps oneDNN's prepacked product.
 """
@@ -55,10 +58,17 @@ static constexpr int64_t kPanel = 16;  // output channels per panel: one AVX-512
 #if defined(__AVX512F__)
 #include <immintrin.h>
 
+static inline void panel_put(float* o, __mmask16 mask, __m512 v) { _mm512_mask_storeu_ps(o, mask, v); }
+#if defined(CHATSTREAM_VECTOR_RMS_NORM)
+// bf16 results, rounded as PyTorch rounds (cpu_layer_ops.py's `put`, same build): no fp32 copy to convert.
+static inline void panel_put(uint16_t* o, __mmask16 mask, __m512 v) { put(o, mask, v); }
+#define CHATSTREAM_PANEL_BF16_OUT 1
+#endif
+
 // out[m, 0:32] for MR rows of x against two panels (the second skipped when `two` is false);
 // the masks cut the stores at the last real output channel.
-template <int MR>
-static inline void panel_rows(const float* x, int64_t xs, const float* p0, int64_t K, float* o, int64_t os,
+template <int MR, typename T>
+static inline void panel_rows(const float* x, int64_t xs, const float* p0, int64_t K, T* o, int64_t os,
                               bool two, __mmask16 mask0, __mmask16 mask1, const float* ahead, const float* end) {
   __m512 a0[MR], a1[MR];
   for (int m = 0; m < MR; ++m) { a0[m] = _mm512_setzero_ps(); a1[m] = _mm512_setzero_ps(); }
@@ -84,8 +94,8 @@ static inline void panel_rows(const float* x, int64_t xs, const float* p0, int64
     }
   }
   for (int m = 0; m < MR; ++m) {
-    _mm512_mask_storeu_ps(o + m * os, mask0, a0[m]);
-    if (two) _mm512_mask_storeu_ps(o + m * os + kPanel, mask1, a1[m]);
+    panel_put(o + m * os, mask0, a0[m]);
+    if (two) panel_put(o + m * os + kPanel, mask1, a1[m]);
   }
 }
 
@@ -94,27 +104,18 @@ static __mmask16 lanes_below(int64_t n) {
 }
 #endif
 
-torch::Tensor panel_matmul(torch::Tensor x, torch::Tensor panels, int64_t N) {
-  TORCH_CHECK(x.dim() == 2 && x.stride(1) == 1 && x.scalar_type() == torch::kFloat32,
-              "x must be float32 [rows, in] with contiguous rows");
-  TORCH_CHECK(panels.dim() == 3 && panels.is_contiguous() && panels.size(2) == kPanel &&
-              panels.size(1) == x.size(1) && panels.size(0) * kPanel >= N && N > (panels.size(0) - 1) * kPanel,
-              "panels must come from pack_panels of an [N, in] weight");
-  const int64_t M = x.size(0), K = x.size(1), xs = x.stride(0), count = panels.size(0);
-  auto out = torch::empty({M, N}, x.options());
 #if defined(__AVX512F__)
-  const float* xp = x.data_ptr<float>();
-  const float* pp = panels.data_ptr<float>();
-  float* op = out.data_ptr<float>();
+template <typename T>
+static void panel_tasks(const float* xp, int64_t xs, const float* pp, int64_t M, int64_t K, int64_t N,
+                        int64_t count, T* op) {
   const float* panels_end = pp + count * K * kPanel;
-  pybind11::gil_scoped_release no_gil;  // the event loop runs while the engine multiplies
   at::parallel_for(0, (count + 1) / 2, 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
       const int64_t first = task * 2 * kPanel;
       const bool two = first + kPanel < N;
       const __mmask16 mask0 = lanes_below(N - first), mask1 = lanes_below(N - first - kPanel);
       const float* p0 = pp + task * 2 * K * kPanel;
-      float* o = op + first;
+      T* o = op + first;
       // The first pass over the panels asks for the next task's (they follow in memory): reading the
       // weights from memory then overlaps the arithmetic instead of following it.
       const float* ahead = p0 + 2 * K * kPanel;
@@ -127,9 +128,39 @@ torch::Tensor panel_matmul(torch::Tensor x, torch::Tensor panels, int64_t N) {
         panel_rows<1>(xp + m * xs, xs, p0, K, o + m * N, N, two, mask0, mask1, m == 0 ? ahead : nullptr, panels_end);
     }
   });
+}
+#endif
+
+// x: float32 or bfloat16 rows; the result has x's dtype (bf16 rows are widened first, exactly, and the fp32
+// sums rounded once to bf16 at the end).
+torch::Tensor panel_matmul(torch::Tensor x, torch::Tensor panels, int64_t N) {
+  TORCH_CHECK(x.dim() == 2 && x.stride(1) == 1 &&
+              (x.scalar_type() == torch::kFloat32 || x.scalar_type() == torch::kBFloat16),
+              "x must be float32 or bfloat16 [rows, in] with contiguous rows");
+  TORCH_CHECK(panels.dim() == 3 && panels.is_contiguous() && panels.size(2) == kPanel &&
+              panels.scalar_type() == torch::kFloat32 &&
+              panels.size(1) == x.size(1) && panels.size(0) * kPanel >= N && N > (panels.size(0) - 1) * kPanel,
+              "panels must come from pack_panels of an [N, in] weight");
+#if defined(__AVX512F__)
+  pybind11::gil_scoped_release no_gil;  // the event loop runs while the engine converts and multiplies
+  const bool bf16 = x.scalar_type() == torch::kBFloat16;
+  const torch::Tensor xf = bf16 ? x.to(torch::kFloat32) : x;
+  const int64_t M = x.size(0), K = x.size(1), xs = xf.stride(0), count = panels.size(0);
+  const float* xp = xf.data_ptr<float>();
+  const float* pp = panels.data_ptr<float>();
+#if defined(CHATSTREAM_PANEL_BF16_OUT)
+  if (bf16) {
+    auto out = torch::empty({M, N}, x.options());
+    panel_tasks(xp, xs, pp, M, K, N, count, reinterpret_cast<uint16_t*>(out.data_ptr<at::BFloat16>()));
+    return out;
+  }
+#endif
+  auto out = torch::empty({M, N}, xf.options());
+  panel_tasks(xp, xs, pp, M, K, N, count, out.data_ptr<float>());
+  return bf16 ? out.to(torch::kBFloat16) : out;
 #else
   TORCH_CHECK(false, "the panel kernel needs AVX-512");
+  return x;
 #endif
-  return out;
 }
 """

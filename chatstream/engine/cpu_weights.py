@@ -123,8 +123,9 @@ class PanelWeight:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.reshape(-1, x.shape[-1])
-        compute = rows if rows.dtype == torch.float32 and rows.stride(-1) == 1 else rows.float().contiguous()
-        out = self.ops.panel_matmul(compute, self.panels, self.out_features)
+        if rows.dtype not in (torch.float32, torch.bfloat16):
+            rows = rows.float()
+        out = self.ops.panel_matmul(rows if rows.stride(-1) == 1 else rows.contiguous(), self.panels, self.out_features)
         return out.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
 
     def dense_weight(self) -> torch.Tensor:

@@ -100,9 +100,10 @@ def test_serve_bench_end_to_end_against_our_server(tmp_path: Path) -> None:
     assert (tmp_path / "plot.png").stat().st_size > 1000
 
 
-def _result(server: str, round_: int, tok_s: float, ttft_p99: float) -> dict:
-    return {"server": server, "rate": 2.0, "round": round_, "output_tokens_per_s": tok_s,
-            "ttft_s": {"p50": ttft_p99 / 2, "p90": ttft_p99, "p99": ttft_p99}}
+def _result(server: str, round_: int, tok_s: float, ttft_p99: float, rate: float = 2.0,
+            slo_met_share: float = 1.0) -> dict:
+    return {"server": server, "rate": rate, "round": round_, "output_tokens_per_s": tok_s,
+            "ttft_s": {"p50": ttft_p99 / 2, "p90": ttft_p99, "p99": ttft_p99}, "slo_met_share": slo_met_share}
 
 
 def test_ratios_pair_the_rounds_and_take_their_geometric_mean() -> None:
@@ -111,10 +112,23 @@ def test_ratios_pair_the_rounds_and_take_their_geometric_mean() -> None:
     report = {"points": [{"rate": 2.0}], "repeat": 2,
               "results": [_result("a", 1, 100.0, 1.0), _result("b", 1, 100.0, 2.0),
                           _result("b", 2, 50.0, 1.0), _result("a", 2, 200.0, 4.0)]}
-    (note,) = ratio_notes(report)
+    note, sustained = ratio_notes(report)
     # throughput per round 1.00x and 4.00x -> 2.00x; TTFT p99 0.50x and 4.00x -> 1.41x
     assert note == ("a / b at {'rate': 2.0}: throughput 2.00x, TTFT p99 1.41x "
                     "(rounds: throughput 1.00x, 4.00x; TTFT p99 0.50x, 4.00x)")
+    assert sustained == "highest rate both sustain (90% of requests or more within the SLO in every round): 2 req/s"
+
+
+def test_the_highest_rate_both_sustain_needs_every_round_of_both_within_the_slo() -> None:
+    from chatstream.bench.serve_cli import ratio_notes
+
+    # b missed the SLO for half its requests in its second round at 4 req/s: 1 req/s is the highest both sustain.
+    results = [_result(s, r, 100.0, 1.0, rate, 0.5 if (s, rate, r) == ("b", 4.0, 2) else 0.95)
+               for rate in (1.0, 4.0) for s in "ab" for r in (1, 2)]
+    notes = ratio_notes({"points": [{"rate": 1.0}, {"rate": 4.0}], "repeat": 2, "results": results})
+    assert notes[-1] == "highest rate both sustain (90% of requests or more within the SLO in every round): 1 req/s"
+    lone = {"points": [{"rate": 4.0}], "results": [_result("a", 1, 1.0, 1.0, 4.0, 0.2), _result("b", 1, 1.0, 1.0, 4.0)]}
+    assert ratio_notes(lone)[-1] == "no rate sustained by both (90% of requests or more within the SLO in every round)"
 
 
 def test_repeat_must_be_a_positive_count_and_server_names_unique() -> None:

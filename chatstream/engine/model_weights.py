@@ -68,9 +68,10 @@ def describe_matmuls(device: torch.device, dtype: torch.dtype, quantization: str
                      support: CpuMatmulSupport | None = None) -> str:
     name = _dtype_name(dtype)
     if quantization == "int8":
+        wide = "fp32" if device.type == "cpu" and widens_bf16(support or cpu_matmul_support()) else "bf16"
         if device.type == "cpu" and int8_kernel:
             return (f"{name} activations x int8 weights: compiled int8 kernel up to {INT8_KERNEL_MAX_ROWS - 1} rows, "
-                    "oneDNN on bf16-widened weights above")
+                    f"oneDNN on {wide}-widened weights above")
         if device.type == "cpu":
             return (f"{name} activations x int8 weights: torch._weight_int8pack_mm"
                     f"{' (activations rounded to bf16 for it)' if dtype == torch.float32 else ''}")
@@ -108,7 +109,9 @@ def prepare_weights(model: nn.Module, quantization: str | None, prepack: bool, o
     num_packed = 0
     int8_kernel = ops is not None and device.type == "cpu" and dtype in (torch.float32, torch.bfloat16)
     if quantization == "int8":
-        quantize_int8(model, ops if int8_kernel else None)
+        support = support or (cpu_matmul_support() if device.type == "cpu" else None)
+        wide = torch.float32 if support is not None and widens_bf16(support) else torch.bfloat16
+        quantize_int8(model, ops if int8_kernel else None, wide)
     elif prepack and device.type == "cpu":
         support = support or cpu_matmul_support()
         num_packed = prepack_linear_weights(model, ops=ops, widen_bf16=widens_bf16(support))

@@ -14,7 +14,9 @@ Kernels:
   `torch._weight_int8pack_mm`, whose vectorized path takes bf16 activations (fp32 input is several
   times slower there), so fp32 activations are rounded to bf16 for it.
 - CPU, 16 rows or more (prompts, larger batches), where that kernel scales badly: the int8 weight
-  is widened to bf16 for the call and multiplied by oneDNN (AMX where the CPU has it).
+  is widened for the call and multiplied by oneDNN: to bf16 where the CPU has bf16 instructions
+  (AMX or AVX512-BF16), else to fp32 (oneDNN would emulate bf16 there: 3-5x slower than fp32 on
+  16-512 rows of a 3072x576 weight).
 - CUDA and elsewhere: the int8 weight is converted to the activations' dtype inside the call
   (`F.linear(x, q.to(dtype)) * scale`): the memory at rest is int8, the product runs in cuBLAS.
 
@@ -57,19 +59,20 @@ def quantize_per_channel(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
 
 
 def int8_product_cpu(x: torch.Tensor, qweight: torch.Tensor, scales: torch.Tensor,
-                     ops: CpuOps | None = None) -> torch.Tensor:
+                     ops: CpuOps | None = None, wide: torch.dtype = torch.bfloat16) -> torch.Tensor:
     """`x @ (q * scale).T` on CPU. Few rows: our compiled kernel (`ops`, fp32 activations) where it is
     built, else PyTorch's int8 weight kernel (activations rounded to bf16); more: the weight widened to
-    bf16 for the call and a dense bf16 product (oneDNN, AMX where present)."""
+    `wide` (bf16, or fp32 on a CPU without bf16 instructions) for the call and a dense product (oneDNN)."""
     rows = x.reshape(-1, x.shape[-1])
     few = rows.shape[0] < INT8_KERNEL_MAX_ROWS
     if few and ops is not None and rows.dtype in (torch.float32, torch.bfloat16):
         out = ops.int8_matmul(rows if rows.stride(-1) == 1 else rows.contiguous(), qweight, scales)
         return out.reshape(*x.shape[:-1], -1)
-    compute = rows if rows.dtype in (torch.bfloat16, torch.float16) else rows.to(torch.bfloat16)
     if few:
+        compute = rows if rows.dtype in (torch.bfloat16, torch.float16) else rows.to(torch.bfloat16)
         out = torch._weight_int8pack_mm(compute.contiguous(), qweight, scales.to(compute.dtype))
     else:  # padded like the prepacked products, for the same reason (oneDNN's per-shape primitives)
+        compute = rows if rows.dtype == torch.float16 else rows.to(wide)
         out = int8_product_dequantized(padded_rows(compute), qweight, scales)[: rows.shape[0]]
     return out.to(x.dtype).reshape(*x.shape[:-1], -1)
 
@@ -80,9 +83,11 @@ def int8_product_dequantized(x: torch.Tensor, qweight: torch.Tensor, scales: tor
 
 
 class Int8Weight:
-    """One weight `[out, in]` as per-channel int8 (a `LinearKernel`); `ops`: our compiled CPU kernels, if built."""
+    """One weight `[out, in]` as per-channel int8 (a `LinearKernel`); `ops`: our compiled CPU kernels, if built;
+    `wide`: the dtype the weight is widened to for CPU products of many rows."""
 
-    def __init__(self, weight: torch.Tensor, ops: CpuOps | None = None) -> None:
+    def __init__(self, weight: torch.Tensor, ops: CpuOps | None = None, wide: torch.dtype = torch.bfloat16) -> None:
+        self.wide = wide
         self.qweight, scales = quantize_per_channel(weight)
         self.dtype = weight.dtype
         self.on_cpu = weight.device.type == "cpu"
@@ -92,16 +97,17 @@ class Int8Weight:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self.on_cpu:
-            return int8_product_cpu(x, self.qweight, self.scales, self.ops)
+            return int8_product_cpu(x, self.qweight, self.scales, self.ops, self.wide)
         return int8_product_dequantized(x, self.qweight, self.scales)
 
     def dense_weight(self) -> torch.Tensor:
         return (self.qweight.float() * self.scales.float()[:, None]).to(self.dtype)
 
 
-def quantize_int8(model: nn.Module, ops: CpuOps | None = None) -> int:
+def quantize_int8(model: nn.Module, ops: CpuOps | None = None, wide: torch.dtype = torch.bfloat16) -> int:
     """Quantize every floating-point linear weight of `model` in place; returns how many. `ops`: our
-    compiled CPU kernels, for the products of a few rows (None: PyTorch's kernel)."""
+    compiled CPU kernels, for the products of a few rows (None: PyTorch's kernel); `wide`: what CPU products
+    of many rows widen the weights to (bf16 where the CPU has bf16 instructions, else fp32)."""
     shared = shared_weight_ids(model)
     # Weights already quantized by someone else (e.g. bitsandbytes) are left alone.
     by_name = {name: m for name, m in linear_modules(model) if m.weight.is_floating_point()}
@@ -109,13 +115,13 @@ def quantize_int8(model: nn.Module, ops: CpuOps | None = None) -> int:
     with torch.no_grad():
         for group in list(sibling_groups(model, by_name, shared)):
             weights = [m.weight for _, m in group]
-            fused = FusedProduct(Int8Weight(torch.cat([w.detach() for w in weights]), ops),
+            fused = FusedProduct(Int8Weight(torch.cat([w.detach() for w in weights]), ops, wide),
                                  [w.shape[0] for w in weights])
             for index, (name, module) in enumerate(group):
                 swap_weight(module, FusedMember(fused, index), shared)
                 del by_name[name]
                 count += 1
         for module in by_name.values():
-            swap_weight(module, Int8Weight(dense_weight_of(module), ops), shared)
+            swap_weight(module, Int8Weight(dense_weight_of(module), ops, wide), shared)
             count += 1
     return count

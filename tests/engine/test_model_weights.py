@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 from chatstream.engine.cpu_weights import PackedWeight, prepack_linear_weights, prepacking_works
 from chatstream.engine.linear_fusion import FusedMember
 from chatstream.engine.mapped_memory import release_file_pages
-from chatstream.engine.model_weights import cpu_matmul_support, describe_matmuls, prepare_weights
+from chatstream.engine.model_weights import CpuMatmulSupport, cpu_matmul_support, describe_matmuls, prepare_weights
 from chatstream.engine.quantization import int8_product_cpu, int8_product_dequantized, quantize_per_channel
 from chatstream.engine.weight_swap import is_swapped, kernel_of
 
@@ -132,6 +132,29 @@ def test_int8_model_close_to_dense(tiny_model) -> None:
     # Same predictions on almost every position; logits within a few percent of their spread.
     assert (got.argmax(-1) == want.argmax(-1)).float().mean() >= 0.9
     assert (got - want).abs().max() <= 0.1 * want.abs().max()
+
+
+@pytest.mark.parametrize("bf16_cpu", [True, False], ids=["bf16-cpu", "no-bf16-cpu"])
+def test_int8_products_of_many_rows_widen_to_bf16_only_where_the_cpu_has_it(tiny_model_factory,
+                                                                            bf16_cpu: bool) -> None:
+    model, _ = tiny_model_factory("llama")
+    support = CpuMatmulSupport(amx_bf16=False, avx512_bf16=bf16_cpu, avx512=True)
+    prepare_weights(model, "int8", prepack=True, support=support)
+    wide = torch.bfloat16 if bf16_cpu else torch.float32
+    kernels = [kernel_of(m) for m in model.modules() if is_swapped(m) and not isinstance(m, torch.nn.Embedding)]
+    kernels = [k.group.kernel if isinstance(k, FusedMember) else k for k in kernels]
+    assert kernels and all(k.wide == wide for k in kernels)
+    kernel = kernels[0]
+    x = torch.randn(24, kernel.qweight.shape[1], generator=torch.Generator().manual_seed(2))  # past the few-row kernel
+    exact = F.linear(x, kernel.qweight.float() * kernel.scales[:, None])
+    got = kernel(x)
+    assert got.dtype == torch.float32
+    if bf16_cpu:  # activations and weights rounded to bf16 for the product
+        torch.testing.assert_close(got, exact, atol=0.05, rtol=0.02)
+    else:  # fp32 throughout: the dequantized weight's product up to fp32 rounding
+        torch.testing.assert_close(got, exact, atol=1e-4, rtol=1e-4)
+    line = describe_matmuls(torch.device("cpu"), torch.float32, "int8", 0, int8_kernel=True, support=support)
+    assert line.endswith(f"oneDNN on {'bf16' if bf16_cpu else 'fp32'}-widened weights above")
 
 
 def test_describe_matmuls_names_the_path() -> None:

@@ -149,7 +149,7 @@ def resolve_dtype(dtype: str | torch.dtype, config_dtype: Any, device: torch.dev
     if resolved == torch.float16 and device.type == "cpu":
         return torch.float32
     if resolved == torch.bfloat16 and device.type == "cpu" and not _cpu_has_bf16():
-        return torch.float32  # bf16 runs no faster than fp32 there, with less precision: only on request
+        return torch.float32  # no bf16 instructions: bf16 only on request (dtype="bfloat16")
     return resolved
 
 

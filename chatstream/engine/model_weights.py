@@ -106,14 +106,14 @@ def prepare_weights(model: nn.Module, quantization: str | None, prepack: bool, o
     if quantization is not None and quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization must be one of {QUANTIZATIONS} or None, got {quantization!r}")
     device, dtype = model.device, model.dtype
+    if device.type == "cpu":
+        support = support or cpu_matmul_support()
     num_packed = 0
     int8_kernel = ops is not None and device.type == "cpu" and dtype in (torch.float32, torch.bfloat16)
     if quantization == "int8":
-        support = support or (cpu_matmul_support() if device.type == "cpu" else None)
         wide = torch.float32 if support is not None and widens_bf16(support) else torch.bfloat16
         quantize_int8(model, ops if int8_kernel else None, wide)
-    elif prepack and device.type == "cpu":
-        support = support or cpu_matmul_support()
+    elif prepack and support is not None:  # on CPU
         num_packed = prepack_linear_weights(model, ops=ops, widen_bf16=widens_bf16(support))
     if device.type == "cpu":
         trim_heap()

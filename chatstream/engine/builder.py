@@ -30,6 +30,7 @@ from chatstream.engine.engine_core import EngineCore
 from chatstream.engine.kernel_prebuild import KernelPrebuild, prebuild_wanted
 from chatstream.engine.model_impl import check_model_impl, load_engine_model
 from chatstream.engine.model_loader import resolve_device
+from chatstream.engine.openmp_threads import in_passing_thread
 from chatstream.engine.step_runner import RunnerSource
 from chatstream.engine.warmup import warm_up
 from chatstream.startup import StartupPhase
@@ -87,19 +88,28 @@ def build_engine_core(
         tok = _source_tokenizer(model, tokenizer)
         core = EngineCore(model, tok, config, runner=model.step_runner(tok, config))  # type: ignore[arg-type]
     else:
-        # On the CPU the attention kernel is compiled (once per machine) while the weights load.
-        target = model.device if isinstance(model, torch.nn.Module) else resolve_device(device)
-        kernel = KernelPrebuild() if prebuild_wanted(target, config.cpu_attention_kernel) else None
-        loaded, loaded_tokenizer = load_engine_model(model, tokenizer, config, kernel, device=device, **load)
-        if isinstance(model, torch.nn.Module) and device is not None and torch.device(device) != loaded.device:
-            logger.info("the model is on %s; it stays there (device=%r is not applied to a given model)",
-                        loaded.device, device)
-        with StartupPhase("prepare", "allocating the KV cache and preparing the model's weights for the engine"):
-            core = EngineCore(loaded, loaded_tokenizer, config)
-        if config.warmup:
-            warm_up(core)
+        # In a thread that ends, so that the OpenMP pool its parallel loading leaves goes with it
+        # (openmp_threads.py): the engine thread's workers then spin instead of sleeping.
+        core = in_passing_thread(lambda: _load_and_prepare(model, tokenizer, config, load, device))
     if seed:
         core.sampler.generator.manual_seed(int(seed))
+    return core
+
+
+def _load_and_prepare(model: ModelArg, tokenizer: TokenizerArg, config: EngineConfig, load: dict[str, Any],
+                      device: DeviceArg) -> EngineCore:
+    """The model loaded (or taken as given), its weights prepared, the KV cache allocated, warmed up."""
+    # On the CPU the attention kernel is compiled (once per machine) while the weights load.
+    target = model.device if isinstance(model, torch.nn.Module) else resolve_device(device)
+    kernel = KernelPrebuild() if prebuild_wanted(target, config.cpu_attention_kernel) else None
+    loaded, loaded_tokenizer = load_engine_model(model, tokenizer, config, kernel, device=device, **load)
+    if isinstance(model, torch.nn.Module) and device is not None and torch.device(device) != loaded.device:
+        logger.info("the model is on %s; it stays there (device=%r is not applied to a given model)",
+                    loaded.device, device)
+    with StartupPhase("prepare", "allocating the KV cache and preparing the model's weights for the engine"):
+        core = EngineCore(loaded, loaded_tokenizer, config)
+    if config.warmup:
+        warm_up(core)
     return core
 
 

@@ -28,6 +28,7 @@ from typing import Protocol
 from chatstream.engine.confinement import describe
 from chatstream.engine.engine_core import EngineCore
 from chatstream.engine.grammar_matcher import GrammarMatcher
+from chatstream.engine.openmp_threads import warn_if_throttled
 from chatstream.engine.outputs import RequestDelta
 from chatstream.engine.sampling_params import SamplingParams
 from chatstream.engine.stats import EngineStats
@@ -209,6 +210,8 @@ class AsyncEngine:
     def _run(self) -> None:
         core = self.core
         try:
+            if core.device.type == "cpu":
+                warn_if_throttled()
             while True:
                 with self._lock:
                     while not (self._inbox_add or self._inbox_abort or self._stopping

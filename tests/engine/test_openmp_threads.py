@@ -3,6 +3,7 @@ the thread that steps it is the process's only OpenMP pool, so its workers spin 
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from chatstream.engine import openmp_threads
 from chatstream.engine.openmp_threads import in_passing_thread
 
 
@@ -37,28 +39,25 @@ def test_what_the_work_raises_is_raised_to_the_caller(error: BaseException) -> N
 
 
 # Builds the engine on this process's main thread (as the server's loader or a user's script does),
-# then counts how often a new thread, standing in for the engine thread, goes to sleep over 1,000
-# parallel additions. "pool-kept": the main thread first runs a large product itself, so it keeps
-# an OpenMP pool whatever the builder does; that shows the count can see the throttling.
+# then counts how often a new thread, standing in for the engine thread, goes to sleep over 100
+# parallel additions (the median of five rounds). "pool-kept": the main thread first runs a large
+# product itself, so it keeps an OpenMP pool whatever the builder does; that shows the count can
+# see the throttling.
 _PROBE = r"""
-import sys, threading, torch
+import logging, sys, threading, torch
+from chatstream.engine.async_engine import AsyncEngine
 from chatstream.engine.builder import build_engine_core
+from chatstream.engine.openmp_threads import sleeps_over_parallel_loops
 model_dir, mode = sys.argv[1], sys.argv[2]
 if mode == "pool-kept":
     torch.randn(512, 2048) @ torch.randn(2048, 2048)
 core = build_engine_core(model_dir, options={"kv_cache_memory_gb": 0.25, "warmup": True})
+logging.basicConfig(level=logging.WARNING)  # to stderr
+AsyncEngine(core).shutdown()  # its thread's first act: warn when throttled
 sleeps = []
 
 def engine_thread():
-    x, y = torch.randn(1 << 20), torch.randn(1 << 20)
-    z = torch.empty_like(x)
-    status = f"/proc/self/task/{threading.get_native_id()}/status"
-    count = lambda: int(open(status).read().split("\nvoluntary_ctxt_switches:")[1].split()[0])
-    torch.add(x, y, out=z)
-    before = count()
-    for _ in range(1000):
-        torch.add(x, y, out=z)
-    sleeps.append(count() - before)
+    sleeps.append(sleeps_over_parallel_loops(loops=100, rounds=5))
 
 thread = threading.Thread(target=engine_thread)
 thread.start()
@@ -67,11 +66,12 @@ print("sleeps", sleeps[0])
 """
 
 
-def _sleeps(model_dir: Path, mode: str) -> int:
+def _sleeps(model_dir: Path, mode: str) -> tuple[int, bool]:
+    """The engine thread's sleeps over 100 parallel loops, and whether the engine warned of throttling."""
     done = subprocess.run([sys.executable, "-c", _PROBE, str(model_dir), mode], capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    return int(done.stdout.split("sleeps")[-1])
+    return int(done.stdout.split("sleeps")[-1]), "OpenMP is throttled" in done.stderr
 
 
 def _two_pools_exceed_the_cpus() -> bool:
@@ -85,6 +85,24 @@ def _two_pools_exceed_the_cpus() -> bool:
 def test_after_building_on_this_thread_the_engine_thread_does_not_sleep_between_parallel_loops(
         smollm2_dir: Path) -> None:
     if _two_pools_exceed_the_cpus():
-        assert _sleeps(smollm2_dir, "pool-kept") > 300  # the count sees it when two pools are kept
+        # When two pools are kept, the count sees it and the engine says so in the log.
+        # (Up to three tries: another process busy on a CPU hides the sleeps; nothing hides their absence.)
+        seen = []
+        for _ in range(3):
+            seen.append(_sleeps(smollm2_dir, "pool-kept"))
+            if seen[-1][0] > 50 and seen[-1][1]:
+                break
+        else:
+            raise AssertionError(f"no try saw the throttling: {seen}")
     # Building SmolLM2 runs large parallel loops; they ran in a thread that ended.
-    assert _sleeps(smollm2_dir, "built") < 100
+    sleeps, warned = _sleeps(smollm2_dir, "built")
+    assert sleeps < 10 and not warned, (sleeps, warned)
+
+
+@pytest.mark.parametrize(("sleeps", "warns"), [(None, False), (0, False), (7, False), (8, True), (32, True)])
+def test_the_engine_warns_when_its_thread_sleeps_in_a_quarter_of_the_probe_loops_or_more(
+        sleeps: int | None, warns: bool, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(openmp_threads, "sleeps_over_parallel_loops", lambda: sleeps)
+    with caplog.at_level(logging.WARNING, logger="chatstream.engine"):
+        openmp_threads.warn_if_throttled()
+    assert ("OpenMP is throttled" in caplog.text) is warns

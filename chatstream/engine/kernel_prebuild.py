@@ -23,6 +23,12 @@ class KernelPrebuild:
         self.available: bool | None = None  # whether it built; None while building
         self._phase = StartupPhase("compile", "building the CPU paged-attention kernel (in the background)",
                                    progress=False)
+        # setuptools, which the build imports, puts a finder at the head of `sys.meta_path` and takes it out
+        # again; an import running in another thread at that moment can skip the path finder and fail with
+        # ModuleNotFoundError (seen: the weights' loader missing safetensors' compiled module). Imported here,
+        # before the build thread starts, that happens before the loading that follows, not during it.
+        import torch.utils.cpp_extension  # noqa: F401
+
         self._thread = threading.Thread(target=self._build, name="chatstream-kernel-build", daemon=True)
         self._thread.start()
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -142,6 +143,12 @@ def test_redis_down_is_a_503_where_the_store_is_needed_and_v1_keeps_serving(tiny
     with tiny_server(tiny_model_factory, redis.url()) as live, session_client(live.url) as client:
         conversation_id = client.post("/conversations", json={}).json()["id"]
         read_chat_stream(client.post("/chat_stream", json={"user_input": "hello", "conversation_id": conversation_id}))
+        # The reply is stored just after its stream ends: stop the store only once it holds it, or the turn
+        # stays open and the request after the restart meets a 409 instead of the conversation it expects.
+        deadline = time.monotonic() + 10
+        while (len(client.get(f"/conversations/{conversation_id}").json()["messages"]) < 2
+               and time.monotonic() < deadline):
+            time.sleep(0.05)
         redis.stop()
         for response in (client.post("/chat_stream", json={"user_input": "hi", "conversation_id": conversation_id}),
                          client.post("/chat_stream", json={"user_input": "hi"}),

@@ -30,6 +30,7 @@ from chatstream.engine.cpu_decode_avx512 import DECODE_AVX512_SOURCE
 from chatstream.engine.cpu_int8_ops import INT8_SOURCE
 from chatstream.engine.cpu_layer_ops import LAYER_OPS_FUNCTIONS, LAYER_OPS_SOURCE
 from chatstream.engine.cpu_panel_ops import PANEL_FUNCTIONS, PANEL_SOURCE
+from chatstream.engine.cpu_task_split import TASK_SPLIT_SOURCE
 from chatstream.engine.cpu_tile_ops import TILE_FUNCTIONS, TILE_SOURCE
 
 logger = logging.getLogger("chatstream.engine")
@@ -73,9 +74,9 @@ template <typename T>
 static void decode(const T* qp, const T* kp, const T* vp, const int64_t* tp, const int64_t* lp, T* op,
                    int64_t D, int64_t H, int64_t hd, int64_t KVH, int64_t bs, int64_t max_blocks, float sc) {
   const int64_t G = H / KVH;
-  at::parallel_for(0, D * KVH, 1, [&](int64_t begin, int64_t end) {
+  parallel_tasks(D * KVH, [&](auto&& next) {  // cpu_task_split.py: a held-up thread's tasks are taken over
     std::vector<float> scores, acc, qf;
-    for (int64_t task = begin; task < end; ++task) {
+    for (int64_t task; (task = next()) >= 0;) {
       const int64_t d = task / KVH, kvh = task % KVH;
       const int64_t L = lp[d];
       scores.assign(G * L, 0.f);
@@ -221,8 +222,8 @@ def _build_cpu_extension() -> Any:
         from torch.utils.cpp_extension import load_inline
 
         return load_inline(
-            name="chatstream_cpu_ops_v15",
-            cpp_sources=_SOURCE + DECODE_AVX512_SOURCE + _ENTRY_SOURCE + LAYER_OPS_SOURCE + INT8_SOURCE + PANEL_SOURCE
+            name="chatstream_cpu_ops_v16",
+            cpp_sources=TASK_SPLIT_SOURCE + _SOURCE + DECODE_AVX512_SOURCE + _ENTRY_SOURCE + LAYER_OPS_SOURCE + INT8_SOURCE + PANEL_SOURCE
             + TILE_SOURCE,
             functions=["paged_decode_attention", *LAYER_OPS_FUNCTIONS, "int8_matmul", *PANEL_FUNCTIONS, *TILE_FUNCTIONS],
             extra_cflags=["-O3", "-march=native", "-fopenmp", "-ffast-math"],

@@ -58,9 +58,9 @@ template <typename T, int G, int C>
 static void decode_heads(const T* qp, const T* kp, const T* vp, const int64_t* tp, const int64_t* lp, T* op,
                          int64_t D, int64_t H, int64_t KVH, int64_t bs, int64_t max_blocks, float sc) {
   constexpr int64_t hd = 16 * C;
-  at::parallel_for(0, D * KVH, 1, [&](int64_t begin, int64_t end) {
+  parallel_tasks(D * KVH, [&](auto&& next) {
     std::vector<float> scores;
-    for (int64_t task = begin; task < end; ++task) {
+    for (int64_t task; (task = next()) >= 0;) {
       const int64_t d = task / KVH, kvh = task % KVH;
       const int64_t L = lp[d];
       T* od = op + (d * H + kvh * G) * hd;

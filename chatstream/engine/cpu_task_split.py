@@ -36,33 +36,30 @@ struct alignas(64) TaskShare {  // one thread's share; its own cache line, as ev
 template <typename Body>
 static void parallel_tasks(int64_t n, Body&& body) {
   if (n <= 0) return;
-  const int64_t shares = std::min<int64_t>(at::get_num_threads(), n);
-  std::unique_ptr<TaskShare[]> share(new TaskShare[std::max<int64_t>(shares, 1)]);
+  // Inside a parallel region there is no pool to share with: one share, one call.
+  const int64_t shares = at::in_parallel_region() ? 1 : std::min<int64_t>(at::get_num_threads(), n);
+  std::unique_ptr<TaskShare[]> share(new TaskShare[shares]);
   for (int64_t s = 0; s < shares; ++s) {
     share[s].next.store(n * s / shares, std::memory_order_relaxed);
     share[s].end = n * (s + 1) / shares;
   }
-  if (shares <= 1 || at::in_parallel_region()) {
-    share[0].next.store(0, std::memory_order_relaxed);
-    share[0].end = n;
+  auto run = [&](int64_t own) {  // one thread: its own share first, then whatever the others have left
+    int64_t visited = 0;  // shares found empty, starting with its own
     body([&]() -> int64_t {
-      const int64_t task = share[0].next.fetch_add(1, std::memory_order_relaxed);
-      return task < n ? task : -1;
+      for (; visited < shares; ++visited) {
+        TaskShare& from = share[(own + visited) % shares];
+        const int64_t task = from.next.fetch_add(1, std::memory_order_relaxed);
+        if (task < from.end) return task;
+      }
+      return -1;
     });
+  };
+  if (shares == 1) {
+    run(0);
     return;
   }
   at::parallel_for(0, shares, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t own = begin; own < end; ++own) {
-      int64_t visited = 0;  // shares found empty, starting with its own
-      body([&]() -> int64_t {
-        for (; visited < shares; ++visited) {
-          TaskShare& from = share[(own + visited) % shares];
-          const int64_t task = from.next.fetch_add(1, std::memory_order_relaxed);
-          if (task < from.end) return task;
-        }
-        return -1;
-      });
-    }
+    for (int64_t own = begin; own < end; ++own) run(own);
   });
 }
 """

@@ -30,6 +30,7 @@ from chatstream.engine.cpu_decode_avx512 import DECODE_AVX512_SOURCE
 from chatstream.engine.cpu_int8_ops import INT8_SOURCE
 from chatstream.engine.cpu_layer_ops import LAYER_OPS_FUNCTIONS, LAYER_OPS_SOURCE
 from chatstream.engine.cpu_panel_ops import PANEL_FUNCTIONS, PANEL_SOURCE
+from chatstream.engine.cpu_prefill_attention import PREFILL_FUNCTIONS, PREFILL_SOURCE
 from chatstream.engine.cpu_task_split import TASK_SPLIT_SOURCE
 from chatstream.engine.cpu_tile_ops import TILE_FUNCTIONS, TILE_SOURCE
 
@@ -181,6 +182,12 @@ class CpuOps(Protocol):
 
     def silu_mul(self, gate_up: torch.Tensor) -> torch.Tensor: ...
 
+    def prefill_kernel_available(self) -> bool: ...
+
+    def paged_prefill_attention(self, q: torch.Tensor, out: torch.Tensor, k_cache: torch.Tensor,
+                                v_cache: torch.Tensor, block_tables: torch.Tensor, starts: torch.Tensor,
+                                lens: torch.Tensor, computed: torch.Tensor, scale: float) -> bool: ...
+
     def int8_matmul(self, x: torch.Tensor, q: torch.Tensor, scales: torch.Tensor) -> torch.Tensor: ...
 
     def panel_kernel_available(self) -> bool: ...
@@ -222,10 +229,10 @@ def _build_cpu_extension() -> Any:
         from torch.utils.cpp_extension import load_inline
 
         return load_inline(
-            name="chatstream_cpu_ops_v16",
-            cpp_sources=TASK_SPLIT_SOURCE + _SOURCE + DECODE_AVX512_SOURCE + _ENTRY_SOURCE + LAYER_OPS_SOURCE + INT8_SOURCE + PANEL_SOURCE
-            + TILE_SOURCE,
-            functions=["paged_decode_attention", *LAYER_OPS_FUNCTIONS, "int8_matmul", *PANEL_FUNCTIONS, *TILE_FUNCTIONS],
+            name="chatstream_cpu_ops_v17",
+            cpp_sources=TASK_SPLIT_SOURCE + _SOURCE + DECODE_AVX512_SOURCE + _ENTRY_SOURCE + PREFILL_SOURCE + LAYER_OPS_SOURCE
+            + INT8_SOURCE + PANEL_SOURCE + TILE_SOURCE,
+            functions=["paged_decode_attention", *PREFILL_FUNCTIONS, *LAYER_OPS_FUNCTIONS, "int8_matmul", *PANEL_FUNCTIONS, *TILE_FUNCTIONS],
             extra_cflags=["-O3", "-march=native", "-fopenmp", "-ffast-math"],
             extra_ldflags=["-fopenmp"],
             verbose=bool(os.environ.get("CHATSTREAM_VERBOSE_BUILD")),

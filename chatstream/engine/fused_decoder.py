@@ -186,6 +186,8 @@ class FusedDecoder:
         if decodes:
             out[:decodes] = self.kernel(q[:decodes], k_blocks, v_blocks, meta.decode_block_tables,
                                         meta.decode_context_lens, self.scale)
+        if meta.attend_prefills(q, out, k_blocks, v_blocks, self.scale):
+            return out
         for p in meta.prefills:
             end = p.query_start + p.query_len
             qp = q[p.query_start:end].transpose(0, 1).unsqueeze(0)  # [1, H, n, hd]

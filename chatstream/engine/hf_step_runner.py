@@ -105,7 +105,7 @@ class HFStepRunner:
         held = ("ChatStream's Llama-family modules" if isinstance(self.model, NativeCausalLM)
                 else f"transformers' {type(self.model).__name__}")
         return (f"model: {held}; {self.matmul_path}; decode attention: {self.model_runner.decode_path}; "
-                f"decode layers: {self.model_runner.layers_path}; "
+                f"prompt attention: {self.model_runner.prefill_path}; decode layers: {self.model_runner.layers_path}; "
                 f"KV cache: {kv.num_blocks} blocks x {kv.block_size} tokens = {kv.num_blocks * kv.block_size} tokens, "
                 f"{kv.size_bytes / GIB:.2f} GiB ({self.model.device}, {str(self.model.dtype).removeprefix('torch.')}; "
                 f"budget from {self.budget_note})")

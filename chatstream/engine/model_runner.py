@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from chatstream.engine.attention_metadata import AttentionMetadata, PrefillSequence
+from chatstream.engine.attention_metadata import AttentionMetadata, PrefillKernel, PrefillSequence, additive_mask
 from chatstream.engine.cpu_attention import load_decode_kernel, load_cpu_ops
 from chatstream.engine.fused_decoder import FusedDecoder
 from chatstream.engine.kv_cache import KVCache
@@ -30,13 +30,6 @@ if TYPE_CHECKING:
 
 
 CPU_KERNEL_DTYPES = (torch.float32, torch.bfloat16)
-
-
-def _additive_mask(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    # SDPA on CPU is several times faster with an additive float mask than with a boolean one,
-    # which it converts on every call; we build it once per step for all layers.
-    mask = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
-    return mask.masked_fill_(~allowed, float("-inf"))
 
 
 def _slots(block_ids: list[int], block_size: int, start: int, end: int) -> list[int]:
@@ -58,9 +51,16 @@ class ModelRunner:
             self.decode_kernel = load_decode_kernel()
         # For the start-up log: which code runs decode attention.
         self.decode_path = "compiled CPU paged kernel" if self.decode_kernel is not None else "SDPA over gathered blocks"
+        # The prompt chunks' kernel comes in the same build where it has AVX-512 (it leaves head sizes it has no
+        # path for to SDPA).
+        ops = load_cpu_ops() if self.decode_kernel is not None else None
+        self.prefill_kernel: PrefillKernel | None = None
+        if ops is not None and ops.prefill_kernel_available():
+            self.prefill_kernel = ops.paged_prefill_attention
+        self.prefill_path = "compiled CPU chunk kernel" if self.prefill_kernel is not None else "SDPA over gathered blocks"
         self.fused: FusedDecoder | None = None
-        if fuse_layers and self.decode_kernel is not None:
-            self.fused = FusedDecoder.build(model, load_cpu_ops(), self.decode_kernel, kv_cache)
+        if fuse_layers and ops is not None and self.decode_kernel is not None:
+            self.fused = FusedDecoder.build(model, ops, self.decode_kernel, kv_cache)
         self.layers_path = "fused CPU layers" if self.fused is not None else "the model's modules"
         # transformers' models also get our attention in their own forward pass (the steps the fused layers do
         # not run); a model of ours (`native_model.py`) has no forward pass: the fused layers run all of its steps.
@@ -127,19 +127,16 @@ class ModelRunner:
             else:
                 key_pos = torch.arange(meta.decode_block_tables.shape[1] * bs, device=dev)
                 allowed = key_pos[None, :] < context_lens[:, None]
-                meta.decode_mask = _additive_mask(allowed, self.dtype)[:, None, None, :]
+                meta.decode_mask = additive_mask(allowed, self.dtype)[:, None, None, :]
         query_start = len(decodes)
         for s in prefills:
             r = s.request
             n, done = s.num_new_tokens, r.num_computed_tokens
-            mask = None
-            ctx = done + n
-            table = torch.tensor(r.block_ids[:-(-ctx // bs)], dtype=torch.long, device=dev)
-            if done:
-                q_pos = torch.arange(done, ctx, device=dev)
-                mask = _additive_mask(torch.arange(ctx, device=dev)[None, :] <= q_pos[:, None], self.dtype)
-            meta.prefills.append(PrefillSequence(query_start, n, done, table, mask))
+            table = torch.tensor(r.block_ids[:-(-(done + n) // bs)], dtype=torch.long, device=dev)
+            meta.prefills.append(PrefillSequence(query_start, n, done, table, self.dtype))
             query_start += n
+        if prefills:
+            meta.prefill_kernel = self.prefill_kernel
 
         ids = torch.tensor([input_ids], dtype=torch.long, device=dev)
         pos = torch.tensor([positions], dtype=torch.long, device=dev)

@@ -18,11 +18,12 @@ forward pass without the argument (the user's own `model.generate`, in any threa
 is plain SDPA attention. Each call counts itself in the metadata, so the runner can check that
 the model really passed the argument down to every layer.
 
-Decodes (one new token per request) run, on CPU in fp32, through our compiled kernel that reads
-K/V straight from the blocks (`cpu_attention.py`); elsewhere they are batched into one SDPA call
-over a padded gather of their blocks. Prompts (or prompt chunks) run one SDPA call each, causal,
-with an offset when part of the prompt is already in the cache (chunked prefill, prefix-cache
-hits, resumed requests).
+Decodes (one new token per request) run, on CPU in fp32 or bf16, through our compiled kernel that
+reads K/V straight from the blocks (`cpu_attention.py`); elsewhere they are batched into one SDPA
+call over a padded gather of their blocks. Prompts (or prompt chunks) run, on the same CPUs, through
+the compiled prompt-chunk kernel (`cpu_prefill_attention.py`), all of a step's chunks in one call;
+elsewhere one SDPA call each, causal, with an offset when part of the prompt is already in the
+cache (chunked prefill, prefix-cache hits, resumed requests).
 """
 
 from __future__ import annotations
@@ -72,10 +73,10 @@ def paged_attention_forward(
     gqa = q.shape[0] != key.shape[1]
 
     out = torch.empty(q.shape[1], q.shape[0], q.shape[2], dtype=q.dtype, device=q.device)  # [T, H, D]
+    scale = scaling if scaling is not None else q.shape[-1] ** -0.5
     nd = meta.num_decode_tokens
     if nd and meta.decode_kernel is not None:
         qd = q[:, :nd].transpose(0, 1)  # [D, H, hd]
-        scale = scaling if scaling is not None else q.shape[-1] ** -0.5
         out[:nd] = meta.decode_kernel(qd, key_blocks, value_blocks, meta.decode_block_tables,
                                       meta.decode_context_lens, scale)
     elif nd:
@@ -84,6 +85,8 @@ def paged_attention_forward(
         vd = gather_blocks(value_blocks, meta.decode_block_tables)
         od = F.scaled_dot_product_attention(qd, kd, vd, attn_mask=meta.decode_mask, scale=scaling, enable_gqa=gqa)
         out[:nd] = od.squeeze(2)
+    if meta.prefills and meta.attend_prefills(q.transpose(0, 1).contiguous(), out, key_blocks, value_blocks, scale):
+        return out.unsqueeze(0), None
     for p in meta.prefills:
         qp = q[:, p.query_start:p.query_start + p.query_len].unsqueeze(0)  # [1, H, n, hd]
         if p.mask is None:

@@ -200,5 +200,5 @@ def test_engine_logs_its_matmul_path_and_kv_budget(tiny_model, caplog: pytest.Lo
     with caplog.at_level(logging.INFO, logger="chatstream.engine"):
         LLM(model, tokenizer, max_model_len=64)
     text = caplog.text
-    assert "fp32 matmuls:" in text and "decode attention:" in text
+    assert "fp32 matmuls:" in text and "decode attention:" in text and "prompt attention:" in text
     assert "budget from 70% of the" in text

@@ -3,8 +3,9 @@
 Owns `AttentionMetadata` (built once per step by the `ModelRunner`, shared by every layer: where
 the step's new keys and values go, the decodes' block tables and context lengths, the prompt
 chunks, and the compiled kernels that attend them on the CPU) and `attend_from_blocks`, the SDPA
-call of a prompt chunk over its context read from the blocks, for where no kernel runs. Both the fused CPU layers (`fused_decoder.py`) and the attention plugged into
-transformers' models (`paged_attention.py`) read them; this module imports nothing from
+call of a prompt chunk over its context read from the blocks, for where no kernel runs. Both the
+fused CPU layers (`fused_decoder.py`) and the attention plugged into transformers' models
+(`paged_attention.py`) read them; this module imports nothing from
 transformers, so an engine that never runs transformers' modeling code does not load it.
 """
 

@@ -99,15 +99,16 @@ class AttentionMetadata:
 
     def attend_prefills(self, q: torch.Tensor, out: torch.Tensor, key_blocks: torch.Tensor,
                         value_blocks: torch.Tensor, scale: float) -> bool:
-        """The prompt chunks' rows of `out` `[T, H, hd]` from `q` (same shape, contiguous) through the compiled
-        kernel; False when it is not available or has no vector path for this shape (then nothing is written)."""
+        """The prompt chunks' rows of `out` `[T, H, hd]` (contiguous) from `q` (same shape, any strides) through
+        the compiled kernel; False when it is not available or has no vector path for this shape (then nothing is
+        written)."""
         if self.prefill_kernel is None or not self.prefills or q.dtype != key_blocks.dtype:
             return False
         if self.prefill_batch is None:
             self.prefill_batch = PrefillBatch.of(self.prefills)
         b = self.prefill_batch
-        return self.prefill_kernel(q, out, key_blocks, value_blocks, b.block_tables, b.starts, b.lens, b.computed,
-                                   scale)
+        return self.prefill_kernel(q.contiguous(), out, key_blocks, value_blocks, b.block_tables, b.starts, b.lens,
+                                   b.computed, scale)
 
 
 def gather_blocks(blocks: torch.Tensor, block_table: torch.Tensor) -> torch.Tensor:

@@ -230,9 +230,10 @@ def _build_cpu_extension() -> Any:
 
         return load_inline(
             name="chatstream_cpu_ops_v17",
-            cpp_sources=TASK_SPLIT_SOURCE + _SOURCE + DECODE_AVX512_SOURCE + _ENTRY_SOURCE + PREFILL_SOURCE + LAYER_OPS_SOURCE
-            + INT8_SOURCE + PANEL_SOURCE + TILE_SOURCE,
-            functions=["paged_decode_attention", *PREFILL_FUNCTIONS, *LAYER_OPS_FUNCTIONS, "int8_matmul", *PANEL_FUNCTIONS, *TILE_FUNCTIONS],
+            cpp_sources=TASK_SPLIT_SOURCE + _SOURCE + DECODE_AVX512_SOURCE + _ENTRY_SOURCE + PREFILL_SOURCE
+            + LAYER_OPS_SOURCE + INT8_SOURCE + PANEL_SOURCE + TILE_SOURCE,
+            functions=["paged_decode_attention", *PREFILL_FUNCTIONS, *LAYER_OPS_FUNCTIONS, "int8_matmul",
+                       *PANEL_FUNCTIONS, *TILE_FUNCTIONS],
             extra_cflags=["-O3", "-march=native", "-fopenmp", "-ffast-math"],
             extra_ldflags=["-fopenmp"],
             verbose=bool(os.environ.get("CHATSTREAM_VERBOSE_BUILD")),

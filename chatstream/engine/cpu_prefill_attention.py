@@ -18,7 +18,8 @@ chunk's tokens and one KV head, all the query heads of its group together, and w
   position are masked.
 
 `prefill_vectorized(...)` returns false where the build lacks AVX-512 or the head size is not a
-multiple of 16 up to 128; the caller then runs SDPA. Results equal SDPA's up to fp32
+multiple of 16 up to 128, and the entry returns false for contexts past 2^24 tokens (positions are
+compared as floats, exact below that); the caller then runs SDPA. Results equal SDPA's up to fp32
 rounding (sums run in another order, and `exp_nonpositive` is a polynomial of about 2 ulp).
 """
 
@@ -170,13 +171,15 @@ static void prefill_heads(const T* qp, T* op, const T* kp, const T* vp, const in
           _mm512_storeu_ps(sum.data() + r, s);
           _mm512_storeu_ps(corr.data() + r, c);
         }
-        for (int64_t r = 0; r < rows; r += RB) weigh_values<T, C, RB>(o.data(), corr.data(), st.data(), vrow, nk, rows, r);
+        for (int64_t r = 0; r < rows; r += RB)
+          weigh_values<T, C, RB>(o.data(), corr.data(), st.data(), vrow, nk, rows, r);
       }
       for (int64_t r = 0; r < ntok * G; ++r) {
         const int64_t i = r / G, g = r % G;
         T* dst = op + ((starts[p] + i0 + i) * H + kvh * G + g) * hd;
         const __m512 inv = _mm512_set1_ps(1.f / sum[r]);
-        for (int i2 = 0; i2 < C; ++i2) store16(dst + i2 * 16, _mm512_mul_ps(_mm512_loadu_ps(o.data() + r * hd + i2 * 16), inv));
+        for (int c = 0; c < C; ++c)
+          store16(dst + c * 16, _mm512_mul_ps(_mm512_loadu_ps(o.data() + r * hd + c * 16), inv));
       }
     }
   });
@@ -239,6 +242,8 @@ bool paged_prefill_attention(torch::Tensor q, torch::Tensor out, torch::Tensor k
     for (int64_t b = 0; b < needed; ++b)
       TORCH_CHECK(tp[p * max_blocks + b] >= 0 && tp[p * max_blocks + b] < N, "chunk ", p, ": block out of range");
   }
+  for (int64_t p = 0; p < P; ++p)  // positions are compared as floats, exact below 2^24: longer contexts go to SDPA
+    if (cpp[p] + lp[p] > (int64_t(1) << 24)) return false;
   const float sc = static_cast<float>(scale);
   pybind11::gil_scoped_release no_gil;  // the event loop runs while the engine attends
   if (dtype == torch::kFloat32)

@@ -57,9 +57,10 @@ class ModelRunner:
         self.prefill_kernel: PrefillKernel | None = None
         if ops is not None and ops.prefill_kernel_available():
             self.prefill_kernel = ops.paged_prefill_attention
-        self.prefill_path = "compiled CPU chunk kernel" if self.prefill_kernel is not None else "SDPA over gathered blocks"
+        self.prefill_path = ("compiled CPU chunk kernel" if self.prefill_kernel is not None
+                             else "SDPA over gathered blocks")
         self.fused: FusedDecoder | None = None
-        if fuse_layers and ops is not None and self.decode_kernel is not None:
+        if fuse_layers and ops is not None:
             self.fused = FusedDecoder.build(model, ops, self.decode_kernel, kv_cache)
         self.layers_path = "fused CPU layers" if self.fused is not None else "the model's modules"
         # transformers' models also get our attention in their own forward pass (the steps the fused layers do

@@ -85,7 +85,7 @@ def paged_attention_forward(
         vd = gather_blocks(value_blocks, meta.decode_block_tables)
         od = F.scaled_dot_product_attention(qd, kd, vd, attn_mask=meta.decode_mask, scale=scaling, enable_gqa=gqa)
         out[:nd] = od.squeeze(2)
-    if meta.prefills and meta.attend_prefills(q.transpose(0, 1).contiguous(), out, key_blocks, value_blocks, scale):
+    if meta.attend_prefills(q.transpose(0, 1), out, key_blocks, value_blocks, scale):
         return out.unsqueeze(0), None
     for p in meta.prefills:
         qp = q[:, p.query_start:p.query_start + p.query_len].unsqueeze(0)  # [1, H, n, hd]

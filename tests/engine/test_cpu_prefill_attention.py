@@ -14,7 +14,6 @@ import torch.nn.functional as F
 
 from chatstream import LLM, SamplingParams
 from chatstream.engine.attention_metadata import additive_mask, gather_blocks
-from chatstream.engine.cpu_attention import load_cpu_ops
 
 SHAPES = [  # (num_heads, num_kv_heads, head_dim, block_size)
     (9, 3, 64, 16), (4, 2, 16, 16), (8, 2, 64, 8), (4, 4, 128, 16), (6, 1, 128, 32), (6, 2, 48, 5),
@@ -24,13 +23,6 @@ SHAPES = [  # (num_heads, num_kv_heads, head_dim, block_size)
 # one-token chunks, chunks longer than a task's sixteen tokens.
 CHUNKS = [(37, 0), (5, 70), (100, 333), (1, 3), (64, 16), (17, 31), (16, 32), (2, 0)]
 SENTINEL = 7.0
-
-
-def _ops():
-    ops = load_cpu_ops()
-    if ops is None:
-        pytest.skip("no C++ compiler here: the engine uses SDPA")
-    return ops
 
 
 def _case(num_heads: int, num_kv_heads: int, head_dim: int, block_size: int, dtype: torch.dtype,
@@ -57,9 +49,9 @@ def _case(num_heads: int, num_kv_heads: int, head_dim: int, block_size: int, dty
                 lens=[n for n, _ in chunks], computed=[done for _, done in chunks], scale=head_dim**-0.5)
 
 
-def _run(c: dict) -> tuple[bool, torch.Tensor]:
+def _run(ops, c: dict) -> tuple[bool, torch.Tensor]:
     out = torch.full_like(c["q"], SENTINEL)
-    ran = _ops().paged_prefill_attention(c["q"], out, c["k"], c["v"], c["padded"], torch.tensor(c["starts"]),
+    ran = ops.paged_prefill_attention(c["q"], out, c["k"], c["v"], c["padded"], torch.tensor(c["starts"]),
                                          torch.tensor(c["lens"]), torch.tensor(c["computed"]), c["scale"])
     return ran, out
 
@@ -74,8 +66,8 @@ def _want(c: dict, i: int) -> torch.Tensor:
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=c["scale"], enable_gqa=True)[0].transpose(0, 1)
 
 
-def _vector_path(c: dict) -> torch.Tensor:
-    ran, out = _run(c)
+def _vector_path(ops, c: dict) -> torch.Tensor:
+    ran, out = _run(ops, c)
     if not ran:
         pytest.skip("no AVX-512 here: prompt chunks go through SDPA")
     return out
@@ -83,10 +75,10 @@ def _vector_path(c: dict) -> torch.Tensor:
 
 @pytest.mark.parametrize(("num_heads", "num_kv_heads", "head_dim", "block_size"), SHAPES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
-def test_kernel_matches_sdpa(num_heads: int, num_kv_heads: int, head_dim: int, block_size: int,
+def test_kernel_matches_sdpa(cpu_ops, num_heads: int, num_kv_heads: int, head_dim: int, block_size: int,
                              dtype: torch.dtype) -> None:
     c = _case(num_heads, num_kv_heads, head_dim, block_size, dtype, CHUNKS)
-    out = _vector_path(c)
+    out = _vector_path(cpu_ops, c)
     for i, (start, n) in enumerate(zip(c["starts"], c["lens"])):
         got = out[start:start + n].float()
         if dtype == torch.float32:
@@ -97,23 +89,32 @@ def test_kernel_matches_sdpa(num_heads: int, num_kv_heads: int, head_dim: int, b
     assert (out[:c["starts"][0]] == SENTINEL).all() and (out[end:] == SENTINEL).all()
 
 
-def test_same_bits_at_any_thread_count() -> None:
+def test_same_bits_at_any_thread_count(cpu_ops) -> None:
     c = _case(9, 3, 64, 16, torch.float32, [(300, 200), (45, 0), (130, 700)])
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        one = _vector_path(c)
+        one = _vector_path(cpu_ops, c)
         for threads in (2, 3):
             torch.set_num_threads(threads)
-            assert torch.equal(_run(c)[1], one)
+            assert torch.equal(_run(cpu_ops, c)[1], one)
     finally:
         torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("head_dim", [8, 24, 144])
-def test_other_head_sizes_are_left_to_sdpa(head_dim: int) -> None:
+def test_other_head_sizes_are_left_to_sdpa(cpu_ops, head_dim: int) -> None:
     c = _case(4, 2, head_dim, 16, torch.float32, [(20, 10)])
-    ran, out = _run(c)
+    ran, out = _run(cpu_ops, c)
+    assert not ran and (out == SENTINEL).all()
+
+
+def test_contexts_past_exact_float_positions_are_left_to_sdpa(cpu_ops) -> None:
+    # The kernel compares positions as floats; 2^24 is the first integer past which that is not exact.
+    c = _case(4, 2, 16, 16, torch.float32, [(3, 0)])
+    c["computed"][0] = 2**24
+    c["padded"] = torch.zeros(1, 2**20 + 1, dtype=torch.long)  # block 0 for every position: every index is valid
+    ran, out = _run(cpu_ops, c)
     assert not ran and (out == SENTINEL).all()
 
 
@@ -121,14 +122,14 @@ def test_other_head_sizes_are_left_to_sdpa(head_dim: int) -> None:
     ("tables", 10_000), ("tables", -1), ("starts", 1_000), ("starts", -1), ("lens", 0), ("computed", -1),
     ("computed", 10_000),
 ])
-def test_indices_outside_the_tensors_are_refused(field: str, value: int) -> None:
+def test_indices_outside_the_tensors_are_refused(cpu_ops, field: str, value: int) -> None:
     c = _case(4, 2, 16, 16, torch.float32, [(20, 10), (5, 0)])
     if field == "tables":
         c["padded"][0, 0] = value
     else:
         c[field][0] = value
     with pytest.raises(RuntimeError):
-        _run(c)
+        _run(cpu_ops, c)
 
 
 def _engine_outputs(model, tokenizer, use_kernel: bool, dtype: torch.dtype, counted: list[int]):

@@ -8,6 +8,7 @@ the tiny random-model fixtures; and a real redis-server (`redis_server`, `redis_
 from __future__ import annotations
 
 import importlib.util
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,6 +30,20 @@ def _load_times_in_tmp(tmp_path_factory: pytest.TempPathFactory, monkeypatch: py
     # A test that sets CHATSTREAM_CACHE_DIR itself gets exactly that.
     monkeypatch.setattr(loadtime, "cache_dir",
                         lambda: cache_dir.cache_dir() if os.environ.get(cache_dir.CACHE_DIR_ENV) else folder)
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    """A command run in-process configures logging for the whole process, with handlers on the
+    stderr that pytest captured for that test and closes after it; later records (httpx's, Ray's)
+    would hit a closed file. Each test's loggers are put back as they were."""
+    loggers = [logging.getLogger(), logging.getLogger("chatstream")]
+    saved = [(logger.handlers[:], logger.level, logger.propagate) for logger in loggers]
+    yield
+    for logger, (handlers, level, propagate) in zip(loggers, saved):
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 @pytest.fixture(autouse=True, scope="session")

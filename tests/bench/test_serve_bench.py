@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from chatstream.bench.chat_workload import ChatWorkloadSpec, build_chat_workload, poisson_arrivals
-from chatstream.bench.serve_cli import add_serve_bench_arguments, render_serve_report, run_serve_bench
+from chatstream.bench.serve_cli import add_serve_bench_arguments, run_serve_bench
+from chatstream.bench.serve_report import render_serve_report
 from chatstream.bench.serve_client import RequestRecord
 from chatstream.bench.serve_metrics import Slo, meets_slo, summarize_load
 
@@ -93,7 +94,7 @@ def test_serve_bench_end_to_end_against_our_server(tmp_path: Path) -> None:
     render_serve_report(report, text)
     assert "chatstream  4 req/s" in text.getvalue()
     json.dumps(report)  # --json writes exactly this
-    from chatstream.bench.serve_cli import plot_latency
+    from chatstream.bench.serve_report import plot_latency
 
     pytest.importorskip("matplotlib")
     plot_latency(report, str(tmp_path / "plot.png"))
@@ -107,7 +108,7 @@ def _result(server: str, round_: int, tok_s: float, ttft_p99: float, rate: float
 
 
 def test_ratios_pair_the_rounds_and_take_their_geometric_mean() -> None:
-    from chatstream.bench.serve_cli import ratio_notes
+    from chatstream.bench.serve_report import ratio_notes
 
     report = {"points": [{"rate": 2.0}], "repeat": 2,
               "results": [_result("a", 1, 100.0, 1.0), _result("b", 1, 100.0, 2.0),
@@ -119,8 +120,26 @@ def test_ratios_pair_the_rounds_and_take_their_geometric_mean() -> None:
     assert sustained == "highest rate both sustain (90% of requests or more within the SLO in every round): 2 req/s"
 
 
+def test_ttft_p99_is_also_taken_over_every_rounds_requests_pooled() -> None:
+    from chatstream.bench.metrics import percentile
+    from chatstream.bench.serve_report import ratio_notes
+
+    # a's rounds: 99 requests at 0.1 s and one at 5 s, then 100 at 0.2 s; b's: 100 at 0.3 s twice.
+    rounds = {("a", 1): [0.1] * 99 + [5.0], ("a", 2): [0.2] * 100, ("b", 1): [0.3] * 100, ("b", 2): [0.3] * 100}
+    results = [{**_result(s, r, 100.0, percentile(samples, 99)), "ttft_samples_s": samples}
+               for (s, r), samples in rounds.items()]
+    notes = ratio_notes({"points": [{"rate": 2.0}], "repeat": 2, "results": results})
+    # Round 1 alone puts a's p99 at 0.15 s (a tenth of the way to its one 5 s request); pooled over
+    # 200 requests that request is the slowest 0.5 %, past p99, which is 0.2 s.
+    assert notes[0].endswith("TTFT p99 0.50x, 0.67x)")
+    assert notes[1] == ("a / b at {'rate': 2.0}, the rounds' requests pooled (200 / 200): "
+                        "TTFT p99 0.20 s / 0.30 s = 0.67x")
+    one_round = [r for r in results if r["round"] == 1]
+    assert len(ratio_notes({"points": [{"rate": 2.0}], "repeat": 1, "results": one_round})) == 2  # no pooled line
+
+
 def test_the_highest_rate_both_sustain_needs_every_round_of_both_within_the_slo() -> None:
-    from chatstream.bench.serve_cli import ratio_notes
+    from chatstream.bench.serve_report import ratio_notes
 
     # b missed the SLO for half its requests in its second round at 4 req/s: 1 req/s is the highest both sustain.
     results = [_result(s, r, 100.0, 1.0, rate, 0.5 if (s, rate, r) == ("b", 4.0, 2) else 0.95)

@@ -89,7 +89,8 @@ def test_a_kill_during_a_streamed_reply_keeps_what_was_stored(smollm2_dir: Path,
             with client.stream("POST", "/chat_stream", json={
                     "user_input": "Write a long story about a dragon.", "conversation_id": conversation_id}) as held:
                 started = None
-                for chunk in held.iter_text():
+                chunks = held.iter_text()  # held past the loop: a dropped one would disconnect before the kill
+                for chunk in chunks:
                     segments = chunk.split("<::EOS::>")
                     seen = next((s for s in reversed(segments[:-1]) if s), seen)
                     if len(seen) >= 40 and started is None:

@@ -37,10 +37,18 @@ from chatstream.bench.serve_servers import ServerTarget, chatstream_command, run
 from chatstream.commands.argument_types import positive_int
 
 
+# Below this a Poisson schedule's gaps run to hours (1e-300 would sleep past any clock's range).
+MIN_RATE = 0.001
+
+
 def _floats(text: str) -> list[float]:
-    values = [float(p) for p in text.split(",") if p.strip()]
-    if not values or any(not math.isfinite(v) or v <= 0 for v in values):
-        raise argparse.ArgumentTypeError(f"expected finite positive numbers separated by commas, got {text!r}")
+    try:
+        values = [float(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        values = []
+    if not values or any(not math.isfinite(v) or v < MIN_RATE for v in values):
+        raise argparse.ArgumentTypeError(f"expected request rates of at least {MIN_RATE:g} per second, separated "
+                                         f"by commas, got {text!r}")
     return values
 
 
@@ -68,7 +76,7 @@ def add_serve_bench_arguments(parser: argparse.ArgumentParser) -> None:
     load = parser.add_argument_group("load")
     load.add_argument("--rates", type=_floats, default=None, metavar="R[,R...]",
                       help="Poisson arrival rates in requests/s, one load point each (default: 0.5,1,2,4)")
-    load.add_argument("--concurrency", type=int, default=None,
+    load.add_argument("--concurrency", type=positive_int, default=None,
                       help="instead of rates: keep this many requests in flight (closed loop)")
     load.add_argument("--repeat", type=positive_int, default=1,
                       help="rounds at each load point, the servers' order alternating between rounds (1)")

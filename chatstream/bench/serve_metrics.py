@@ -8,8 +8,8 @@ Definitions (as serving benchmarks usually make them):
   E2E              request sent -> its stream ended.
   goodput          requests per second that met the SLO: TTFT <= slo_ttft_s and their own mean ITL
                    (time per output chunk after the first) <= slo_itl_s.
-pooled TTFT       the TTFTs of every round of a load point taken together: with about 75 requests a
-                   round, one round's p99 is nearly its slowest request; pooled rounds estimate it
+  pooled TTFT      the TTFTs of every round of a load point taken together: with about 75 requests
+                   a round, one round's p99 is nearly its slowest request; pooled rounds estimate it
                    from several times as many.
 Percentiles interpolate linearly (`chatstream.bench.metrics.percentile`). Standard library only.
 """

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import Any, TextIO
 
-from chatstream.bench.metrics import percentile
+from chatstream.bench.metrics import percentile, ratio
 
 
 def _fmt(value: float | None, scale: float = 1.0, digits: int = 2) -> str:
@@ -56,10 +56,6 @@ def _at(report: dict[str, Any], server: str, point: dict[str, Any]) -> list[dict
     return sorted(rows, key=lambda r: r.get("round", 1))
 
 
-def _ratio(a: float | None, b: float | None) -> float | None:
-    return a / b if a and b else None
-
-
 def _geomean(values: list[float | None]) -> float | None:
     known = [v for v in values if v]
     return math.exp(sum(math.log(v) for v in known) / len(known)) if known and len(known) == len(values) else None
@@ -83,8 +79,8 @@ def ratio_notes(report: dict[str, Any]) -> list[str]:
     notes = []
     for point in report["points"]:
         pairs = list(zip(_at(report, a, point), _at(report, b, point)))
-        tput = [_ratio(ra["output_tokens_per_s"], rb["output_tokens_per_s"]) for ra, rb in pairs]
-        ttft = [_ratio(ra["ttft_s"]["p99"], rb["ttft_s"]["p99"]) for ra, rb in pairs]
+        tput = [ratio(ra["output_tokens_per_s"], rb["output_tokens_per_s"]) for ra, rb in pairs]
+        ttft = [ratio(ra["ttft_s"]["p99"], rb["ttft_s"]["p99"]) for ra, rb in pairs]
         note = f"{a} / {b} at {point}: throughput {_fmt(_geomean(tput))}x, TTFT p99 {_fmt(_geomean(ttft))}x"
         if len(pairs) > 1:
             note += (f" (rounds: throughput {', '.join(_fmt(t) + 'x' for t in tput)}; "
@@ -115,7 +111,7 @@ def _pooled_ttft_note(a: str, b: str, point: dict[str, Any],
         return None
     pa, pb = percentile(ta, 99), percentile(tb, 99)
     return (f"{a} / {b} at {point}, the rounds' requests pooled ({len(ta)} / {len(tb)}): "
-            f"TTFT p99 {pa:.2f} s / {pb:.2f} s = {_fmt(_ratio(pa, pb))}x")
+            f"TTFT p99 {pa:.2f} s / {pb:.2f} s = {_fmt(ratio(pa, pb))}x")
 
 
 def plot_latency(report: dict[str, Any], path: str) -> None:

@@ -150,12 +150,17 @@ def test_the_highest_rate_both_sustain_needs_every_round_of_both_within_the_slo(
     assert ratio_notes(lone)[-1] == "no rate sustained by both (90% of requests or more within the SLO in every round)"
 
 
-def test_repeat_must_be_a_positive_count_and_server_names_unique() -> None:
+def test_repeat_concurrency_and_rates_must_be_in_range_and_server_names_unique() -> None:
     parser = argparse.ArgumentParser(exit_on_error=False)
     add_serve_bench_arguments(parser)
-    for bad in ("0", "-1", "two"):
-        with pytest.raises(argparse.ArgumentError, match="expected a whole number >= 1"):
-            parser.parse_args(["--repeat", bad])
+    for option in ("--repeat", "--concurrency"):
+        for bad in ("0", "-1", "two"):
+            with pytest.raises(argparse.ArgumentError, match="expected a whole number >= 1"):
+                parser.parse_args([option, bad])
+    for bad in ("0", "-1", "nan", "inf", "1e-300", "1,,x", ""):
+        with pytest.raises(argparse.ArgumentError, match="request rates of at least 0.001 per second"):
+            parser.parse_args(["--rates", bad])
+    assert parser.parse_args(["--rates", "0.5,2"]).rates == [0.5, 2.0]
     args = parser.parse_args(["--url", "http://127.0.0.1:1/v1", "--url", "http://127.0.0.1:1/v1"])
     with pytest.raises(ValueError, match="two servers share a name"):
         run_serve_bench(args, progress=lambda _msg: None)

@@ -34,6 +34,24 @@ def test_panel_matmul_is_the_linear_product(panel_ops, out_features, rows, in_fe
     torch.testing.assert_close(got, F.linear(x, weight), atol=1e-5, rtol=1e-5)
 
 
+# From 64 rows on, tasks are three panels by a block of 96 rows, in tiles of 8, then 4, then 1 rows: 40, 56
+# and 100 outputs leave a last group of one, two or three partial panels; 64, 101 and 200 rows leave whole
+# or partial tiles and blocks; strided rows as a prompt chunk's.
+@pytest.mark.parametrize("out_features", [1, 40, 48, 56, 100])
+@pytest.mark.parametrize("rows", [64, 101, 200])
+def test_many_rows_take_the_wide_tasks_and_keep_the_product(panel_ops, out_features, rows):
+    gen = torch.Generator().manual_seed(out_features * 1000 + rows)
+    weight = torch.randn(out_features, 37, generator=gen)
+    x = torch.randn(rows, 40, generator=gen)[:, 2:39]
+    got = panel_ops.panel_matmul(x, pack_panels(weight), out_features)
+    assert got.shape == (rows, out_features) and got.is_contiguous()
+    torch.testing.assert_close(got, F.linear(x, weight), atol=1e-5, rtol=1e-5)
+    bf16 = x.bfloat16()
+    got16 = panel_ops.panel_matmul(bf16, pack_panels(weight), out_features)
+    want16 = panel_ops.panel_matmul(bf16.float(), pack_panels(weight), out_features).bfloat16()
+    assert torch.equal(got16.view(torch.int16), want16.view(torch.int16))
+
+
 @pytest.mark.parametrize("rows", [1, 5, 9, 33])
 @pytest.mark.parametrize("out_features", [15, 40])
 def test_panel_matmul_takes_bf16_rows_and_rounds_its_fp32_sums_once(panel_ops, rows, out_features):

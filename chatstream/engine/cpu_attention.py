@@ -194,6 +194,8 @@ class CpuOps(Protocol):
 
     def panel_matmul(self, x: torch.Tensor, panels: torch.Tensor, out_features: int) -> torch.Tensor: ...
 
+    def panel_gated_matmul(self, x: torch.Tensor, panels: torch.Tensor, out_features: int) -> torch.Tensor: ...
+
     def tile_kernel_available(self) -> bool: ...
 
     def tile_matmul(self, x: torch.Tensor, tiles: torch.Tensor, out_features: int) -> torch.Tensor: ...
@@ -229,7 +231,7 @@ def _build_cpu_extension() -> Any:
         from torch.utils.cpp_extension import load_inline
 
         return load_inline(
-            name="chatstream_cpu_ops_v17",
+            name="chatstream_cpu_ops_v18",
             cpp_sources=TASK_SPLIT_SOURCE + _SOURCE + DECODE_AVX512_SOURCE + _ENTRY_SOURCE + PREFILL_SOURCE
             + LAYER_OPS_SOURCE + INT8_SOURCE + PANEL_SOURCE + TILE_SOURCE,
             functions=["paged_decode_attention", *PREFILL_FUNCTIONS, *LAYER_OPS_FUNCTIONS, "int8_matmul",

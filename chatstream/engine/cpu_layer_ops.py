@@ -11,7 +11,8 @@ rows, and write the new keys and values straight into their cache blocks:
 - `rope_and_cache(qkv, cos, sin, k_cache, v_cache, slots, H, KVH, hd)`: rotates the query and key
   heads of the fused q/k/v product (rotate-half convention), stores keys and values at their slots
   (cache layout `[num_blocks, KVH, block_size, hd]`) and returns the rotated queries `[T, H, hd]`.
-- `silu_mul(gate_up)`: `silu(gate) * up` for the fused `[T, 2I]` gate/up product.
+- `silu_mul(gate_up)`: `silu(gate) * up` for the fused `[T, 2I]` gate/up product (`silu_lanes`
+  is the same activation sixteen lanes at a time, for the panel product's gated tasks).
 
 They round where HF's bf16 modules round (each PyTorch op rounds its result to the tensor's dtype),
 so bf16 results match HF's eager modules up to the order of a sum; in fp32 every step is fp32.
@@ -102,6 +103,17 @@ static void add_rms_norm_vector(const T* xp, int64_t xs, const T* rp, int64_t rs
       }
     }
   });
+}
+
+// silu(x) = x * sigmoid(x) for the panel product's gated tasks (cpu_panel_wide_ops.py), the sigmoid from
+// e = e^-|x| (at most 1: the range of the prompt kernel's exp_nonpositive, earlier in the same source):
+// 1 / (1 + e) for x >= 0, e / (1 + e) below. Within a few ulp of silu_mul's std::exp (below -87, where the
+// exponential is clamped, within 2e-36); NaN stays NaN (x is the last factor).
+static inline __m512 silu_lanes(__m512 x) {
+  const __m512 one = _mm512_set1_ps(1.f);
+  const __m512 e = exp_nonpositive(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_abs_ps(x)));
+  const __m512 num = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ), one, e);
+  return _mm512_mul_ps(_mm512_div_ps(num, _mm512_add_ps(one, e)), x);
 }
 #endif
 
@@ -210,7 +222,9 @@ static void silu_mul_impl(const T* gu, int64_t gs, T* op, int64_t rows, int64_t 
       T* o = op + r * n;
       for (int64_t i = 0; i < n; ++i) {
         const float x = load(g, i);
-        const float act = round_to(g, x / (1.f + std::exp(-x)));
+        // exp(-x) overflows below x = -88.7, and -ffast-math assumes no infinities (x / inf came out NaN):
+        // from -88 on the result is below 1e-36, which the clamp keeps finite.
+        const float act = round_to(g, x / (1.f + std::exp(std::min(-x, 88.f))));
         store(o, i, act * load(u, i));
       }
     }

@@ -11,13 +11,9 @@ them between threads weigh more than the arithmetic. This kernel is plain regist
   used for eight rows; the tasks are shared between the threads by `cpu_task_split.py`. While
   its first eight rows run, a task asks for the next task's panels, so the weights' trip from
   memory overlaps the arithmetic.
-- From 64 rows on (a prompt chunk), the weights come from the cache and the arithmetic sets the pace:
-  a task is then three panels by a block of 96 rows, in tiles of 8 rows by 48 outputs (24
-  accumulators, each weight vector used for 8 rows and each input for 3 panels), and a thread's
-  consecutive tasks are the same panels' next rows. Measured on SmolLM2's 30 layers' shapes (2-core
-  Xeon, fp32, alternating, medians of 8 passes): 0.78x the time of two-panel tasks at 128 rows,
-  0.89x at 256, 0.87-0.91x at 512, 0.93x at 1024 (230-253 against 203-229 GFLOP/s at 512).
-Measured on SmolLM2's 30 layers (2-core Xeon, fp32): 37 ms against oneDNN's 45 ms at 32 rows,
+- From 64 rows on (a prompt chunk), the tasks are wider: `cpu_panel_wide_ops.py`, which also has
+  the gated gate/up product (`panel_gated_matmul`).
+Measured on SmolLM2's 30 layers (2-core Xeon, fp32), before the wider tasks: 37 ms against oneDNN's 45 ms at 32 rows,
 15 against 23 ms at one row, 340 against 352 ms at 512 rows; the LM head is level. Asking ahead
 took another 12-17 % off at 32 rows and 12-21 % at 8 (same run, alternating).
 The sums run over the inputs in order in fp32, so results differ from oneDNN's only by rounding.
@@ -31,6 +27,8 @@ Compiled only where the compiler targets AVX-512 (`-march=native`); elsewhere
 from __future__ import annotations
 
 import torch
+
+from chatstream.engine.cpu_panel_wide_ops import PANEL_WIDE_SOURCE
 
 PANEL_WIDTH = 16  # output channels per panel: one AVX-512 register of fp32 (kPanel below)
 
@@ -49,9 +47,9 @@ def pack_panels(weight: torch.Tensor) -> torch.Tensor:
     return panels
 
 
-PANEL_FUNCTIONS = ["panel_kernel_available", "panel_matmul"]
+PANEL_FUNCTIONS = ["panel_kernel_available", "panel_matmul", "panel_gated_matmul"]
 
-PANEL_SOURCE = r"""
+_PANEL_KERNEL_SOURCE = r"""
 bool panel_kernel_available() {
 #if defined(__AVX512F__)
   return true;
@@ -61,10 +59,6 @@ bool panel_kernel_available() {
 }
 
 static constexpr int64_t kPanel = 16;  // output channels per panel: one AVX-512 register of fp32
-static constexpr int64_t kWideRows = 64;    // from this many rows on, wide_tasks (below)
-static constexpr int64_t kWidePanels = 3;   // a wide task's panels
-static constexpr int kWideTile = 8;         // rows per register tile
-static constexpr int64_t kWideBlock = 96;   // a wide task's rows
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -115,60 +109,10 @@ static __mmask16 lanes_below(int64_t n) {
   return n >= kPanel ? static_cast<__mmask16>(0xFFFF) : static_cast<__mmask16>((1u << n) - 1u);
 }
 #endif
+"""
 
+_PANEL_CALLS_SOURCE = r"""
 #if defined(__AVX512F__)
-// out[m, 0:16 NP] for MR rows of x against NP consecutive panels: MR * NP accumulators, each weight
-// vector used for MR rows and each broadcast input for NP panels (8 x 3: 24 of the 32 registers).
-template <int MR, int NP, typename T>
-static inline void wide_rows(const float* x, int64_t xs, const float* p0, int64_t K, T* o, int64_t os,
-                             const __mmask16* masks) {
-  __m512 a[MR][NP];
-  for (int m = 0; m < MR; ++m)
-    for (int j = 0; j < NP; ++j) a[m][j] = _mm512_setzero_ps();
-  for (int64_t k = 0; k < K; ++k) {
-    __m512 w[NP];
-    for (int j = 0; j < NP; ++j) w[j] = _mm512_loadu_ps(p0 + (j * K + k) * kPanel);
-    for (int m = 0; m < MR; ++m) {
-      const __m512 xv = _mm512_set1_ps(x[m * xs + k]);
-      for (int j = 0; j < NP; ++j) a[m][j] = _mm512_fmadd_ps(xv, w[j], a[m][j]);
-    }
-  }
-  for (int m = 0; m < MR; ++m)
-    for (int j = 0; j < NP; ++j) panel_put(o + m * os + j * kPanel, masks[j], a[m][j]);
-}
-
-template <int NP, typename T>
-static void wide_block(const float* x, int64_t xs, const float* p0, int64_t K, T* o, int64_t os, int64_t rows,
-                       const __mmask16* masks) {
-  int64_t m = 0;
-  for (; m + kWideTile <= rows; m += kWideTile) wide_rows<kWideTile, NP>(x + m * xs, xs, p0, K, o + m * os, os, masks);
-  for (; m + 4 <= rows; m += 4) wide_rows<4, NP>(x + m * xs, xs, p0, K, o + m * os, os, masks);
-  for (; m < rows; ++m) wide_rows<1, NP>(x + m * xs, xs, p0, K, o + m * os, os, masks);
-}
-
-// Many rows (a prompt chunk): the arithmetic, not the trip of the weights from memory, sets the pace, so a
-// task is three panels by a block of rows, with more products per load than panel_rows' two panels. A
-// thread's consecutive tasks are the same panels' next rows, which keeps those panels in its cache.
-template <typename T>
-static void wide_tasks(const float* xp, int64_t xs, const float* pp, int64_t M, int64_t K, int64_t N,
-                       int64_t count, T* op) {
-  const int64_t groups = (count + kWidePanels - 1) / kWidePanels, blocks = (M + kWideBlock - 1) / kWideBlock;
-  parallel_tasks(groups * blocks, [&](auto&& next) {
-    for (int64_t task; (task = next()) >= 0;) {
-      const int64_t group = task / blocks, first = group * kWidePanels * kPanel, m = (task % blocks) * kWideBlock;
-      const int64_t panels = std::min<int64_t>(kWidePanels, count - group * kWidePanels);
-      const __mmask16 masks[kWidePanels] = {lanes_below(N - first), lanes_below(N - first - kPanel),
-                                            lanes_below(N - first - 2 * kPanel)};
-      const float* p0 = pp + group * kWidePanels * K * kPanel;
-      const int64_t rows = std::min(kWideBlock, M - m);
-      T* o = op + m * N + first;
-      if (panels == 3) wide_block<3>(xp + m * xs, xs, p0, K, o, N, rows, masks);
-      else if (panels == 2) wide_block<2>(xp + m * xs, xs, p0, K, o, N, rows, masks);
-      else wide_block<1>(xp + m * xs, xs, p0, K, o, N, rows, masks);
-    }
-  });
-}
-
 template <typename T>
 static void panel_tasks(const float* xp, int64_t xs, const float* pp, int64_t M, int64_t K, int64_t N,
                         int64_t count, T* op) {
@@ -200,9 +144,8 @@ static void panel_tasks(const float* xp, int64_t xs, const float* pp, int64_t M,
 }
 #endif
 
-// x: float32 or bfloat16 rows; the result has x's dtype (bf16 rows are widened first, exactly, and the fp32
-// sums rounded once to bf16 at the end).
-torch::Tensor panel_matmul(torch::Tensor x, torch::Tensor panels, int64_t N) {
+
+static void check_panels(const torch::Tensor& x, const torch::Tensor& panels, int64_t N) {
   TORCH_CHECK(x.dim() == 2 && x.stride(1) == 1 &&
               (x.scalar_type() == torch::kFloat32 || x.scalar_type() == torch::kBFloat16),
               "x must be float32 or bfloat16 [rows, in] with contiguous rows");
@@ -210,6 +153,12 @@ torch::Tensor panel_matmul(torch::Tensor x, torch::Tensor panels, int64_t N) {
               panels.scalar_type() == torch::kFloat32 &&
               panels.size(1) == x.size(1) && panels.size(0) * kPanel >= N && N > (panels.size(0) - 1) * kPanel,
               "panels must come from pack_panels of an [N, in] weight");
+}
+
+// x: float32 or bfloat16 rows; the result has x's dtype (bf16 rows are widened first, exactly, and the fp32
+// sums rounded once to bf16 at the end).
+torch::Tensor panel_matmul(torch::Tensor x, torch::Tensor panels, int64_t N) {
+  check_panels(x, panels, N);
 #if defined(__AVX512F__)
   pybind11::gil_scoped_release no_gil;  // the event loop runs while the engine converts and multiplies
   const bool bf16 = x.scalar_type() == torch::kBFloat16;
@@ -232,4 +181,31 @@ torch::Tensor panel_matmul(torch::Tensor x, torch::Tensor panels, int64_t N) {
   return x;
 #endif
 }
+// silu(gate) * up of x against the panels of a [gate; up] weight (N = 2n outputs): `[rows, n]` in x's dtype,
+// silu_mul(panel_matmul(x, panels, N)) up to the last bits. Many rows with n a multiple of 16 (whole panels on each
+// side) take gated_tasks; anything else is those two calls.
+torch::Tensor panel_gated_matmul(torch::Tensor x, torch::Tensor panels, int64_t N) {
+  check_panels(x, panels, N);
+  TORCH_CHECK(N % 2 == 0, "a [gate; up] weight has an even number of outputs");
+#if defined(CHATSTREAM_PANEL_GATED)
+  const int64_t M = x.size(0), K = x.size(1), n = N / 2;
+  if (M >= kWideRows && n % kPanel == 0) {
+    pybind11::gil_scoped_release no_gil;
+    const bool bf16 = x.scalar_type() == torch::kBFloat16;
+    const torch::Tensor xf = bf16 ? x.to(torch::kFloat32) : x;
+    auto out = torch::empty({M, n}, x.options());
+    if (bf16) {
+      gated_tasks(xf.data_ptr<float>(), xf.stride(0), panels.data_ptr<float>(), M, K, n,
+                  reinterpret_cast<uint16_t*>(out.data_ptr<at::BFloat16>()));
+    } else {
+      gated_tasks(xf.data_ptr<float>(), xf.stride(0), panels.data_ptr<float>(), M, K, n, out.data_ptr<float>());
+    }
+    return out;
+  }
+#endif
+  return silu_mul(panel_matmul(x, panels, N));
+}
 """
+
+# The many-row tasks use the kernel's helpers above and are used by the calls below.
+PANEL_SOURCE = _PANEL_KERNEL_SOURCE + PANEL_WIDE_SOURCE + _PANEL_CALLS_SOURCE

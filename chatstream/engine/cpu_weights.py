@@ -128,6 +128,16 @@ class PanelWeight:
         out = self.ops.panel_matmul(rows if rows.stride(-1) == 1 else rows.contiguous(), self.panels, self.out_features)
         return out.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
 
+    def gated(self, x: torch.Tensor) -> torch.Tensor:
+        """`silu(gate) * up` where this is the fused `[gate; up]` weight: the product and the activation in one
+        pass over many rows (`panel_gated_matmul`), never writing the full product."""
+        rows = x.reshape(-1, x.shape[-1])
+        if rows.dtype not in (torch.float32, torch.bfloat16):
+            rows = rows.float()
+        out = self.ops.panel_gated_matmul(rows if rows.stride(-1) == 1 else rows.contiguous(), self.panels,
+                                          self.out_features)
+        return out.to(x.dtype).reshape(*x.shape[:-1], self.out_features // 2)
+
     def dense_weight(self) -> torch.Tensor:
         return self.panels.transpose(1, 2).reshape(-1, self.in_features)[: self.out_features].to(self.dtype).contiguous()
 

@@ -7,7 +7,9 @@ Python for those few rows. On a small model that costs as much as the products t
 SmolLM2-135M in bf16, about a third of the step). This runner reads the same modules' prepared
 weights and runs each layer as nine calls: fused norm, q/k/v product, rotary + cache write (one
 pass), the paged decode kernel, output product, fused residual add + norm, gate/up product, fused
-activation, down product (`cpu_layer_ops.py`).
+activation, down product (`cpu_layer_ops.py`). Where the gate/up weight is our fp32 panels, a prompt
+chunk's gate/up product and activation are one pass (`PanelWeight.gated`): its `[T, 2I]` product
+is never written out and read back.
 
 It runs every step, those that keep prompt log-probs too (their prompt tokens' rows go through the
 LM head with the sampled ones). Decodes attend through the paged decode kernel, prompt chunks
@@ -27,6 +29,7 @@ import torch
 from torch import nn
 
 from chatstream.engine.cpu_attention import CpuOps, DecodeKernel
+from chatstream.engine.cpu_weights import PanelWeight
 from chatstream.engine.kv_cache import KVCache
 from chatstream.engine.linear_fusion import FusedMember
 from chatstream.engine.attention_metadata import AttentionMetadata, attend_from_blocks
@@ -46,6 +49,12 @@ class _Product:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         out = self.kernel(x)
         return out if self.bias is None else out + self.bias
+
+    def gated(self, x: torch.Tensor, ops: CpuOps) -> torch.Tensor:
+        """`silu(gate) * up` of this `[gate; up]` product: in the product's own pass where the kernel has one."""
+        if self.bias is None and isinstance(self.kernel, PanelWeight):
+            return self.kernel.gated(x)
+        return ops.silu_mul(self(x))
 
 
 @dataclass(frozen=True)
@@ -163,7 +172,7 @@ class FusedDecoder:
             attended = self._attention(q, k_blocks, v_blocks, meta)
             x, residual = ops.add_rms_norm(layer.out(attended.view(h.shape[0], -1)), residual, layer.post_norm,
                                            layer.post_eps)
-            h = layer.down(ops.silu_mul(layer.gate_up(x)))
+            h = layer.down(layer.gate_up.gated(x, ops))
             if index + 1 < len(self.layers):
                 following = self.layers[index + 1]
                 x, residual = ops.add_rms_norm(h, residual, following.input_norm, following.input_eps)

@@ -52,6 +52,34 @@ def test_many_rows_take_the_wide_tasks_and_keep_the_product(panel_ops, out_featu
     assert torch.equal(got16.view(torch.int16), want16.view(torch.int16))
 
 
+# The gated product: 64 rows and more with whole panels on each side (n = 16, 48: one or two gate panels in
+# the last task) run fused; fewer rows, or n = 40 (the gate/up boundary inside a panel), are the two calls.
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("n", [16, 40, 48])
+@pytest.mark.parametrize("rows", [5, 64, 101])
+def test_panel_gated_matmul_is_silu_of_the_gate_times_the_up_product(panel_ops, dtype, n, rows):
+    gen = torch.Generator().manual_seed(n * 1000 + rows)
+    weight = torch.randn(2 * n, 37, generator=gen)
+    x = (torch.randn(rows, 40, generator=gen) * 3)[:, 1:38].to(dtype)
+    panels = pack_panels(weight)
+    got = panel_ops.panel_gated_matmul(x, panels, 2 * n)
+    assert got.dtype == dtype and got.shape == (rows, n) and got.is_contiguous()
+    # The two calls it replaces, up to the last bits (its exponential is a polynomial of a few ulp; in bf16 that
+    # can move a result by one bf16 step); and the activation of HF's modules.
+    separate = panel_ops.silu_mul(panel_ops.panel_matmul(x, panels, 2 * n))
+    last_bits = 1e-6 if dtype == torch.float32 else 2 ** -7
+    torch.testing.assert_close(got, separate, atol=1e-30, rtol=last_bits)
+    product = F.linear(x.float(), weight).to(dtype)
+    want = F.silu(product[:, :n]) * product[:, n:]
+    tolerance = dict(atol=1e-4, rtol=1e-4) if dtype == torch.float32 else dict(atol=0.1, rtol=0.02)
+    torch.testing.assert_close(got, want, **tolerance)
+
+
+def test_panel_gated_matmul_rejects_an_odd_number_of_outputs(panel_ops):
+    with pytest.raises(RuntimeError, match="even number"):
+        panel_ops.panel_gated_matmul(torch.randn(70, 8), pack_panels(torch.randn(33, 8)), 33)
+
+
 @pytest.mark.parametrize("rows", [1, 5, 9, 33])
 @pytest.mark.parametrize("out_features", [15, 40])
 def test_panel_matmul_takes_bf16_rows_and_rounds_its_fp32_sums_once(panel_ops, rows, out_features):

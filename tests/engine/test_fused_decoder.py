@@ -61,6 +61,11 @@ def test_silu_mul_is_the_gated_activation(cpu_ops, dtype):
     gate_up = torch.randn(5, 2 * 40, generator=torch.Generator().manual_seed(1)).to(dtype)
     want = F.silu(gate_up[:, :40]) * gate_up[:, 40:]
     torch.testing.assert_close(cpu_ops.silu_mul(gate_up), want, **_close(dtype))
+    # Both tails and zero: far below zero the activation is a few 1e-36 where PyTorch's underflows, never NaN.
+    gate_up[0, :9] = torch.tensor([-1e4, -200.0, -90.0, -1e-3, 0.0, 1e-3, 30.0, 90.0, 200.0])
+    got = cpu_ops.silu_mul(gate_up)
+    assert got.isfinite().all()
+    torch.testing.assert_close(got, F.silu(gate_up[:, :40]) * gate_up[:, 40:], atol=1e-30, rtol=_close(dtype)["rtol"])
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -124,7 +129,7 @@ def _generate(model, tokenizer, dtype: torch.dtype, fused: bool, calls: list[int
 
         decoder.logits = counted
     rng = random.Random(3)
-    prompts = [[rng.randrange(3, len(tokenizer)) for _ in range(n)] for n in (1, 5, 17, 40)]
+    prompts = [[rng.randrange(3, len(tokenizer)) for _ in range(n)] for n in (1, 5, 17, 60)]
     params = SamplingParams(max_tokens=10, temperature=0.0, ignore_eos=True, logprobs=3)
     return [out.outputs[0] for out in llm.generate(prompts, params)]
 
@@ -135,8 +140,9 @@ def test_fused_decodes_give_the_modules_tokens_and_logprobs(cpu_ops, tiny_family
     calls: list[int] = []
     fused = _generate(*tiny_model_factory(tiny_family), dtype, True, calls)
     plain = _generate(*tiny_model_factory(tiny_family), dtype, False, [])
-    # The fused path ran the prompts' step (63 tokens) and the four requests' decode steps.
-    assert calls[0] == 1 + 5 + 17 + 40 and set(calls[1:]) == {4}
+    # The fused path ran the prompts' step (83 tokens: the products' many-row tasks and the gated product) and
+    # the four requests' decode steps.
+    assert calls[0] == 1 + 5 + 17 + 60 and set(calls[1:]) == {4}
     tolerance = 1e-4 if dtype == torch.float32 else 0.1
     for got, want in zip(fused, plain):
         if dtype == torch.float32:

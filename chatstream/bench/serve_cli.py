@@ -14,7 +14,8 @@ this runs on change speed over minutes, so the servers take turns at each point 
 server running the whole sweep before the next; with
 `--repeat N` each point runs N rounds in alternating order (A B, B A, ...), so a drift in the
 machine's speed weighs on both alike. An idle server waits on its socket and costs the measured
-one nothing.
+one nothing; one that has just finished may not be idle yet, so each measurement starts once the
+cores are (`machine_quiet.py`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from chatstream.bench.chat_workload import ChatRequest, ChatWorkloadSpec, build_chat_workload
+from chatstream.bench.machine_quiet import wait_until_quiet
 from chatstream.bench.serve_client import run_load
 from chatstream.bench.serve_metrics import Slo, summarize_load
 from chatstream.bench.serve_report import plot_latency, render_serve_report
@@ -50,6 +52,16 @@ def _floats(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected request rates of at least {MIN_RATE:g} per second, separated "
                                          f"by commas, got {text!r}")
     return values
+
+
+def _wait_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 600:
+        raise argparse.ArgumentTypeError(f"expected seconds from 0 to 600, got {text!r}")
+    return value
 
 
 def _named_url(text: str) -> tuple[str, str]:
@@ -88,6 +100,8 @@ def add_serve_bench_arguments(parser: argparse.ArgumentParser) -> None:
     load.add_argument("--system-words", type=int, default=None,
                       help="cut the shared system prompt to this many words (default: all, about 200 tokens)")
     load.add_argument("--seed", type=int, default=0)
+    load.add_argument("--quiet-wait", type=_wait_seconds, default=15.0, metavar="S",
+                      help="before each measurement, wait up to S seconds for the cores to fall idle (15; 0: don't)")
     load.add_argument("--slo-ttft", type=float, default=2.0, help="SLO on time to first token, seconds (2)")
     load.add_argument("--slo-itl", type=float, default=0.2, help="SLO on a request's mean inter-token gap, s (0.2)")
     out = parser.add_argument_group("output")
@@ -144,10 +158,14 @@ def run_serve_bench(args: argparse.Namespace, progress: Any = None) -> dict[str,
                 for target in targets if round_ % 2 == 0 else targets[::-1]:
                     label = f"{target.name} {point}" + (f" round {round_ + 1}" if args.repeat > 1 else "")
                     progress(f"   {label}: {len(measured)} requests ...")
+                    # The server measured before may still be busy (`machine_quiet.py`).
+                    quiet = args.quiet_wait > 0 and wait_until_quiet(timeout_s=args.quiet_wait)
+                    if args.quiet_wait > 0 and not quiet:
+                        progress(f"   (the cores did not fall idle within {args.quiet_wait:g} s; measuring anyway)")
                     records = asyncio.run(run_load(target.base_url, models[target.name], measured, seed=seed, **point))
                     summary = summarize_load(records, slo)
                     results.append({"server": target.name, "base_url": target.base_url, **point,
-                                    "round": round_ + 1, "seed": seed, **summary})
+                                    "round": round_ + 1, "seed": seed, "started_quiet": quiet, **summary})
                     progress(f"   {label}: {summary['output_tokens_per_s']:.1f} tok/s, {summary['num_failed']} failed")
     return {"workload": {**spec.__dict__, "num_requests": len(requests)}, "points": points, "repeat": args.repeat,
             "results": results}

@@ -76,7 +76,7 @@ def test_serve_bench_end_to_end_against_our_server(tmp_path: Path) -> None:
     args = parser.parse_args(["--chatstream", "--model", str(tmp_path / "model"), "--rates", "4,8",
                               "--num-conversations", "4", "--max-turns", "2", "--reply-tokens", "6",
                               "--max-reply-tokens", "12", "--user-words", "5", "--system-words", "12",
-                              "--plot", str(tmp_path / "plot.png")])
+                              "--plot", str(tmp_path / "plot.png"), "--quiet-wait", "5"])
     report = run_serve_bench(args, progress=lambda _msg: None)
 
     assert [r["rate"] for r in report["results"]] == [4.0, 8.0]
@@ -86,6 +86,7 @@ def test_serve_bench_end_to_end_against_our_server(tmp_path: Path) -> None:
                             reply_tokens_max=12, system_words=12)
     for r in report["results"]:
         assert r["server"] == "chatstream" and r["num_failed"] == 0, r["errors"]
+        assert isinstance(r["started_quiet"], bool)
         workload = build_chat_workload(replace(spec, seed=r["seed"]))
         assert r["num_requests"] == len(workload) >= 4
         assert r["output_tokens"] > 0 and r["output_tokens_per_s"] > 0
@@ -161,6 +162,10 @@ def test_repeat_concurrency_and_rates_must_be_in_range_and_server_names_unique()
         with pytest.raises(argparse.ArgumentError, match="request rates of at least 0.001 per second"):
             parser.parse_args(["--rates", bad])
     assert parser.parse_args(["--rates", "0.5,2"]).rates == [0.5, 2.0]
+    for bad in ("-1", "nan", "inf", "601", "x"):
+        with pytest.raises(argparse.ArgumentError, match="expected seconds from 0 to 600"):
+            parser.parse_args(["--quiet-wait", bad])
+    assert parser.parse_args(["--quiet-wait", "0"]).quiet_wait == 0.0
     args = parser.parse_args(["--url", "http://127.0.0.1:1/v1", "--url", "http://127.0.0.1:1/v1"])
     with pytest.raises(ValueError, match="two servers share a name"):
         run_serve_bench(args, progress=lambda _msg: None)
@@ -176,7 +181,7 @@ def test_servers_take_turns_at_each_point_in_alternating_order(tiny_model_factor
         args = parser.parse_args(["--url", f"a={server.url}/v1", "--url", f"b={server.url}/v1", "--concurrency", "1",
                                   "--repeat", "3", "--num-conversations", "2", "--max-turns", "1",
                                   "--reply-tokens", "4", "--max-reply-tokens", "6", "--user-words", "3",
-                                  "--system-words", "6"])
+                                  "--system-words", "6", "--quiet-wait", "0"])
         report = run_serve_bench(args, progress=lambda _msg: None)
 
     assert [(r["server"], r["round"]) for r in report["results"]] == [("a", 1), ("b", 1), ("b", 2), ("a", 2),

@@ -23,15 +23,15 @@ CpuTimes = tuple[int, int]  # (busy, total) jiffies since boot, all cores
 
 
 def read_cpu_times(stat: Path = Path("/proc/stat")) -> CpuTimes | None:
-    """The machine's busy and total CPU time so far, or None where there is no `/proc/stat`."""
+    """The machine's busy and total CPU time so far, or None where `/proc/stat` is missing or not as Linux writes it."""
     try:
         fields = stat.read_text().split("\n", 1)[0].split()
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         return None
-    if not fields or fields[0] != "cpu":
+    if len(fields) < 5 or fields[0] != "cpu" or not all(v.isdigit() for v in fields[1:]):
         return None
     values = [int(v) for v in fields[1:]]
-    idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+    idle = values[3] + values[4]  # idle + iowait
     total = sum(values[:8])  # guest time is already counted in user time
     return total - idle, total
 

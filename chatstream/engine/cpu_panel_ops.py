@@ -144,7 +144,6 @@ static void panel_tasks(const float* xp, int64_t xs, const float* pp, int64_t M,
 }
 #endif
 
-
 static void check_panels(const torch::Tensor& x, const torch::Tensor& panels, int64_t N) {
   TORCH_CHECK(x.dim() == 2 && x.stride(1) == 1 &&
               (x.scalar_type() == torch::kFloat32 || x.scalar_type() == torch::kBFloat16),
@@ -181,6 +180,7 @@ torch::Tensor panel_matmul(torch::Tensor x, torch::Tensor panels, int64_t N) {
   return x;
 #endif
 }
+
 // silu(gate) * up of x against the panels of a [gate; up] weight (N = 2n outputs): `[rows, n]` in x's dtype,
 // silu_mul(panel_matmul(x, panels, N)) up to the last bits. Many rows with n a multiple of 16 (whole panels on each
 // side) take gated_tasks; anything else is those two calls.

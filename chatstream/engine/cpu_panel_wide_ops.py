@@ -8,7 +8,8 @@ panels by a block of 96 rows, in tiles of 8 rows by 48 outputs (24 accumulators,
 used for 8 rows and each input for 3 panels), and a thread's consecutive tasks are the same panels'
 next rows. Measured on SmolLM2's 30 layers' shapes (2-core Xeon, fp32, alternating, medians of 8
 passes): 0.78x the time of two-panel tasks at 128 rows, 0.89x at 256, 0.87-0.91x at 512, 0.93x at
-1024 (230-253 against 203-229 GFLOP/s at 512). Six-by-four and twelve-by-two tiles, and blocks of
+1024 (230-253 against 203-229 GFLOP/s at 512) while the machine was slow; 0.91x, 0.98x and
+0.96-0.97x at 128, 256 and 512 rows while it was fast. Six-by-four and twelve-by-two tiles, and blocks of
 48 or 192 rows, were no faster.
 
 `gated_tasks` is the same for the fused `[gate; up]` weight of a gated MLP: each tile holds two

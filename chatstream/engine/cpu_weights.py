@@ -122,21 +122,22 @@ class PanelWeight:
         self.ops = ops
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.reshape(-1, x.shape[-1])
-        if rows.dtype not in (torch.float32, torch.bfloat16):
-            rows = rows.float()
-        out = self.ops.panel_matmul(rows if rows.stride(-1) == 1 else rows.contiguous(), self.panels, self.out_features)
+        out = self.ops.panel_matmul(self._rows(x), self.panels, self.out_features)
         return out.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
 
     def gated(self, x: torch.Tensor) -> torch.Tensor:
         """`silu(gate) * up` where this is the fused `[gate; up]` weight: the product and the activation in one
         pass over many rows (`panel_gated_matmul`), never writing the full product."""
+        out = self.ops.panel_gated_matmul(self._rows(x), self.panels, self.out_features)
+        return out.to(x.dtype).reshape(*x.shape[:-1], self.out_features // 2)
+
+    @staticmethod
+    def _rows(x: torch.Tensor) -> torch.Tensor:
+        """`x` as the kernel takes it: 2-D, fp32 or bf16, contiguous rows."""
         rows = x.reshape(-1, x.shape[-1])
         if rows.dtype not in (torch.float32, torch.bfloat16):
             rows = rows.float()
-        out = self.ops.panel_gated_matmul(rows if rows.stride(-1) == 1 else rows.contiguous(), self.panels,
-                                          self.out_features)
-        return out.to(x.dtype).reshape(*x.shape[:-1], self.out_features // 2)
+        return rows if rows.stride(-1) == 1 else rows.contiguous()
 
     def dense_weight(self) -> torch.Tensor:
         return self.panels.transpose(1, 2).reshape(-1, self.in_features)[: self.out_features].to(self.dtype).contiguous()

@@ -13,8 +13,11 @@ def test_cpu_times_are_busy_and_total_jiffies(tmp_path: Path) -> None:
     stat.write_text("cpu  100 5 50 800 40 3 2 0 7 0\ncpu0 50 2 25 400 20 1 1 0 3 0\n")
     assert read_cpu_times(stat) == (100 + 5 + 50 + 3 + 2, 1000)
     assert read_cpu_times(tmp_path / "missing") is None
-    (tmp_path / "odd").write_text("intr 1 2 3\n")
-    assert read_cpu_times(tmp_path / "odd") is None
+    for odd in ("intr 1 2 3\n", "cpu  1 2 x 4 5\n", "cpu  1 2\n", "", "cpu -1 2 3 4 5\n"):
+        (tmp_path / "odd").write_text(odd)
+        assert read_cpu_times(tmp_path / "odd") is None
+    (tmp_path / "bytes").write_bytes(b"\xff\xfe cpu 1 2 3 4 5\n")
+    assert read_cpu_times(tmp_path / "bytes") is None
 
 
 def _scripted(busy_shares: list[float]):
